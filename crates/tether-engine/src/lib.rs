@@ -1,1 +1,23 @@
-pub fn _x(){}
+//! # tether-engine
+//!
+//! The pure domain of Tether, with no IO and no clock of its own:
+//!
+//! - [`time`]: milliseconds, policy durations (`30s`, `5m`) and RFC 3339 formatting;
+//! - [`kind`]: session kinds and their policies, with the built-in `default`, `matching` and `call`;
+//! - [`session`]: the session record, its status machine vocabulary and end reasons;
+//! - [`schedule`]: the deadline queue (earliest deadline first);
+//! - [`engine`]: the live sessions and every operation on them, each returning the
+//!   writes to make durable and the events to publish.
+//!
+//! Every operation takes `now`, so tests drive every timeout by passing a later time.
+
+pub mod engine;
+pub mod kind;
+pub mod schedule;
+pub mod session;
+pub mod time;
+
+pub use engine::{Engine, EngineError, Event, EventType, NewSession, Outcome, Write};
+pub use kind::{KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
+pub use session::{EndReason, Invite, Participant, Session, Status};
+pub use time::{Dur, Millis};
