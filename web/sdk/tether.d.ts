@@ -1,0 +1,303 @@
+// Type declarations for the Tether browser SDK (/sdk/tether.js).
+
+export declare const VERSION: string;
+export declare const EVENT_TYPES: readonly string[];
+
+export type SessionStatus = 'waiting' | 'active' | 'completing' | 'ended';
+
+export type EndReason =
+  | 'ended' | 'closed' | 'superseded' | 'taken_over' | 'idle_timeout'
+  | 'max_duration' | 'waiting_timeout' | 'completing_timeout' | 'disconnected'
+  | 'parent_ended' | 'partner_left' | 'admin' | (string & {});
+
+export interface Participant {
+  id: string;
+  name: string | null;
+  joined_at: string;
+  last_seen_at: string | null;
+  left_at: string | null;
+}
+
+export interface Session {
+  id: string;
+  kind: string;
+  user_id: string;
+  status: SessionStatus;
+  created_at: string;
+  activated_at: string | null;
+  last_seen_at: string | null;
+  expires_at: string | null;
+  ended_at: string | null;
+  end_reason: EndReason | null;
+  parent_id: string | null;
+  metadata: Record<string, unknown>;
+  participants: Participant[];
+  [extra: string]: unknown;
+}
+
+export interface KindInfo {
+  name: string;
+  idle_timeout_ms: number | null;
+  max_duration_ms: number | null;
+  waiting_timeout_ms: number | null;
+  disconnect_grace_ms: number | null;
+  per_user: 'replace' | 'reject' | 'allow';
+  quorum: number;
+  presence: 'owner' | 'any';
+}
+
+export interface Partner {
+  user_id: string;
+  name: string;
+  age: number;
+  bio: string | null;
+  interests: string[];
+}
+
+export interface Match {
+  call_id: string;
+  partner: Partner;
+  compatibility_score: number;
+}
+
+export interface Signal {
+  type: 'offer' | 'answer' | 'ice-candidate';
+  data: any;
+  from?: string;
+  at?: string;
+}
+
+export interface TetherEvent {
+  id: string | number;
+  type: string;
+  at: string;
+  session: Session;
+  reason?: EndReason;
+  match?: Match;
+  signal?: Signal;
+  [extra: string]: unknown;
+}
+
+export interface Problem {
+  type?: string;
+  title?: string;
+  status?: number;
+  detail?: string;
+  blocking_session?: Session;
+  end_reason?: EndReason;
+  [extra: string]: unknown;
+}
+
+export declare class TetherError extends Error {
+  constructor(status: number, problem: any, message?: string);
+  /** HTTP status; 0 for a network failure. */
+  status: number;
+  problem: Problem;
+  detail: string | null;
+}
+
+export interface ClientOptions {
+  /** Server origin, e.g. "https://tether.example.com". Default: the page's origin. */
+  baseUrl?: string;
+  /** Returns the bearer token (a user JWT or an API key). Called for every request/connection. */
+  getToken: () => string | Promise<string>;
+  /** Own user id; default: the `sub` of the token. Needed for calls. */
+  userId?: string;
+  /** 'auto' (WebSocket, SSE after repeated failures), 'ws', 'sse' or 'none' (HTTP only). */
+  transport?: 'auto' | 'ws' | 'sse' | 'none';
+  /** Failed WebSocket opens in a row before bridging with SSE (default 3). */
+  wsFailuresBeforeFallback?: number;
+  /** Reconnect backoff: full jitter, base 250 ms, cap 10 s by default. */
+  backoff?: { baseMs?: number; capMs?: number };
+  /** WebSocket keep-alive ping (default 20 s). */
+  pingIntervalMs?: number;
+  /** Install pagehide/pageshow/visibilitychange handlers (default true). */
+  lifecycle?: boolean;
+  debug?: boolean;
+  fetch?: typeof fetch;
+  WebSocket?: any;
+  EventSource?: any;
+  RTCPeerConnection?: any;
+}
+
+export interface SessionOptions {
+  metadata?: Record<string, unknown>;
+  parentId?: string;
+  /** API key clients only: act for this user. */
+  userId?: string;
+  /** 'takeover': end a blocking session (taken_over) instead of answering a conflict. */
+  onConflict?: 'takeover';
+  /** Send heartbeats (default true). */
+  heartbeat?: boolean;
+  /** Override the interval derived from the kind (idle/3, min 1 s; 20 s without idle timeout). */
+  heartbeatIntervalMs?: number;
+  /** End with sendBeacon on pagehide (default true). */
+  endOnPageHide?: boolean;
+  /** Opt-in: end when the page stays hidden this long (cancelled if it becomes visible). */
+  endWhenHiddenMs?: number | null;
+  /** After endWhenHiddenMs ended it, start a new one when the page is visible again (default true). */
+  restartOnReturn?: boolean;
+  /** After a bfcache restore, start a new session if this one ended (default true). */
+  restartOnRestore?: boolean;
+  /** How long to wait for the event connection before creating the session (default 3000). */
+  connectTimeoutMs?: number;
+}
+
+export interface MatchingPrefs {
+  min_age?: number;
+  max_age?: number;
+  minAge?: number;
+  maxAge?: number;
+  preferred_interests?: string[];
+  preferredInterests?: string[];
+  personality_weight?: number;
+  personalityWeight?: number;
+}
+
+export interface ConnectCallOptions {
+  callId: string;
+  localStream?: MediaStream | null;
+  iceServers?: RTCIceServer[];
+  /** Extra RTCConfiguration fields. */
+  rtcConfig?: RTCConfiguration;
+  /** Default: from the match.found event, else from the call session. */
+  partnerId?: string;
+  /** Call POST /v1/calls/{id}/join first (default true). */
+  join?: boolean;
+  /** Backup poll of the call session (default 3000 ms). */
+  pollIntervalMs?: number;
+}
+
+type Unsubscribe = () => void;
+
+export interface SessionEventMap {
+  ended: (reason: EndReason, session: Session) => void;
+  update: (session: Session) => void;
+  event: (ev: TetherEvent) => void;
+  restarted: (info: { previousId: string; session: Session; why: 'pageshow' | 'visible' }) => void;
+  error: (err: unknown) => void;
+}
+
+export declare class SessionHandle {
+  readonly conflict: false;
+  readonly client: TetherClient;
+  /** Current session id (changes if the SDK restarted the session after a bfcache restore). */
+  id: string;
+  kind: string;
+  session: Session;
+  ended: boolean;
+  endReason: EndReason | null;
+  heartbeatIntervalMs: number | null;
+  superseded?: string[];
+  prefs?: MatchingPrefs;
+  readonly status: SessionStatus;
+  on<K extends keyof SessionEventMap>(type: K, fn: SessionEventMap[K]): Unsubscribe;
+  heartbeat(): Promise<Session>;
+  refresh(): Promise<Session>;
+  end(reason?: string): Promise<Session>;
+  complete(): Promise<Session>;
+  /** End it now with sendBeacon (what pagehide does). */
+  beacon(): boolean;
+}
+
+export declare class Conflict {
+  readonly conflict: true;
+  kind: string;
+  /** The live session that blocks a new one (per_user = "reject"). */
+  blockingSession: Session;
+  error: TetherError;
+  /** End the blocking session (`taken_over`) and start a new one. */
+  takeover(): Promise<SessionHandle>;
+}
+
+export interface CallEventMap {
+  remotestream: (stream: MediaStream) => void;
+  track: (ev: RTCTrackEvent) => void;
+  state: (state: RTCPeerConnectionState) => void;
+  connected: (info: { setupMs: number }) => void;
+  timer: (info: { endsAt: Date; started: boolean }) => void;
+  ended: (reason: EndReason) => void;
+  error: (err: unknown) => void;
+}
+
+export declare class Call {
+  readonly callId: string;
+  pc: RTCPeerConnection | null;
+  remoteStream: MediaStream | null;
+  localStream: MediaStream | null;
+  match: Match | null;
+  partnerId: string | null;
+  /** true when own user_id sorts lower than the partner's: this side sends the first offer. */
+  isOfferer: boolean;
+  /** perfect negotiation: the non-offerer is polite. */
+  polite: boolean;
+  endsAt: Date | null;
+  timerStarted: boolean;
+  session: Session | null;
+  ended: boolean;
+  endReason: EndReason | null;
+  connected: boolean;
+  setupMs: number | null;
+  readonly wasActive: boolean;
+  on<K extends keyof CallEventMap>(type: K, fn: CallEventMap[K]): Unsubscribe;
+  remainingMs(): number | null;
+  /** End the call for both users and close the peer connection. */
+  hangup(): Promise<void>;
+  /** Close the peer connection locally only. */
+  close(): void;
+}
+
+export declare class TetherClient {
+  readonly baseUrl: string;
+  readonly userId: string | null;
+  connectionState: 'idle' | 'connecting' | 'open' | 'closed';
+  activeTransport: 'ws' | 'sse' | null;
+  token(): Promise<string>;
+  request<T = any>(method: string, path: string, body?: unknown, o?: { keepalive?: boolean; signal?: AbortSignal }): Promise<T>;
+  kinds(refresh?: boolean): Promise<Map<string, KindInfo>>;
+  /** Server event types, "*" for all, or "connection" / "error". */
+  on(type: 'connection', fn: (c: { state: string; transport: 'ws' | 'sse' | null }) => void): Unsubscribe;
+  on(type: 'match', fn: (match: Match, ev: TetherEvent | null) => void): Unsubscribe;
+  on(type: string, fn: (ev: TetherEvent) => void): Unsubscribe;
+  off(type: string, fn: Function): void;
+  onMatch(fn: (match: Match, ev: TetherEvent | null) => void): Unsubscribe;
+  connect(): void;
+  ready(timeoutMs?: number): Promise<boolean>;
+  close(): void;
+
+  startSession(kind: string, opts?: SessionOptions): Promise<SessionHandle | Conflict>;
+  resumeSession(id: string, opts?: SessionOptions): Promise<SessionHandle | null>;
+  getSession(id: string): Promise<Session>;
+  listSessions(q?: { kind?: string; status?: string; user_id?: string; limit?: number; cursor?: string }): Promise<{ sessions: Session[]; next_cursor: string | null }>;
+  endSession(id: string, reason?: string): Promise<Session>;
+  beacon(sessionId: string): boolean;
+
+  startMatching(prefs: MatchingPrefs, opts?: SessionOptions): Promise<SessionHandle>;
+  nextMatch(sessionId: string): Promise<{ match_found: boolean; match?: Match; awaiting_decision?: string }>;
+  joinCall(callId: string): Promise<{ timer_started: boolean; ends_at: string | null }>;
+  getCall(callId: string): Promise<Session>;
+  endCall(callId: string): Promise<unknown>;
+  connectCall(opts: ConnectCallOptions): Promise<Call>;
+  decide(callId: string, decision: 'skip' | 'continue', o?: { personalityRating?: number[] }): Promise<unknown>;
+  matches(): Promise<Array<{ user_id: string; name: string; matched_at: string }>>;
+  putProfile(userId: string, profile: { name: string; age: number; bio?: string; interests: string[]; personality?: number[] }): Promise<unknown>;
+}
+
+export declare function createClient(options: ClientOptions): TetherClient;
+export declare function fetchDemoToken(o: { baseUrl?: string; userId: string; fetch?: typeof fetch }): Promise<string>;
+export declare function backoffDelay(attempt: number, o?: { baseMs?: number; capMs?: number; random?: () => number }): number;
+export declare function heartbeatIntervalFor(kind: KindInfo | null | undefined): number;
+export declare function decodeJwtPayload(token: string): Record<string, any> | null;
+export declare function isOfferer(myUserId: string, partnerUserId: string): boolean;
+
+declare const _default: {
+  createClient: typeof createClient;
+  fetchDemoToken: typeof fetchDemoToken;
+  backoffDelay: typeof backoffDelay;
+  heartbeatIntervalFor: typeof heartbeatIntervalFor;
+  isOfferer: typeof isOfferer;
+  decodeJwtPayload: typeof decodeJwtPayload;
+  TetherError: typeof TetherError;
+  VERSION: string;
+};
+export default _default;
