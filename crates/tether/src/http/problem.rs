@@ -1,0 +1,168 @@
+//! Errors as RFC 9457 problem+json, produced in exactly one place
+//! ([`ApiError`]'s `IntoResponse`), and the extractors whose rejections use
+//! it: JSON bodies (with the failing field named), query strings, and the
+//! body size limit.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Map, Value};
+use tether_engine::{EngineError, Session};
+
+/// Request bodies above this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub detail: String,
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> ApiError {
+        ApiError { status, title, detail: detail.into(), extra: Map::new() }
+    }
+    pub fn with(mut self, key: &str, value: Value) -> ApiError {
+        self.extra.insert(key.into(), value);
+        self
+    }
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "Bad request", detail)
+    }
+    /// A request field failed validation (`field` names it, also in `detail`).
+    pub fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid field", detail).with("field", Value::from(field))
+    }
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "Not found", format!("{what} not found"))
+    }
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
+    }
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "Forbidden", detail)
+    }
+    pub fn conflict(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "Conflict", detail)
+    }
+    pub fn gone(session: &Session) -> ApiError {
+        let reason = session.end_reason.map(|r| r.as_str()).unwrap_or("ended");
+        ApiError::new(StatusCode::GONE, "Session ended", format!("session {} has ended ({reason})", session.id))
+            .with("end_reason", Value::from(reason))
+            .with("session", serde_json::to_value(session).unwrap_or(Value::Null))
+    }
+    pub fn unavailable(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", detail)
+    }
+    pub fn internal(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let slug = self.title.to_ascii_lowercase().replace(' ', "-");
+        let mut body = Map::new();
+        body.insert("type".into(), Value::from(format!("https://tether.dev/problems/{slug}")));
+        body.insert("title".into(), Value::from(self.title));
+        body.insert("status".into(), Value::from(self.status.as_u16()));
+        body.insert("detail".into(), Value::from(self.detail));
+        body.extend(self.extra);
+        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string()).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        match e {
+            EngineError::UnknownKind(k) => ApiError::invalid("kind", format!("unknown kind {k:?}")),
+            EngineError::NotLive => ApiError::not_found("session"),
+            EngineError::Conflict(s) => ApiError::conflict(format!(
+                "user {} already has a live {} session ({}); send \"on_conflict\": \"takeover\" to end it and start anew",
+                s.user_id, s.kind, s.id
+            ))
+            .with("blocking_session", serde_json::to_value(&*s).unwrap_or(Value::Null)),
+            EngineError::ParentNotLive => ApiError::invalid("parent_id", "the parent session does not exist or has ended"),
+            EngineError::WrongStatus { status, action } => {
+                ApiError::conflict(format!("cannot {action} a session that is {}", status.as_str())).with("status_now", Value::from(status.as_str()))
+            }
+            EngineError::NotParticipant => ApiError::not_found("participant"),
+            EngineError::InviteUnknown => ApiError::not_found("invitation"),
+            EngineError::InviteExpired => ApiError::new(StatusCode::GONE, "Invitation expired", "the invitation expired"),
+            EngineError::InviteSessionEnded => {
+                ApiError::new(StatusCode::GONE, "Session ended", "the session of this invitation has ended")
+            }
+        }
+    }
+}
+
+/// Parses JSON, naming the failing field path in `detail` and `field`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return serde_json::from_str("{}").map_err(|_| ApiError::bad_request("a JSON object body is required"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("malformed JSON: {inner}"))
+        } else {
+            let field = if path == "." { missing_field(&inner.to_string()).unwrap_or_default() } else { path };
+            let detail = if field.is_empty() { inner.to_string() } else { format!("{field}: {inner}") };
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid field", detail).with("field", Value::from(field))
+        }
+    })
+}
+
+fn missing_field(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let end = msg[start..].find('`')? + start;
+    Some(msg[start..end].to_string())
+}
+
+/// A JSON body: any content type (sendBeacon sends text/plain), at most
+/// [`BODY_LIMIT`] bytes, an empty body reads as `{}`.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(req).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+pub async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), BODY_LIMIT).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large", format!("request bodies are limited to {BODY_LIMIT} bytes"))
+    })
+}
+
+/// Query parameters with problem+json rejections naming the parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
+        serde_path_to_error::deserialize(de)
+            .map(QueryParams)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                ApiError::invalid(&field, format!("query parameter {field}: {}", e.into_inner()))
+            })
+    }
+}
+
+fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(q.as_bytes())
+}
+
+pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    (status, axum::Json(json!(value))).into_response()
+}

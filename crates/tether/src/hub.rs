@@ -1,0 +1,171 @@
+//! The event hub: gives each event its sequence number, keeps a bounded
+//! in-memory log for `Last-Event-ID` resume, and fans events out to SSE and
+//! WebSocket subscribers. Sequence numbers stay monotonic across restarts:
+//! the high bits hold a start counter kept in the store (`seq = epoch·2⁴⁰ + n`),
+//! so a resumed client never sees an id go backwards. The log itself is in
+//! memory: after a restart, resume starts from the events published since.
+
+use crate::metrics::Metrics;
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tether_engine::{time::format_rfc3339, Millis, Session};
+use tokio::sync::broadcast;
+
+/// How many events the resume log keeps.
+pub const LOG_CAPACITY: usize = 65_536;
+
+/// An event before publication.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    pub event_type: &'static str,
+    pub at: Millis,
+    pub session: Session,
+    /// Fields beside `id`, `type`, `at` and `session` (`reason`, `match`, `signal`, …).
+    pub extra: Map<String, Value>,
+    /// Who may receive it; `None` means the session's audience.
+    pub audience: Option<Vec<String>>,
+    /// For deadline-driven ends: the deadline, to measure lateness.
+    pub deadline: Option<Millis>,
+}
+
+impl Draft {
+    pub fn new(event_type: &'static str, at: Millis, session: Session) -> Draft {
+        Draft { event_type, at, session, extra: Map::new(), audience: None, deadline: None }
+    }
+    pub fn with(mut self, key: &str, value: Value) -> Draft {
+        self.extra.insert(key.to_string(), value);
+        self
+    }
+}
+
+impl From<tether_engine::Event> for Draft {
+    fn from(e: tether_engine::Event) -> Draft {
+        let mut d = Draft::new(e.kind.as_str(), e.at, e.session);
+        if let Some(r) = e.reason {
+            d.extra.insert("reason".into(), Value::String(r.as_str().into()));
+        }
+        if let Some(p) = e.participant {
+            d.extra.insert("participant".into(), serde_json::to_value(p).unwrap_or(Value::Null));
+        }
+        d.deadline = e.deadline;
+        d
+    }
+}
+
+/// A published event, shared by every subscriber.
+#[derive(Debug)]
+pub struct Published {
+    pub seq: u64,
+    pub event_type: &'static str,
+    pub kind: String,
+    pub session_id: String,
+    pub audience: Vec<String>,
+    /// The whole event as JSON: `{"id","type","at","session",…}`.
+    pub json: String,
+}
+
+impl Published {
+    /// Whether a subscriber sees it: API keys see all (optionally one kind),
+    /// users see their sessions' events, invite tokens only their session's.
+    pub fn visible(&self, filter: &Subscriber) -> bool {
+        if filter.kind.as_ref().is_some_and(|k| k != &self.kind) {
+            return false;
+        }
+        if let Some(scope) = &filter.session_scope {
+            if scope != &self.session_id {
+                return false;
+            }
+        }
+        match &filter.user {
+            None => true,
+            Some(u) => self.audience.iter().any(|a| a == u),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Subscriber {
+    /// `None` for an API key.
+    pub user: Option<String>,
+    pub session_scope: Option<String>,
+    pub kind: Option<String>,
+}
+
+pub struct Hub {
+    inner: Mutex<HubInner>,
+    sender: broadcast::Sender<Arc<Published>>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn crate::clock::Clock>,
+}
+
+struct HubInner {
+    next: u64,
+    log: VecDeque<Arc<Published>>,
+}
+
+impl Hub {
+    pub fn new(epoch: u64, metrics: Arc<Metrics>, clock: Arc<dyn crate::clock::Clock>) -> Hub {
+        let (sender, _) = broadcast::channel(16_384);
+        Hub {
+            inner: Mutex::new(HubInner { next: (epoch << 40) + 1, log: VecDeque::with_capacity(1024) }),
+            sender,
+            metrics,
+            clock,
+        }
+    }
+
+    pub fn publish(&self, drafts: Vec<Draft>) {
+        if drafts.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let mut inner = self.inner.lock();
+        for d in drafts {
+            if let Some(deadline) = d.deadline {
+                self.metrics.observe_lateness((now - deadline).max(0));
+            }
+            let seq = inner.next;
+            inner.next += 1;
+            let mut obj = Map::new();
+            obj.insert("id".into(), Value::from(seq));
+            obj.insert("type".into(), Value::from(d.event_type));
+            obj.insert("at".into(), Value::from(format_rfc3339(d.at)));
+            obj.insert("session".into(), serde_json::to_value(&d.session).unwrap_or(Value::Null));
+            obj.extend(d.extra);
+            let audience = d.audience.unwrap_or_else(|| d.session.audience());
+            let published = Arc::new(Published {
+                seq,
+                event_type: d.event_type,
+                kind: d.session.kind.clone(),
+                session_id: d.session.id.clone(),
+                audience,
+                json: Value::Object(obj).to_string(),
+            });
+            if inner.log.len() == LOG_CAPACITY {
+                inner.log.pop_front();
+            }
+            inner.log.push_back(published.clone());
+            // No receivers is fine: nobody is listening.
+            let _ = self.sender.send(published);
+        }
+    }
+
+    /// Subscribes and returns the logged events after `after` (for resume).
+    /// Subscribing under the log lock means no event falls between the two.
+    pub fn subscribe(&self, after: Option<u64>) -> (Vec<Arc<Published>>, broadcast::Receiver<Arc<Published>>) {
+        let inner = self.inner.lock();
+        let rx = self.sender.subscribe();
+        let backlog = match after {
+            Some(after) => inner.log.iter().filter(|e| e.seq > after).cloned().collect(),
+            None => Vec::new(),
+        };
+        (backlog, rx)
+    }
+
+    /// Events after `after` still in the log (a lagging subscriber catches up here).
+    pub fn since(&self, after: u64) -> Vec<Arc<Published>> {
+        self.inner.lock().log.iter().filter(|e| e.seq > after).cloned().collect()
+    }
+}

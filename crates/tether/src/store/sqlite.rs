@@ -1,0 +1,197 @@
+//! The embedded SQLite store: one file in WAL mode, created and migrated on
+//! first open. Each journal batch is one transaction with `synchronous=FULL`,
+//! so an acknowledged change survives `kill -9` and power loss; batching
+//! (group commit) keeps that affordable. Sessions are rows with their indexed
+//! fields beside the JSON record.
+
+use super::{ListFilter, Store, StoreError, StoreWrite};
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension};
+use tether_engine::{Invite, Millis, Session, Write};
+
+pub struct SqliteStore {
+    path: String,
+    /// The journal thread's connection (the only writer).
+    writer: Mutex<Connection>,
+    /// Reads run beside the writer thanks to WAL.
+    reader: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  ended_at INTEGER,
+  record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_live ON sessions(status) WHERE status <> 'ended';
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id, id);
+CREATE INDEX IF NOT EXISTS sessions_ended ON sessions(ended_at) WHERE ended_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS invites (token TEXT PRIMARY KEY, session_id TEXT NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS docs (collection TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (collection, key));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+PRAGMA user_version = 1;
+";
+
+fn connect(path: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt record: {e}")))
+}
+
+impl SqliteStore {
+    pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = std::path::Path::new(path).parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+            }
+        }
+        let writer = connect(path)?;
+        writer.execute_batch(SCHEMA)?;
+        let reader = connect(path)?;
+        Ok(SqliteStore { path: path.to_string(), writer: Mutex::new(writer), reader: Mutex::new(reader) })
+    }
+}
+
+impl Store for SqliteStore {
+    fn commit(&self, writes: &[StoreWrite]) -> Result<(), StoreError> {
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO sessions (id, kind, user_id, status, ended_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(id) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at, record = excluded.record",
+            )?;
+            for w in writes {
+                match w {
+                    StoreWrite::Engine(Write::Session(s)) => {
+                        upsert.execute(params![s.id, s.kind, s.user_id, s.status.as_str(), s.ended_at, to_json(s)?])?;
+                    }
+                    StoreWrite::Engine(Write::Invite(i)) => {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO invites (token, session_id, record) VALUES (?1, ?2, ?3)",
+                            params![i.token, i.session_id, to_json(i)?],
+                        )?;
+                    }
+                    StoreWrite::Engine(Write::DeleteInvite(t)) => {
+                        tx.execute("DELETE FROM invites WHERE token = ?1", params![t])?;
+                    }
+                    StoreWrite::Doc { collection, key, value: Some(v) } => {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO docs (collection, key, value) VALUES (?1, ?2, ?3)",
+                            params![collection, key, v],
+                        )?;
+                    }
+                    StoreWrite::Doc { collection, key, value: None } => {
+                        tx.execute("DELETE FROM docs WHERE collection = ?1 AND key = ?2", params![collection, key])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load_live(&self) -> Result<(Vec<Session>, Vec<Invite>), StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare("SELECT record FROM sessions WHERE status <> 'ended'")?;
+        let sessions = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .map(|r| from_json::<Session>(&r?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = conn.prepare("SELECT record FROM invites")?;
+        let invites = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .map(|r| from_json::<Invite>(&r?))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((sessions, invites))
+    }
+
+    fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let conn = self.reader.lock();
+        let record: Option<String> = conn
+            .prepare_cached("SELECT record FROM sessions WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))
+            .optional()?;
+        record.map(|r| from_json(&r)).transpose()
+    }
+
+    fn list(&self, f: &ListFilter) -> Result<Vec<Session>, StoreError> {
+        let conn = self.reader.lock();
+        let mut sql = String::from("SELECT record FROM sessions WHERE id > ?1");
+        let mut args: Vec<String> = vec![f.after_id.clone().unwrap_or_default()];
+        for (col, val) in [("kind", &f.kind), ("status", &f.status), ("user_id", &f.user_id)] {
+            if let Some(v) = val {
+                args.push(v.clone());
+                sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+            }
+        }
+        sql.push_str(" ORDER BY id");
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let s: Session = from_json(&row?)?;
+            if f.visible_to.as_ref().is_none_or(|u| s.visible_to(u)) {
+                out.push(s);
+                if out.len() >= f.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn purge(&self, cutoff: &dyn Fn(&str) -> Millis, dry_run: bool) -> Result<usize, StoreError> {
+        let conn = self.writer.lock();
+        let mut stmt = conn.prepare("SELECT id, kind, ended_at FROM sessions WHERE ended_at IS NOT NULL")?;
+        let doomed: Vec<String> = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?
+            .filter_map(|r| r.ok())
+            .filter(|(_, kind, ended)| *ended < cutoff(kind))
+            .map(|(id, _, _)| id)
+            .collect();
+        if !dry_run && !doomed.is_empty() {
+            conn.execute_batch("BEGIN")?;
+            for id in &doomed {
+                conn.execute("DELETE FROM sessions WHERE id = ?1", params![id])?;
+            }
+            conn.execute_batch("COMMIT")?;
+        }
+        Ok(doomed.len())
+    }
+
+    fn docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare("SELECT key, value FROM docs WHERE collection = ?1")?;
+        let rows = stmt.query_map(params![collection], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.reader.lock();
+        Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional()?)
+    }
+
+    fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let conn = self.writer.lock();
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite://{} (WAL, synchronous=FULL)", self.path)
+    }
+}
