@@ -1,17 +1,19 @@
-//! The waiting-user index: answers "who is waiting, mutually age-compatible
-//! with this user, longest wait first" without scanning the pool.
+//! The waiting-user index: answers "who is waiting and mutually
+//! age-compatible with this user" without scanning the pool, and carries
+//! what scoring needs so the hot loop does not chase pointers into the
+//! user table.
 //!
 //! Waiting users are grouped by the triple (own age, min_age, max_age). A
 //! query for a user of age `A` wanting `[lo, hi]` visits only ages
-//! `lo..=hi`, and within each age only the `min_age <= A` columns (a 103-bit
-//! mask) and, through a `BTreeMap` range, only `max_age >= A`. Every group it
-//! yields therefore satisfies *both* age filters, so no candidate popped
-//! later is wasted on an age check. Groups are ordered by wait key, and the
-//! query merges them oldest-first with a heap.
+//! `lo..=hi`, within each age only the `min_age <= A` columns (a 103-bit
+//! mask), and within those only the groups with `max_age >= A` (a sorted
+//! vector, found by binary search). Every entry it yields therefore passes
+//! *both* age filters. Each group is a vector sorted by wait key, so the
+//! pool can walk all of them, or merge them oldest-first with a heap.
 
 use std::cmp::Reverse;
 use std::collections::binary_heap::PeekMut;
-use std::collections::{btree_set, BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::BinaryHeap;
 
 use crate::validate::{MAX_AGE, MIN_AGE};
 
@@ -35,9 +37,47 @@ pub(crate) struct Slot {
     pub max: u8,
 }
 
+/// A snapshot of what scoring needs about a waiting user. The pool rebuilds
+/// it (by re-indexing) whenever the profile, preferences or ratings change.
+#[derive(Debug, Clone)]
+pub(crate) struct Card {
+    pub weight: f32,
+    pub personality: Option<[f32; 5]>,
+    /// Sorted interest ids, then sorted preferred-interest ids: one
+    /// allocation instead of two.
+    pub tags: Box<[u32]>,
+    pub n_interests: usize,
+}
+
+impl Card {
+    pub fn new(interests: &[u32], preferred: &[u32], weight: f32, personality: Option<[f32; 5]>) -> Card {
+        let tags: Vec<u32> = interests.iter().chain(preferred).copied().collect();
+        Card { weight, personality, tags: tags.into_boxed_slice(), n_interests: interests.len() }
+    }
+    pub fn interests(&self) -> &[u32] {
+        &self.tags[..self.n_interests]
+    }
+    pub fn preferred(&self) -> &[u32] {
+        &self.tags[self.n_interests..]
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub key: WaitKey,
+    pub card: Card,
+}
+
+struct Group {
+    max: u8,
+    /// Sorted by key. Keys almost always arrive in order (time moves
+    /// forward), so inserts are appends.
+    entries: Vec<Entry>,
+}
+
 pub(crate) struct AgeIndex {
-    /// `[(age-18) * SPAN + (min-18)]` → max_age → group.
-    cells: Vec<BTreeMap<u8, BTreeSet<WaitKey>>>,
+    /// `[(age-18) * SPAN + (min-18)]` → groups sorted by `max`.
+    cells: Vec<Vec<Group>>,
     /// Per age, bit `min-18` set when that cell is non-empty.
     mins: Vec<u128>,
 }
@@ -48,33 +88,44 @@ fn off(a: u8) -> usize {
 
 impl AgeIndex {
     pub fn new() -> Self {
-        AgeIndex { cells: (0..SPAN * SPAN).map(|_| BTreeMap::new()).collect(), mins: vec![0; SPAN] }
+        AgeIndex { cells: (0..SPAN * SPAN).map(|_| Vec::new()).collect(), mins: vec![0; SPAN] }
     }
 
-    pub fn insert(&mut self, s: Slot, k: WaitKey) {
-        let cell = off(s.age) * SPAN + off(s.min);
-        self.cells[cell].entry(s.max).or_default().insert(k);
+    pub fn insert(&mut self, s: Slot, key: WaitKey, card: Card) {
+        let cell = &mut self.cells[off(s.age) * SPAN + off(s.min)];
+        let gi = match cell.binary_search_by_key(&s.max, |g| g.max) {
+            Ok(i) => i,
+            Err(i) => {
+                cell.insert(i, Group { max: s.max, entries: Vec::new() });
+                i
+            }
+        };
+        let entries = &mut cell[gi].entries;
+        let at = entries.partition_point(|e| e.key < key);
+        entries.insert(at, Entry { key, card });
         self.mins[off(s.age)] |= 1u128 << off(s.min);
     }
 
-    pub fn remove(&mut self, s: Slot, k: WaitKey) {
-        let cell = off(s.age) * SPAN + off(s.min);
-        let map = &mut self.cells[cell];
-        if let Some(group) = map.get_mut(&s.max) {
-            group.remove(&k);
-            if group.is_empty() {
-                map.remove(&s.max);
+    pub fn remove(&mut self, s: Slot, key: WaitKey) {
+        let cell = &mut self.cells[off(s.age) * SPAN + off(s.min)];
+        if let Ok(gi) = cell.binary_search_by_key(&s.max, |g| g.max) {
+            let entries = &mut cell[gi].entries;
+            if let Ok(at) = entries.binary_search_by(|e| e.key.cmp(&key)) {
+                entries.remove(at);
+            }
+            if entries.is_empty() {
+                cell.remove(gi);
             }
         }
-        if map.is_empty() {
+        if cell.is_empty() {
             self.mins[off(s.age)] &= !(1u128 << off(s.min));
         }
     }
 
-    /// Everyone waiting whose age is in `[lo, hi]` and whose own range
-    /// contains `age`, longest wait first.
-    pub fn mutual<'a>(&'a self, age: u8, lo: u8, hi: u8) -> Merge<'a> {
-        let mut iters = Vec::new();
+    /// The groups of everyone waiting whose age is in `[lo, hi]` and whose
+    /// own range contains `age`; each slice is sorted by wait key.
+    pub fn mutual(&self, age: u8, lo: u8, hi: u8) -> Vec<&[Entry]> {
+        let mut out = Vec::new();
         // Bits 0..=off(age): columns whose min_age <= age.
         let min_mask: u128 = (1u128 << (off(age) + 1)) - 1;
         for g in off(lo)..=off(hi) {
@@ -82,40 +133,44 @@ impl AgeIndex {
             while mask != 0 {
                 let m = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
-                for (_, group) in self.cells[g * SPAN + m].range(age..) {
-                    iters.push(group.iter());
-                }
+                let cell = &self.cells[g * SPAN + m];
+                let from = cell.partition_point(|grp| grp.max < age);
+                out.extend(cell[from..].iter().map(|grp| grp.entries.as_slice()));
             }
         }
-        let mut heads = Vec::with_capacity(iters.len());
-        for (i, it) in iters.iter_mut().enumerate() {
-            if let Some(k) = it.next() {
-                heads.push(Reverse((*k, i)));
-            }
-        }
-        Merge { iters, heap: BinaryHeap::from(heads) }
+        out
     }
 }
 
-/// Oldest-first k-way merge over the groups a query selected.
+/// Oldest-first k-way merge over sorted groups.
 pub(crate) struct Merge<'a> {
-    iters: Vec<btree_set::Iter<'a, WaitKey>>,
+    groups: Vec<&'a [Entry]>,
     heap: BinaryHeap<Reverse<(WaitKey, usize)>>,
 }
 
-impl Iterator for Merge<'_> {
-    type Item = WaitKey;
+impl<'a> Merge<'a> {
+    pub fn new(groups: Vec<&'a [Entry]>) -> Self {
+        let heads: Vec<_> = groups.iter().enumerate().filter_map(|(i, g)| g.first().map(|e| Reverse((e.key, i)))).collect();
+        Merge { groups, heap: BinaryHeap::from(heads) }
+    }
+}
 
-    fn next(&mut self) -> Option<WaitKey> {
+impl<'a> Iterator for Merge<'a> {
+    type Item = &'a Entry;
+
+    fn next(&mut self) -> Option<&'a Entry> {
         // Replacing the top in place sifts once instead of pop + push.
         let mut top = self.heap.peek_mut()?;
-        let Reverse((k, i)) = *top;
-        match self.iters[i].next() {
-            Some(n) => *top = Reverse((*n, i)),
+        let Reverse((_, i)) = *top;
+        let group = self.groups[i];
+        let (first, rest) = group.split_first()?;
+        self.groups[i] = rest;
+        match rest.first() {
+            Some(n) => *top = Reverse((n.key, i)),
             None => {
                 PeekMut::pop(top);
             }
         }
-        Some(k)
+        Some(first)
     }
 }

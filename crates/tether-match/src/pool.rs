@@ -13,7 +13,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
 
-use crate::index::{AgeIndex, Slot, WaitKey};
+use crate::index::{AgeIndex, Card, Entry, Merge, Slot, WaitKey};
 use crate::score::{blend_personality, relax_factor, score, Side};
 use crate::validate::{FieldError, Preferences, Profile};
 
@@ -227,6 +227,8 @@ impl Pool {
         }
         u.ratings_n = u.ratings_n.saturating_add(1);
         u.effective = blend_personality(u.profile.as_ref().and_then(Profile::personality), &u.ratings_sum, u.ratings_n);
+        // The index carries a copy of the personality for scoring.
+        self.reindex(id);
         Ok(())
     }
 
@@ -430,7 +432,8 @@ impl Pool {
         let Some(key) = r.wait else { return };
         let slot = Slot { age, min: r.prefs.min_age(), max: r.prefs.max_age() };
         r.slot = Some(slot);
-        self.index.insert(slot, key);
+        let card = Card::new(&u.interest_ids, &r.pref_ids, r.prefs.personality_weight(), u.effective);
+        self.index.insert(slot, key, card);
     }
 
     /// Picks the best partner for waiting user `id` and, if found, takes
@@ -452,34 +455,58 @@ impl Pool {
         })
     }
 
-    /// Candidates come from the index already mutually age-compatible and
-    /// longest-waiting first. Those excluded or blocked are skipped without
-    /// counting against the budget (a user's exclusions are bounded, so this
-    /// cannot turn into a pool scan, and it guarantees a partner is found
-    /// whenever one is eligible). The first `candidate_budget` eligible ones
-    /// are scored; the best wins and, as they arrive oldest-first, a strict
-    /// `>` gives ties to the longest wait.
+    /// Candidates come from the index already mutually age-compatible.
+    /// Excluded or blocked ones are skipped without counting against the
+    /// budget (a user's exclusions are bounded, so this cannot turn into a
+    /// pool scan, and a partner is found whenever one is eligible). When no
+    /// more than `candidate_budget` are waiting, all are scored; otherwise
+    /// they are merged longest-wait first and the first `candidate_budget`
+    /// eligible ones are scored. The best score wins, ties to the longest
+    /// wait.
     fn best_partner(&self, id: u32, now_ms: i64) -> Option<(u32, f32)> {
         let me = &self.users[id as usize];
         let slot = me.reg.as_ref()?.slot?;
         let my_side = self.side(id, now_ms)?;
-        let (age, lo, hi) = (slot.age, slot.min, slot.max);
-        let mut best: Option<(u32, f32)> = None;
-        let mut scored = 0usize;
-        for k in self.index.mutual(age, lo, hi) {
-            if k.uid == id || me.never.contains(&k.uid) {
-                continue;
+        let groups = self.index.mutual(slot.age, slot.min, slot.max);
+        let total: usize = groups.iter().map(|g| g.len()).sum();
+        let mut best: Option<(f32, WaitKey)> = None;
+        let mut consider = |e: &Entry| -> bool {
+            if e.key.uid == id || me.never.contains(&e.key.uid) {
+                return false;
             }
-            let Some(their_side) = self.side(k.uid, now_ms) else { continue };
+            let their_side = Side {
+                interests: e.card.interests(),
+                preferred: e.card.preferred(),
+                personality: e.card.personality.as_ref(),
+                weight: e.card.weight,
+                relax: relax_factor(now_ms.saturating_sub(e.key.entered_at)),
+            };
             let s = score(&my_side, &their_side);
-            if best.is_none_or(|(_, b)| s > b) {
-                best = Some((k.uid, s));
+            let better = match best {
+                None => true,
+                Some((bs, bk)) => s > bs || (s == bs && e.key < bk),
+            };
+            if better {
+                best = Some((s, e.key));
             }
-            scored += 1;
-            if scored >= self.config.candidate_budget {
-                break;
+            true
+        };
+        if total <= self.config.candidate_budget {
+            // Everyone fits in the budget: skip the heap, order does not matter.
+            for e in groups.iter().flat_map(|g| g.iter()) {
+                consider(e);
+            }
+        } else {
+            let mut scored = 0usize;
+            for e in Merge::new(groups) {
+                if consider(e) {
+                    scored += 1;
+                    if scored >= self.config.candidate_budget {
+                        break;
+                    }
+                }
             }
         }
-        best
+        best.map(|(s, k)| (k.uid, s))
     }
 }

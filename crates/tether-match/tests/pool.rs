@@ -265,13 +265,16 @@ struct Sim {
 #[test]
 fn random_pool_pairs_are_disjoint_and_valid() {
     for seed in 1..=20u64 {
-        run_random(seed);
+        // Budget above the pool size scores everyone; a tiny budget takes
+        // the oldest-first merge path. Both must keep every invariant.
+        run_random(seed, DEFAULT_CANDIDATE_BUDGET);
+        run_random(seed, 3);
     }
 }
 
-fn run_random(seed: u64) {
+fn run_random(seed: u64, candidate_budget: usize) {
     let mut rng = Rng(seed);
-    let mut pool = Pool::new();
+    let mut pool = Pool::with_config(PoolConfig { candidate_budget });
     let n = 200;
     let mut sims = Vec::new();
     let mut order: Vec<usize> = (0..n).collect();
@@ -323,6 +326,20 @@ fn run_random(seed: u64) {
         let pr = prefs(i64::from(s.min), i64::from(s.max), &[INTERESTS[i % 8]], Some(rng.unit()));
         if let Some(p) = pool.enter(&id, &format!("s-{id}"), pr, now) {
             check(&pool, &p, &sims, &mut paired);
+            if candidate_budget >= n {
+                // Nobody still waiting and eligible may have scored higher.
+                // The newcomer's relaxation is 1.0 both at entry and now.
+                for x in (0..n).filter(|&x| pool.is_waiting(&format!("u{x}"))) {
+                    let xs = &sims[x];
+                    let eligible = (s.min..=s.max).contains(&xs.age)
+                        && (xs.min..=xs.max).contains(&s.age)
+                        && !pool.is_excluded(&id, &format!("u{x}"));
+                    if eligible {
+                        let c = pool.compatibility(&id, &format!("u{x}"), now).expect("scorable");
+                        assert!(c <= p.score + 1e-6, "seed {seed}: u{x} scored {c} > chosen {}", p.score);
+                    }
+                }
+            }
             pairs.push(p);
         }
     }
@@ -339,8 +356,8 @@ fn run_random(seed: u64) {
             }
         }
     }
-    // Pairing is eager and the budget exceeds the pool, so no eligible pair
-    // may be left waiting.
+    // Pairing is eager and a partner is found whenever one is eligible
+    // (whatever the budget), so no eligible pair may be left waiting.
     let waiting: Vec<usize> = (0..n).filter(|&i| pool.is_waiting(&format!("u{i}"))).collect();
     assert_eq!(waiting.len(), pool.waiting_count());
     for &x in &waiting {
