@@ -207,6 +207,35 @@ impl Engine {
             .get(&req.kind)
             .cloned()
             .ok_or_else(|| EngineError::UnknownKind(req.kind.clone()))?;
+        // Refuse before applying due deadlines: an `Err` carries no Outcome,
+        // so ends applied here and then refused would be lost. A session that
+        // `expire_due(now)` would end neither blocks nor parents.
+        if let Some(parent) = &req.parent_id {
+            if !self.live.contains_key(parent) || self.doomed(now, parent) {
+                return Err(EngineError::ParentNotLive);
+            }
+        }
+        if kind.per_user == PerUser::Reject && !req.takeover {
+            let blocking = self.by_owner.get(&req.owner).into_iter().flatten().find(|id| {
+                self.live[*id].kind == kind.name && !self.doomed(now, id)
+            });
+            if let Some(id) = blocking {
+                return Err(EngineError::Conflict(Box::new(self.live[id].clone())));
+            }
+        }
+        let ends_holding = kind.per_user == PerUser::Replace || (kind.per_user == PerUser::Reject && req.takeover);
+        if let (true, Some(parent)) = (ends_holding, &req.parent_id) {
+            // The parent would itself be superseded / taken over by this very
+            // create (or cascade from one that is): the child would be born an orphan.
+            let mut at = self.live.get(parent);
+            while let Some(s) = at {
+                if s.user_id == req.owner && s.kind == kind.name {
+                    return Err(EngineError::ParentNotLive);
+                }
+                let cascades = self.kinds.get(&s.kind).is_some_and(|k| k.on_parent_end == OnParentEnd::End);
+                at = s.parent_id.as_ref().filter(|_| cascades).and_then(|p| self.live.get(p));
+            }
+        }
         let mut out = self.expire_due(now);
         if let Some(parent) = &req.parent_id {
             if !self.live.contains_key(parent) {
@@ -439,6 +468,11 @@ impl Engine {
                 return Err(EngineError::InviteExpired);
             }
         }
+        if self.doomed(now, &invite.session_id) {
+            // Refused without applying it, so the end is not lost: the
+            // scheduler's expire_due ends and reports it.
+            return Err(EngineError::InviteSessionEnded);
+        }
         let mut out = self.expire_due(now);
         if !self.live.contains_key(&invite.session_id) {
             return Err(EngineError::InviteSessionEnded);
@@ -611,6 +645,17 @@ impl Engine {
                 .min()
         });
         Some(Deadlines { end, participant })
+    }
+
+    /// True if `expire_due(now)` would end this live session: one of its own
+    /// deadlines has passed, or an ancestor's has and the end cascades to it.
+    fn doomed(&self, now: Millis, id: &str) -> bool {
+        let Some(s) = self.live.get(id) else { return false };
+        if self.deadlines(s).and_then(|d| d.end).is_some_and(|(at, _)| at <= now) {
+            return true;
+        }
+        let cascades = self.kinds.get(&s.kind).is_some_and(|k| k.on_parent_end == OnParentEnd::End);
+        cascades && s.parent_id.as_deref().is_some_and(|p| self.doomed(now, p))
     }
 
     /// Recomputes a live session's deadlines, its `expires_at` and its place in the schedule.

@@ -43,3 +43,43 @@ impl DeadlineQueue {
         self.at.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earliest_first_and_moves_replace_the_old_entry() {
+        let mut q = DeadlineQueue::default();
+        assert!(q.is_empty());
+        assert_eq!(q.first(), None);
+        q.set("b", 20);
+        q.set("a", 30);
+        q.set("c", 10);
+        assert_eq!(q.first(), Some((10, "c".to_string())));
+        assert_eq!(q.len(), 3);
+        // Moving an entry leaves no stale copy behind.
+        q.set("c", 40);
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.first(), Some((20, "b".to_string())));
+        q.set("b", 20); // unchanged
+        q.remove("b");
+        assert_eq!(q.first(), Some((30, "a".to_string())));
+        q.remove("b"); // absent: no-op
+        q.remove("a");
+        assert_eq!(q.first(), Some((40, "c".to_string())));
+        q.remove("c");
+        assert!(q.is_empty());
+        assert_eq!(q.first(), None);
+    }
+
+    #[test]
+    fn equal_times_are_ordered_by_id() {
+        let mut q = DeadlineQueue::default();
+        q.set("z", 5);
+        q.set("y", 5);
+        assert_eq!(q.first(), Some((5, "y".to_string())));
+        q.remove("y");
+        assert_eq!(q.first(), Some((5, "z".to_string())));
+    }
+}
