@@ -6,7 +6,7 @@ import { parsePrometheus, histogramSummary, fmtSeconds } from '/admin/metrics.js
 
 const KEY_STORE = 'tether-admin-key';
 const LIVE = ['waiting', 'active', 'completing'];
-const STATUS_ORDER = ['waiting', 'active', 'completing', 'ended'];
+const STATUS_ORDER = ['waiting', 'active', 'completing', 'ended', 'live'];
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -189,7 +189,8 @@ function countsMatrix(h, samples, live) {
   }
   for (const k of Object.keys(byKind)) if (!m.has(k)) m.set(k, new Map());
   for (const s of live) add(s.kind, s.status, 1);
-  for (const [k, n] of Object.entries(byKind)) m.get(k).set('all', Number(n) || 0);
+  // health's flat by_kind counts live sessions of each kind
+  for (const [k, n] of Object.entries(byKind)) m.get(k).set('live', Number(n) || 0);
   return { m, source: 'lists' };
 }
 
@@ -201,7 +202,7 @@ function renderCounts(h, samples, live) {
   const table = $('counts-table');
   const thead = table.tHead;
   const tr = document.createElement('tr');
-  tr.append(th('Kind'), ...cols.map((c) => th(c === 'all' ? 'all (incl. ended)' : c, 'num')));
+  tr.append(th('Kind'), ...cols.map((c) => th(c === 'live' ? 'live (total)' : c, 'num')));
   thead.replaceChildren(tr);
   const body = table.tBodies[0];
   const kinds = [...m.keys()].sort();

@@ -298,6 +298,8 @@ export class TetherClient {
     this._kinds = null;
     this._kindsPromise = null;
     this._lastToken = null;
+    /** @type {number | null} highest numeric event id seen */
+    this._lastEventId = null;
 
     // connection state
     this.connectionState = 'idle'; // idle | connecting | open | closed
@@ -623,7 +625,10 @@ export class TetherClient {
       return;
     }
     if (this._closed || this._es || this._wsOpen) return;
-    const es = new ES(`${this.baseUrl}/v1/events?token=${encodeURIComponent(token)}`);
+    // resume after the last event seen on any transport (the server accepts
+    // ?last_event_id= for clients that cannot set the Last-Event-ID header)
+    const resume = this._lastEventId != null ? `&last_event_id=${this._lastEventId}` : '';
+    const es = new ES(`${this.baseUrl}/v1/events?token=${encodeURIComponent(token)}${resume}`);
     this._es = es;
     const onEvent = (m) => {
       let data;
@@ -705,7 +710,8 @@ export class TetherClient {
     if (h && (err.status === 410 || err.status === 404)) {
       h._markEnded(err.end_reason ?? (err.status === 404 ? 'gone' : 'ended'), null);
     }
-    const c = err.call_id ? this._calls.get(err.call_id) : null;
+    const cid = err.call_id ?? sid;
+    const c = cid ? this._calls.get(cid) : null;
     if (c && err.status === 410) c._end(err.end_reason ?? 'partner_left');
     this._em.emit('error', new TetherError(err.status ?? 0, err));
   }
@@ -714,6 +720,9 @@ export class TetherClient {
   _dispatch(ev) {
     if (ev.id != null) {
       const key = String(ev.id);
+      if (/^\d+$/.test(key) && (this._lastEventId == null || Number(key) > this._lastEventId)) {
+        this._lastEventId = Number(key);
+      }
       if (this._seenEvents.has(key)) return;
       this._seenEvents.add(key);
     }
@@ -931,7 +940,7 @@ export class TetherClient {
             const d = globalThis.document;
             if (d && d.visibilityState !== 'hidden') return;
             h._endedByHidden = true;
-            h.end().catch(() => {
+            h.end('page_hidden').catch(() => {
               h._beaconed = true;
               this.beacon(h.id);
             });

@@ -1,0 +1,91 @@
+// Seed 003's story on the interview demo (kind `interview`, per_user="reject",
+// disconnect_grace 3 s): a browser crashes mid-interview; coming back at once
+// shows "Previous session detected" and "Clear previous session & continue"
+// takes over; left alone, the server ends a crashed browser's session
+// `disconnected` on its own; a closed tab ends it at once (beacon).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startServer, launchBrowser, waitFor, ARTIFACTS } from '../lib/harness.mjs';
+
+let srv;
+const browsers = [];
+before(async () => {
+  srv = await startServer('interview');
+});
+after(async () => {
+  for (const b of browsers) await b.close();
+  if (srv) await srv.stop();
+});
+async function browser(label) {
+  const b = await launchBrowser(label);
+  browsers.push(b);
+  return b;
+}
+
+const user = `ivy-${Math.random().toString(36).slice(2, 8)}`;
+const pageUrl = () => `${srv.url}/demo/interview?user=${user}`;
+
+async function startInterview(page) {
+  await page.getByRole('button', { name: 'Start interview' }).click();
+  await page.waitForFunction(() => ['live', 'conflict'].includes(window.__demo.state), null, { timeout: 10_000 });
+  return page.evaluate(() => ({ state: window.__demo.state, sessionId: window.__demo.sessionId, blocking: window.__demo.blockingSessionId }));
+}
+
+test('killed browser -> "Previous session detected" -> clear & continue takes over', { timeout: 90_000 }, async () => {
+  const X = await browser('interview-x');
+  const px = await X.newPage(pageUrl());
+  const first = await startInterview(px);
+  assert.equal(first.state, 'live');
+  assert.equal((await srv.session(first.sessionId)).status, 'active');
+
+  // a second browser is already on the page when the first one crashes
+  const Y = await browser('interview-y');
+  const py = await Y.newPage(pageUrl());
+  X.kill();
+  const second = await startInterview(py);
+  assert.equal(second.state, 'conflict', 'the crashed session still blocks a new one right after the crash');
+  assert.equal(second.blocking, first.sessionId);
+  await py.getByRole('heading', { name: 'Previous session detected' }).waitFor();
+  await py.screenshot({ path: join(ARTIFACTS, 'interview-conflict.png'), fullPage: true });
+
+  await py.getByRole('button', { name: 'Clear previous session & continue' }).click();
+  await py.waitForFunction(() => window.__demo.state === 'live', null, { timeout: 10_000 });
+  const newId = await py.evaluate(() => window.__demo.sessionId);
+  assert.notEqual(newId, first.sessionId);
+  const old = await srv.session(first.sessionId);
+  assert.equal(old.status, 'ended');
+  assert.equal(old.end_reason, 'taken_over');
+  assert.equal((await srv.session(newId)).status, 'active');
+  await py.getByRole('heading', { name: 'Interview in progress' }).waitFor();
+
+  // now crash this one and wait: the server ends it by itself (disconnect_grace 3 s)
+  const t0 = Date.now();
+  Y.kill();
+  const ended = await waitFor(
+    async () => {
+      const s = await srv.session(newId);
+      return s.status === 'ended' ? s : null;
+    },
+    { timeoutMs: 3_000 + 1_000, intervalMs: 50, what: 'the crashed interview to end' },
+  );
+  assert.equal(ended.end_reason, 'disconnected');
+  assert.ok(Date.parse(ended.ended_at) - t0 <= 4_000);
+
+  // coming back later: no conflict any more
+  const Z = await browser('interview-z');
+  const pz = await Z.newPage(pageUrl());
+  const third = await startInterview(pz);
+  assert.equal(third.state, 'live');
+
+  // closing the tab ends it at once with the beacon
+  await pz.close();
+  const closed = await waitFor(
+    async () => {
+      const s = await srv.session(third.sessionId);
+      return s.status === 'ended' ? s : null;
+    },
+    { timeoutMs: 2_000, intervalMs: 50, what: 'the closed tab to end its interview' },
+  );
+  assert.equal(closed.end_reason, 'closed');
+});

@@ -1,0 +1,186 @@
+// SDK unit tests in plain Node (no server, no browser): importing the module
+// touches no browser global; pure helpers; HTTP behaviour with a fake fetch.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  createClient,
+  backoffDelay,
+  heartbeatIntervalFor,
+  decodeJwtPayload,
+  isOfferer,
+  TetherError,
+} from '../../web/sdk/tether.js';
+import { parsePrometheus, histogramSummary } from '../../web/admin/metrics.js';
+
+test('backoff: full jitter within [0, min(cap, base*2^n))', () => {
+  for (let n = 0; n < 12; n++) {
+    const ceil = Math.min(10_000, 250 * 2 ** n);
+    assert.equal(backoffDelay(n, { random: () => 0 }), 0);
+    assert.ok(backoffDelay(n, { random: () => 0.999999 }) < ceil);
+    assert.ok(backoffDelay(n, { random: () => 0.999999 }) >= ceil - 1);
+  }
+  assert.ok(backoffDelay(50) < 10_000, 'capped at 10 s');
+});
+
+test('heartbeat interval from the kind', () => {
+  assert.equal(heartbeatIntervalFor({ idle_timeout_ms: 30_000 }), 10_000);
+  assert.equal(heartbeatIntervalFor({ idle_timeout_ms: 1_500 }), 1_000, 'at least 1 s');
+  assert.equal(heartbeatIntervalFor({ idle_timeout_ms: null }), 20_000);
+  assert.equal(heartbeatIntervalFor(null), 10_000, 'unknown kind: conservative');
+});
+
+function jwt(payload) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(payload)}.sig`;
+}
+
+test('JWT payload decoding and offerer choice', () => {
+  assert.deepEqual(decodeJwtPayload(jwt({ sub: 'ada', exp: 1 })), { sub: 'ada', exp: 1 });
+  assert.equal(decodeJwtPayload('nope'), null);
+  assert.equal(isOfferer('alice-1', 'bob-2'), true);
+  assert.equal(isOfferer('bob-2', 'alice-1'), false);
+});
+
+/** A fake fetch answering from a route table; records the requests. */
+function fakeFetch(routes) {
+  const calls = [];
+  const f = async (url, init = {}) => {
+    const u = new URL(url);
+    const key = `${init.method || 'GET'} ${u.pathname}`;
+    const body = init.body ? JSON.parse(init.body) : undefined;
+    calls.push({ key, body, headers: init.headers, search: u.search });
+    const h = routes[key];
+    if (!h) return new Response(JSON.stringify({ status: 404, title: 'Not Found' }), { status: 404 });
+    const [status, data] = typeof h === 'function' ? h(body, calls) : h;
+    return new Response(data == null ? null : JSON.stringify(data), {
+      status,
+      headers: { 'Content-Type': status >= 400 ? 'application/problem+json' : 'application/json' },
+    });
+  };
+  f.calls = calls;
+  return f;
+}
+
+const session = (over = {}) => ({
+  id: 's1',
+  kind: 'interview',
+  user_id: 'ada',
+  status: 'active',
+  created_at: '2026-01-01T00:00:00.000Z',
+  activated_at: '2026-01-01T00:00:00.000Z',
+  last_seen_at: null,
+  expires_at: null,
+  ended_at: null,
+  end_reason: null,
+  parent_id: null,
+  metadata: {},
+  participants: [],
+  ...over,
+});
+
+function client(routes) {
+  const fetch = fakeFetch(routes);
+  const c = createClient({
+    baseUrl: 'http://tether.test',
+    getToken: () => jwt({ sub: 'ada' }),
+    fetch,
+    transport: 'none',
+    lifecycle: false,
+  });
+  return { c, fetch };
+}
+
+test('startSession: 409 with blocking_session yields a conflict; takeover() retries with on_conflict', async () => {
+  const blocking = session({ id: 'old' });
+  const { c, fetch } = client({
+    'GET /v1/kinds': [200, { kinds: [{ name: 'interview', idle_timeout_ms: 30_000 }] }],
+    'POST /v1/sessions': (body) =>
+      body.on_conflict === 'takeover'
+        ? [201, { session: session({ id: 'new' }), superseded: [] }]
+        : [409, { status: 409, title: 'Conflict', detail: 'live session exists', blocking_session: blocking }],
+  });
+  const r = await c.startSession('interview');
+  assert.equal(r.conflict, true);
+  assert.equal(r.blockingSession.id, 'old');
+  const h = await r.takeover();
+  assert.equal(h.conflict, false);
+  assert.equal(h.id, 'new');
+  assert.equal(h.heartbeatIntervalMs, 10_000);
+  const posts = fetch.calls.filter((x) => x.key === 'POST /v1/sessions');
+  assert.deepEqual(posts.map((p) => p.body.on_conflict), [undefined, 'takeover']);
+  assert.match(posts[0].headers.Authorization, /^Bearer /);
+  c.close();
+});
+
+test('heartbeat: 410 marks the handle ended with the server end_reason', async () => {
+  const { c } = client({
+    'GET /v1/kinds': [200, { kinds: [] }],
+    'POST /v1/sessions': [201, { session: session(), superseded: [] }],
+    'POST /v1/sessions/s1/heartbeat': [410, { status: 410, title: 'Gone', end_reason: 'idle_timeout' }],
+  });
+  const h = await c.startSession('interview', { heartbeatIntervalMs: 60_000 });
+  const ended = new Promise((r) => h.on('ended', r));
+  await assert.rejects(h.heartbeat(), (e) => e instanceof TetherError && e.status === 410);
+  assert.equal(await ended, 'idle_timeout');
+  assert.equal(h.status, 'ended');
+  c.close();
+});
+
+test('errors carry the problem document', async () => {
+  const { c } = client({ 'GET /v1/sessions/x': [404, { status: 404, title: 'Not Found', detail: 'no session x' }] });
+  await assert.rejects(c.getSession('x'), (e) => e.status === 404 && e.detail === 'no session x');
+});
+
+test('events: dedupe by id, route session.ended to the handle, announce matches once', async () => {
+  const { c } = client({
+    'GET /v1/kinds': [200, { kinds: [] }],
+    'POST /v1/sessions': [201, { session: session(), superseded: [] }],
+  });
+  const h = await c.startSession('interview', { heartbeat: false });
+  const seen = [];
+  c.on('*', (ev) => seen.push(ev.id));
+  const matches = [];
+  c.onMatch((m) => matches.push(m.call_id));
+  const ended = new Promise((r) => h.on('ended', r));
+  c._dispatch({ id: 1, type: 'session.activated', session: session() });
+  c._dispatch({ id: 1, type: 'session.activated', session: session() });
+  const m = { call_id: 'c1', partner: { user_id: 'bob' }, compatibility_score: 0.5 };
+  c._dispatch({ id: 2, type: 'match.found', session: session({ id: 'c1', kind: 'call' }), match: m });
+  c._announceMatch(m, null);
+  c._dispatch({ id: 3, type: 'session.ended', reason: 'taken_over', session: session({ status: 'ended', end_reason: 'taken_over' }) });
+  assert.deepEqual(seen, [1, 2, 3]);
+  assert.deepEqual(matches, ['c1']);
+  assert.equal(await ended, 'taken_over');
+  c.close();
+});
+
+test('signals for a call not yet connected are buffered', async () => {
+  const { c } = client({});
+  await c.token();
+  assert.equal(c.userId, 'ada');
+  c._dispatch({ id: 9, type: 'call.signal', session: { id: 'c9' }, signal: { type: 'offer', data: { sdp: 'x' }, from: 'bob' } });
+  c._dispatch({ id: 10, type: 'call.signal', session: { id: 'c9' }, signal: { type: 'offer', data: { sdp: 'y' }, from: 'ada' } });
+  assert.equal(c._signalBuffers.get('c9').length, 1, 'own signals are ignored');
+});
+
+test('prometheus histogram summary', () => {
+  const text = [
+    '# HELP tether_expiry_lateness_seconds lateness',
+    '# TYPE tether_expiry_lateness_seconds histogram',
+    'tether_expiry_lateness_seconds_bucket{le="0.005"} 6',
+    'tether_expiry_lateness_seconds_bucket{le="0.01"} 9',
+    'tether_expiry_lateness_seconds_bucket{le="0.1"} 10',
+    'tether_expiry_lateness_seconds_bucket{le="+Inf"} 10',
+    'tether_expiry_lateness_seconds_sum 0.05',
+    'tether_expiry_lateness_seconds_count 10',
+    'tether_sessions{kind="a b",status="active"} 3',
+  ].join('\n');
+  const samples = parsePrometheus(text);
+  assert.equal(samples.find((s) => s.name === 'tether_sessions').labels.kind, 'a b');
+  const h = histogramSummary(samples, 'tether_expiry_lateness_seconds');
+  assert.equal(h.count, 10);
+  assert.equal(h.maxBucket, 0.1);
+  assert.ok(h.p50 > 0 && h.p50 <= 0.005);
+  assert.ok(h.p99 > 0.01 && h.p99 <= 0.1);
+  assert.equal(histogramSummary(samples, 'nope'), null);
+});
