@@ -20,6 +20,7 @@ const state = {
   preview: null,
   health: null,
   lateness: null,
+  kinds: null,
 };
 window.__admin = state;
 
@@ -117,6 +118,11 @@ function scheduleRefresh() {
 
 async function refresh() {
   if (!state.key) return;
+  if (!state.kinds) {
+    api('GET', '/v1/kinds')
+      .then((r) => (state.kinds = ((r && r.kinds) || []).map((k) => k.name)))
+      .catch(() => {});
+  }
   const [health, metrics, ...lists] = await Promise.allSettled([
     api('GET', '/v1/admin/health'),
     fetch('/metrics', { headers: { Authorization: `Bearer ${state.key}` } }).then((r) => (r.ok ? r.text() : '')),
@@ -154,7 +160,7 @@ function renderTiles(h, samples) {
   } else {
     $('t-lateness').textContent = fmtSeconds(lat.p99);
     $('t-lateness-sub').textContent =
-      `p99 of ${lat.count} · p50 ${fmtSeconds(lat.p50)} · all ≤ ${fmtSeconds(lat.maxBucket)}`;
+      `p99 of ${lat.count} expiries · mean ${fmtSeconds(lat.mean)} · all ≤ ${fmtSeconds(lat.maxBucket)}`;
   }
 }
 
@@ -196,6 +202,8 @@ function countsMatrix(h, samples, live) {
 
 function renderCounts(h, samples, live) {
   const { m } = countsMatrix(h, samples, live);
+  // every configured kind gets a row, even with nothing live
+  for (const k of state.kinds || []) if (!m.has(k)) m.set(k, new Map());
   const statuses = new Set(LIVE);
   for (const row of m.values()) for (const s of row.keys()) statuses.add(s);
   const cols = sortStatuses(statuses);
