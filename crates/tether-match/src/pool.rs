@@ -18,7 +18,7 @@ use crate::score::{blend_personality, relax_factor, score, Side};
 use crate::validate::{FieldError, Preferences, Profile};
 
 /// Default number of eligible candidates scored per pairing attempt.
-pub const DEFAULT_CANDIDATE_BUDGET: usize = 2000;
+pub const DEFAULT_CANDIDATE_BUDGET: usize = 1000;
 
 /// Two users the pool just took out of the waiting set together.
 #[derive(Debug, Clone, PartialEq, Serialize)]
