@@ -191,6 +191,11 @@ impl Engine {
         self.live.values()
     }
 
+    /// The live sessions `user` owns.
+    pub fn owned_by<'a>(&'a self, user: &str) -> impl Iterator<Item = &'a Session> + 'a {
+        self.by_owner.get(user).into_iter().flatten().filter_map(|id| self.live.get(id))
+    }
+
     pub fn live_count(&self) -> usize {
         self.live.len()
     }

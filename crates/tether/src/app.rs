@@ -113,7 +113,7 @@ impl App {
         let mut engine = Engine::new(settings.kinds.clone());
         let (sessions, invites) = store.load_live()?;
         engine.restore(now, sessions, invites);
-        let matching = Matching::restore(&*store, &engine, now)?;
+        let matching = Matching::restore(&*store, &engine, metrics.clone())?;
 
         let hub = Arc::new(Hub::new(epoch, metrics.clone(), clock.clone()));
         let (journal, _thread) = Journal::start(store.clone(), hub.clone());
@@ -143,15 +143,43 @@ impl App {
     /// Lets matching react, counts ends, queues the change and wakes the timer
     /// if a deadline moved earlier. Call with the core lock held.
     pub fn commit(&self, core: &mut Core, now: Millis, mut change: Change) -> Ack {
-        core.matching.settle(now, &mut core.engine, &mut change, &self.metrics);
+        core.matching.settle(now, &mut core.engine, &mut change);
         self.count_ends(&change);
         self.nudge(core);
         self.journal.submit(change)
     }
 
+    /// Runs `op` under the core lock after applying anything already due
+    /// (so an operation never acts on a session past its deadline), commits
+    /// what it changed, and waits until that is durable.
+    pub async fn run<T, E: From<String>>(&self, op: impl FnOnce(&mut Core, Millis, &mut Change) -> Result<T, E>) -> Result<T, E> {
+        let (value, ack) = {
+            let mut core = self.core.lock();
+            let now = self.now();
+            let mut change = core.tick(now);
+            match op(&mut core, now, &mut change) {
+                Ok(value) => (value, self.commit(&mut core, now, change)),
+                Err(e) => {
+                    self.commit_detached(&mut core, now, change);
+                    return Err(e);
+                }
+            }
+        };
+        ack.wait().await.map_err(E::from)?;
+        Ok(value)
+    }
+
+    /// Applies deadlines already due before a synchronous operation (see [`App::run`]).
+    pub fn catch_up(&self, core: &mut Core, now: Millis) {
+        let change = core.tick(now);
+        if !change.is_empty() {
+            self.commit_detached(core, now, change);
+        }
+    }
+
     /// As [`App::commit`], for changes nobody waits for.
     pub fn commit_detached(&self, core: &mut Core, now: Millis, mut change: Change) {
-        core.matching.settle(now, &mut core.engine, &mut change, &self.metrics);
+        core.matching.settle(now, &mut core.engine, &mut change);
         self.count_ends(&change);
         self.nudge(core);
         self.journal.submit_detached(change);
@@ -225,7 +253,7 @@ impl App {
         let dirty = self.core.lock().engine.take_dirty();
         if !dirty.is_empty() {
             let writes = dirty.into_iter().map(|s| StoreWrite::Engine(Write::Session(s))).collect();
-            self.journal.submit_detached(Change { writes, events: vec![] });
+            self.journal.submit_detached(Change { writes, ..Change::default() });
         }
     }
 

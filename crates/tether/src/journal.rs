@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 pub struct Change {
     pub writes: Vec<StoreWrite>,
     pub events: Vec<Draft>,
+    /// How many of `events` the matching layer has already reacted to.
+    pub settled: usize,
 }
 
 impl Change {

@@ -5,7 +5,6 @@ use super::access::Caller;
 use super::problem::ApiError;
 use crate::app::App;
 use crate::auth::Principal;
-use crate::journal::Change;
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
@@ -101,7 +100,7 @@ pub async fn cleanup_execute(State(app): State<Arc<App>>, Caller(p): Caller) -> 
         }
         let dead = core.engine.dead_invites(now);
         change.absorb(core.engine.remove_invites(&dead));
-        let ack = app.commit(&mut core, now, Change { writes: change.writes, events: change.events });
+        let ack = app.commit(&mut core, now, change);
         (ended, orphan_ids.len(), dead.len(), ack)
     };
     ack.wait().await.map_err(ApiError::unavailable)?;

@@ -75,6 +75,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<String> for ApiError {
+    /// A failed durable write.
+    fn from(detail: String) -> ApiError {
+        ApiError::unavailable(detail)
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match e {

@@ -135,9 +135,10 @@ async fn on_live<T>(
 ) -> Result<Result<T, Session>, ApiError> {
     let result = {
         let mut core = app.core.lock();
+        let now = app.now();
+        app.catch_up(&mut core, now);
         match core.engine.get(id).cloned() {
             Some(s) if may_see(p, &s) => {
-                let now = app.now();
                 match op(&mut core, now, &s) {
                     Ok((value, change)) => {
                         let ack = app.commit(&mut core, now, change);
@@ -176,6 +177,8 @@ pub async fn heartbeat(State(app): AppState, Caller(p): Caller, Path(id): Path<S
 pub fn beat(app: &App, p: &Principal, id: &str) -> Result<Session, ApiError> {
     app.metrics.heartbeats.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut core = app.core.lock();
+    let now = app.now();
+    app.catch_up(&mut core, now);
     let Some(s) = core.engine.get(id) else {
         drop(core);
         return Err(match app.store.get(id).ok().flatten() {
@@ -187,7 +190,6 @@ pub fn beat(app: &App, p: &Principal, id: &str) -> Result<Session, ApiError> {
         return Err(ApiError::not_found("session"));
     }
     let user = p.user_id().map(str::to_string).unwrap_or_else(|| s.user_id.clone());
-    let now = app.now();
     let session = core.engine.heartbeat(now, id, &user).map_err(engine_err)?;
     // A heartbeat may move a deadline earlier only by re-admitting state; nudge anyway is cheap.
     app.nudge(&core);
