@@ -988,6 +988,7 @@ export class TetherClient {
     const pw = prefs.personality_weight ?? prefs.personalityWeight;
     if (pw != null) body.personality_weight = pw;
     const r = await this.request('POST', '/v1/matching/start', body);
+    if (r && r.session && r.session.id) return r.session;
     let session = null;
     try {
       session = await this.getSession(r.session_id);
