@@ -1,0 +1,425 @@
+//! etcd as a session store: one lease per session (`/v3/lease/grant`), a key
+//! attached to it (`/v3/kv/put`), renewals by lease keep-alive, and a watch on
+//! the keys' prefix whose DELETE events are the "session ended" signal.
+//!
+//! The harness installs nothing itself: it runs Debian's `etcd` binary
+//! (package `etcd-server`) as a single member on free loopback ports with a
+//! temporary data directory, and talks to it through etcd's own HTTP/JSON
+//! gRPC gateway (no protoc, no gRPC client). Keep-alives use the gateway's
+//! streaming form: one long POST per worker carrying newline-separated
+//! `{"ID":…}` requests, read back one `{"result":…}` line per request.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+
+use super::PeerInfo;
+use crate::http::{free_port, now_ms, Conn};
+use crate::peers::redis::wait_until;
+use crate::stats::Samples;
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn unb64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default()
+}
+
+/// A single-member etcd owned by the harness.
+pub struct EtcdPeer {
+    child: Child,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+    pub addr: SocketAddr,
+    pub info: PeerInfo,
+}
+
+impl EtcdPeer {
+    fn spawn(dir: &std::path::Path, client_port: u16, peer_port: u16) -> Result<Child> {
+        let c = format!("http://127.0.0.1:{client_port}");
+        let p = format!("http://127.0.0.1:{peer_port}");
+        Command::new("etcd")
+            .args(["--name", "bench", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
+            .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
+            .args(["--initial-cluster", &format!("bench={p}"), "--initial-cluster-state", "new"])
+            .args(["--logger", "zap", "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn etcd (apt-get install etcd-server)")
+    }
+
+    pub async fn start() -> Result<EtcdPeer> {
+        let dir = tempfile::tempdir()?;
+        let client_port = free_port()?;
+        let peer_port = free_port()?;
+        let child = Self::spawn(dir.path(), client_port, peer_port)?;
+        let addr: SocketAddr = format!("127.0.0.1:{client_port}").parse()?;
+        let mut me = EtcdPeer {
+            child,
+            dir,
+            client_port,
+            peer_port,
+            addr,
+            info: PeerInfo { name: "etcd".into(), version: String::new(), settings: vec![] },
+        };
+        me.wait_healthy(Duration::from_secs(20)).await?;
+        let mut c = Conn::connect(addr).await?;
+        let (_, v) = c.json(http::Method::GET, "/version", "", None).await?;
+        me.info.version = format!("etcd {}", v["etcdserver"].as_str().unwrap_or("?"));
+        me.info.settings = vec![
+            format!("single member on 127.0.0.1:{client_port}, temp data dir on the same disk, started by the harness"),
+            "defaults: heartbeat 100 ms, election 1000 ms, snapshot-count 100000, fsync on every commit".into(),
+            "client: etcd's HTTP/JSON gRPC gateway (`/v3/lease/grant`, `/v3/kv/put`, streaming `/v3/lease/keepalive` and `/v3/watch`)".into(),
+            "one lease + one attached key per session; ended = watch DELETE event; lease TTL is whole seconds, minimum enforced by etcd".into(),
+            "built-in limits: expired leases are checked every 500 ms and revoked at most 1000/s (etcd 3.4 lessor)".into(),
+        ];
+        Ok(me)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn wait_healthy(&mut self, timeout: Duration) -> Result<Duration> {
+        let t0 = Instant::now();
+        loop {
+            if let Ok(mut c) = Conn::connect(self.addr).await {
+                if let Ok((s, v)) = c.json(http::Method::GET, "/health", "", None).await {
+                    if s.is_success() && v["health"] == "true" {
+                        return Ok(t0.elapsed());
+                    }
+                }
+            }
+            if t0.elapsed() > timeout {
+                bail!("etcd not healthy within {timeout:?}");
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                bail!("etcd exited: {st}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// kill -9 and start again on the same data dir; time until `/health` is true.
+    pub async fn restart_after_kill9(&mut self) -> Result<Duration> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let t0 = Instant::now();
+        self.child = Self::spawn(self.dir.path(), self.client_port, self.peer_port)?;
+        self.wait_healthy(Duration::from_secs(120)).await?;
+        Ok(t0.elapsed())
+    }
+
+    async fn post(c: &mut Conn, path: &str, body: &Value) -> Result<Value> {
+        let (s, v) = c.json(http::Method::POST, path, "", Some(body)).await?;
+        if !s.is_success() || v.get("error").is_some() {
+            bail!("etcd {path}: {s} {v}");
+        }
+        Ok(v)
+    }
+
+    async fn grant(c: &mut Conn, ttl: u64) -> Result<String> {
+        let v = Self::post(c, "/v3/lease/grant", &json!({ "TTL": ttl })).await?;
+        v["ID"].as_str().map(String::from).ok_or_else(|| anyhow!("no lease ID in {v}"))
+    }
+
+    async fn put(c: &mut Conn, key: &str, lease: &str) -> Result<()> {
+        Self::post(c, "/v3/kv/put", &json!({ "key": b64(key), "value": b64("1"), "lease": lease })).await?;
+        Ok(())
+    }
+
+    /// Runs `f(conn, i)` for i in 0..n over `conns` connections.
+    async fn fan_out<F, Fut>(&self, n: usize, conns: usize, f: F) -> Result<()>
+    where
+        F: Fn(Conn, usize) -> Fut + Send + Sync + Clone + 'static,
+        Fut: std::future::Future<Output = Result<Conn>> + Send,
+    {
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..conns.min(n.max(1)) {
+            let mut c = Conn::connect(self.addr).await?;
+            let next = next.clone();
+            let f = f.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return Ok::<(), anyhow::Error>(());
+                    }
+                    c = f(c, i).await?;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        Ok(())
+    }
+
+    /// N background leases with TTLs spread between 75 and 240 minutes (no keys).
+    pub async fn populate_background(&self, n: usize, conns: usize) -> Result<Duration> {
+        let t0 = Instant::now();
+        self.fan_out(n, conns, |mut c, i| async move {
+            let ttl = 75 * 60 + (i as u64 * 7919) % (165 * 60);
+            Self::grant(&mut c, ttl).await?;
+            Ok(c)
+        })
+        .await?;
+        Ok(t0.elapsed())
+    }
+
+    /// Opens a watch on `prefix` and records the receipt time of each DELETE.
+    async fn watch_deletes(&self, prefix: &str) -> Result<(Arc<Mutex<HashMap<String, f64>>>, tokio::task::JoinHandle<()>)> {
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut().unwrap() += 1;
+        let body = json!({"create_request": {"key": b64(prefix), "range_end": b64(std::str::from_utf8(&end)?)}});
+        let seen: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+        let s2 = seen.clone();
+        let (created_tx, created_rx) = tokio::sync::oneshot::channel();
+        let h = stream_lines(self.addr, "/v3/watch", vec![Bytes::from(body.to_string())], None, move |line, t| {
+            let Ok(v) = serde_json::from_slice::<Value>(line) else { return };
+            if let Some(r) = v.get("result") {
+                if r.get("created").and_then(Value::as_bool) == Some(true) {
+                    // signalled once below
+                }
+                if let Some(evs) = r.get("events").and_then(Value::as_array) {
+                    let mut m = s2.lock().unwrap();
+                    for e in evs {
+                        if e["type"] == "DELETE" {
+                            m.insert(unb64(e["kv"]["key"].as_str().unwrap_or("")), t);
+                        }
+                    }
+                }
+            }
+        }, Some(created_tx))
+        .await?;
+        let _ = tokio::time::timeout(Duration::from_secs(5), created_rx).await;
+        Ok((seen, h))
+    }
+
+    /// Expiry lateness: `probes` leases of `ttl_s` with a key `p/{i}` each;
+    /// deadline = grant answer received + TTL (an underestimate of lateness by
+    /// at most one round trip); lateness = watch DELETE receipt − deadline.
+    pub async fn expiry_lateness(&self, probes: usize, ttl_s: u64, window: Duration, conns: usize) -> Result<Samples> {
+        let (seen, h) = self.watch_deletes("p/").await?;
+        let deadlines: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(vec![0.0; probes]));
+        let d2 = deadlines.clone();
+        self.fan_out(probes, conns, move |mut c, i| {
+            let d2 = d2.clone();
+            async move {
+                let id = Self::grant(&mut c, ttl_s).await?;
+                d2.lock().unwrap()[i] = now_ms() + ttl_s as f64 * 1000.0;
+                Self::put(&mut c, &format!("p/{i}"), &id).await?;
+                Ok(c)
+            }
+        })
+        .await?;
+        let deadlines = deadlines.lock().unwrap().clone();
+        let last = deadlines.iter().cloned().fold(0.0, f64::max);
+        wait_until(last + window.as_secs_f64() * 1000.0, || seen.lock().unwrap().len() >= probes).await;
+        h.abort();
+        let seen = seen.lock().unwrap();
+        let mut s = Samples::new();
+        for (i, d) in deadlines.iter().enumerate() {
+            match seen.get(&format!("p/{i}")) {
+                Some(t) => s.push(t - d),
+                None => s.missing += 1,
+            }
+        }
+        s.window_ms = Some(window.as_secs_f64() * 1000.0);
+        Ok(s)
+    }
+
+    /// Mass expiry: N leases of the same TTL granted as fast as possible, a key
+    /// `m/{i}` each. Returns (last deadline → last DELETE in ms, or None if not
+    /// all arrived within `window`; how many arrived; spread of the deadlines in ms).
+    pub async fn mass_expiry(&self, n: usize, ttl_s: u64, window: Duration, conns: usize) -> Result<(Option<f64>, usize, f64)> {
+        let (seen, h) = self.watch_deletes("m/").await?;
+        let first = now_ms();
+        self.fan_out(n, conns, move |mut c, i| async move {
+            let id = Self::grant(&mut c, ttl_s).await?;
+            Self::put(&mut c, &format!("m/{i}"), &id).await?;
+            Ok(c)
+        })
+        .await?;
+        let last_deadline = now_ms() + ttl_s as f64 * 1000.0;
+        let spread = last_deadline - (first + ttl_s as f64 * 1000.0);
+        wait_until(last_deadline + window.as_secs_f64() * 1000.0, || seen.lock().unwrap().len() >= n).await;
+        h.abort();
+        let seen = seen.lock().unwrap();
+        let got = seen.len();
+        let last = seen.values().cloned().fold(0.0, f64::max);
+        Ok((if got >= n { Some((last - last_deadline).max(0.0)) } else { None }, got, spread))
+    }
+
+    /// Keep-alives per second over `conns` streaming keep-alive requests, on
+    /// `leases` leases (60 s TTL), for `dur`.
+    pub async fn keepalives(&self, leases: usize, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
+        let ids: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(vec![String::new(); leases]));
+        let i2 = ids.clone();
+        self.fan_out(leases, conns, move |mut c, i| {
+            let i2 = i2.clone();
+            async move {
+                let id = Self::grant(&mut c, 60).await?;
+                i2.lock().unwrap()[i] = id;
+                Ok(c)
+            }
+        })
+        .await?;
+        let ids = Arc::new(ids.lock().unwrap().clone());
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..conns {
+            let ids = ids.clone();
+            let addr = self.addr;
+            tasks.push(tokio::spawn(async move {
+                let (tx, mut rx) = keepalive_stream(addr).await?;
+                let mut s = Samples::new();
+                let mut i = w;
+                while start.elapsed() < dur {
+                    let t = Instant::now();
+                    tx.send(Bytes::from(format!("{{\"ID\":\"{}\"}}\n", ids[i % ids.len()]))).await.map_err(|_| anyhow!("keepalive stream closed"))?;
+                    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+                        Ok(Some(_)) => s.push(t.elapsed().as_secs_f64() * 1000.0),
+                        _ => bail!("keepalive answer missing"),
+                    }
+                    i += conns;
+                }
+                Ok::<Samples, anyhow::Error>(s)
+            }));
+        }
+        let mut all = Samples::new();
+        for t in tasks {
+            all.values.extend(t.await??.values);
+        }
+        Ok((all.values.len() as f64 / start.elapsed().as_secs_f64(), all))
+    }
+
+    /// Durable starts: lease grant + put of an attached key, per start.
+    pub async fn starts(&self, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..conns {
+            let mut c = Conn::connect(self.addr).await?;
+            tasks.push(tokio::spawn(async move {
+                let mut s = Samples::new();
+                let mut i = 0usize;
+                while start.elapsed() < dur {
+                    let t = Instant::now();
+                    let id = Self::grant(&mut c, 3600).await?;
+                    Self::put(&mut c, &format!("s/{w}/{i}"), &id).await?;
+                    s.push(t.elapsed().as_secs_f64() * 1000.0);
+                    i += 1;
+                }
+                Ok::<Samples, anyhow::Error>(s)
+            }));
+        }
+        let mut all = Samples::new();
+        for t in tasks {
+            all.values.extend(t.await??.values);
+        }
+        Ok((all.values.len() as f64 / start.elapsed().as_secs_f64(), all))
+    }
+}
+
+impl Drop for EtcdPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A streaming `/v3/lease/keepalive` request: send request lines on the
+/// returned sender, receive one answer line per request on the receiver.
+async fn keepalive_stream(addr: SocketAddr) -> Result<(tokio::sync::mpsc::Sender<Bytes>, tokio::sync::mpsc::Receiver<()>)> {
+    let (req_tx, req_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (ans_tx, ans_rx) = tokio::sync::mpsc::channel::<()>(1024);
+    stream_lines(addr, "/v3/lease/keepalive", vec![], Some(req_rx), move |line, _| {
+        if line.starts_with(b"{\"result\"") {
+            let _ = ans_tx.try_send(());
+        }
+    }, None)
+    .await?;
+    Ok((req_tx, ans_rx))
+}
+
+/// POSTs a (possibly streaming) body to `path` and calls `on_line` for every
+/// newline-separated line of the streamed answer, with its receipt time.
+async fn stream_lines<F>(
+    addr: SocketAddr,
+    path: &str,
+    first: Vec<Bytes>,
+    more: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    mut on_line: F,
+    mut first_line: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<tokio::task::JoinHandle<()>>
+where
+    F: FnMut(&[u8], f64) + Send + 'static,
+{
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let body_stream = futures_util::stream::unfold((first.into_iter(), more), |(mut first, mut more)| async move {
+        if let Some(b) = first.next() {
+            return Some((Ok::<_, Infallible>(Frame::data(b)), (first, more)));
+        }
+        match more.as_mut() {
+            Some(rx) => rx.recv().await.map(|b| (Ok(Frame::data(b)), (first, more))),
+            None => None,
+        }
+    });
+    let body = StreamBody::new(body_stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(path)
+        .header(http::header::HOST, addr.to_string())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)?;
+    // the answer's head may only come with the first answer line; do not block on it here
+    Ok(tokio::spawn(async move {
+        let Ok(resp) = sender.send_request(req).await else { return };
+        let mut body = resp.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(chunk) = frame.into_data() else { continue };
+            let t = now_ms();
+            buf.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(pos) = buf[start..].iter().position(|&c| c == b'\n') {
+                let line = &buf[start..start + pos];
+                start += pos + 1;
+                if !line.is_empty() {
+                    if let Some(tx) = first_line.take() {
+                        let _ = tx.send(());
+                    }
+                    on_line(line, t);
+                }
+            }
+            buf.drain(..start);
+        }
+    }))
+}
