@@ -370,9 +370,9 @@ impl Engine {
 
     /// Adds (or re-admits) a participant; reaching the quorum activates the session.
     pub fn join(&mut self, now: Millis, id: &str, user: &str, name: Option<String>) -> Result<(Session, Outcome), EngineError> {
-        let quorum = {
+        let (quorum, presence) = {
             let s = self.live.get(id).ok_or(EngineError::NotLive)?;
-            self.kinds.get(&s.kind).map(|k| k.quorum).unwrap_or(1)
+            self.kinds.get(&s.kind).map(|k| (k.quorum, k.presence)).unwrap_or((1, Presence::Owner))
         };
         let s = self.live.get_mut(id).expect("checked above");
         let mut out = Outcome::default();
@@ -392,7 +392,9 @@ impl Engine {
             s.participants.push(p.clone());
             p
         };
-        s.last_seen_at = now;
+        if s.user_id == user || presence == Presence::Any {
+            s.last_seen_at = now;
+        }
         let activates = s.status == Status::Waiting && s.present_count() as u32 >= quorum;
         if activates {
             s.status = Status::Active;

@@ -214,9 +214,12 @@ impl App {
                 if !change.is_empty() {
                     self.commit_detached(&mut core, now, change);
                 }
-                core.next_deadline()
+                // Published under the lock, so an operation that adds an earlier
+                // deadline after this point sees it and wakes us.
+                let next = core.next_deadline();
+                self.wake_at.store(next.unwrap_or(i64::MAX), Ordering::Release);
+                next
             };
-            self.wake_at.store(next.unwrap_or(i64::MAX), Ordering::Release);
             let sleep = match next {
                 Some(at) => {
                     let wait = (at - self.now()).max(0) as u64;

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
+use tether_engine::Status;
 
 pub fn router(app: Arc<App>) -> Router {
     use crate::matching::http as m;
@@ -79,6 +80,12 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let (live, pool) = {
         let core = app.core.lock();
         let mut counts: std::collections::BTreeMap<(String, &'static str), usize> = Default::default();
+        // Every kind and live status appears, at zero too, so rates and alerts have a series.
+        for kind in core.engine.kinds().iter() {
+            for status in [Status::Waiting, Status::Active, Status::Completing] {
+                counts.insert((kind.name.clone(), status.as_str()), 0);
+            }
+        }
         for s in core.engine.live_sessions() {
             *counts.entry((s.kind.clone(), s.status.as_str())).or_default() += 1;
         }
