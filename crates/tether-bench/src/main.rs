@@ -222,6 +222,7 @@ async fn main() -> Result<()> {
         }
     }
 
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let started_at = chrono::Utc::now();
     let mut runs: Vec<ScenarioRun> = vec![];
     let pop: Vec<&str> = want.iter().copied().filter(|s| ["memory", "expiry-lateness", "recovery", "mass-expiry"].contains(s)).collect();
@@ -253,12 +254,17 @@ async fn main() -> Result<()> {
     }
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let mut machine = machine();
+    machine.insert("loadavg before".into(), load_before.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    machine.insert("loadavg after".into(), load_after.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    machine.insert("duration".into(), format!("{:.0} s", (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0));
     let report = Report {
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         command,
         size: args.size.clone(),
         repeat: args.repeat.max(1),
-        machine: machine(),
+        machine,
         tether: tether_info,
         peers: infos,
         runs,

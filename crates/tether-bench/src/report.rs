@@ -229,7 +229,7 @@ fn cell(m: Option<&Metric>) -> String {
 /// Tether / peer, as "0.001×"; only where both were measured.
 fn ratio(t: Option<&Metric>, p: Option<&Metric>) -> String {
     match (t.and_then(|m| m.value), p.and_then(|m| m.value)) {
-        (Some(a), Some(b)) if b != 0.0 => {
+        (Some(a), Some(b)) if b != 0.0 && a != 0.0 => {
             let r = a / b;
             if r >= 100.0 {
                 format!("{:.0}×", r)
@@ -261,6 +261,11 @@ pub fn markdown(r: &Report, combined: &[ScenarioRun], svg_name: Option<&str>) ->
         m.get("cpu").map(String::as_str).unwrap_or("?"),
         m.get("kernel").map(String::as_str).unwrap_or("?")
     );
+    for k in ["loadavg before", "loadavg after", "duration", "disk"] {
+        if let Some(v) = m.get(k) {
+            let _ = writeln!(o, "- {k}: {v}");
+        }
+    }
     for (k, v) in &r.tether {
         let _ = writeln!(o, "- tether {k}: {v}");
     }
@@ -289,7 +294,9 @@ pub fn markdown(r: &Report, combined: &[ScenarioRun], svg_name: Option<&str>) ->
         }
         let systems: Vec<&SystemRun> = s.systems.iter().collect();
         let tether = systems.iter().find(|x| x.system == "Tether");
-        let peers: Vec<&&SystemRun> = systems.iter().filter(|x| x.system != "Tether").collect();
+        let mut peers: Vec<&&SystemRun> = systems.iter().filter(|x| x.system != "Tether").collect();
+        let rank = |n: &str| ["Redis", "etcd", "PostgreSQL"].iter().position(|x| *x == n).unwrap_or(9);
+        peers.sort_by_key(|p| rank(&p.system));
         // row keys in order of first appearance
         let mut keys: Vec<(String, String)> = vec![];
         for sys in &systems {

@@ -269,7 +269,17 @@ pub async fn population(src: &TetherSource, p: &Params, peers: &mut Peers, n: us
         }
     }
     // --- etcd
-    if peers.etcd_enabled {
+    let etcd_dup = n > p.etcd_max_leases && p.populations.contains(&p.etcd_max_leases);
+    if peers.etcd_enabled && etcd_dup {
+        for s in ["memory", "expiry-lateness", "recovery", "mass-expiry"] {
+            if let Some(run) = runs.get_mut(s) {
+                let mut e = SystemRun::new("etcd");
+                e.note(format!("capped at {} leases: the same work as the N={} table, not repeated", p.etcd_max_leases, p.etcd_max_leases));
+                run.systems.push(e);
+            }
+        }
+    }
+    if peers.etcd_enabled && !etcd_dup {
         eprintln!("  etcd N={}", n.min(p.etcd_max_leases));
         let res = etcd_population(p, n, want, &mut runs).await;
         if let Err(e) = res {
@@ -756,7 +766,7 @@ pub async fn heartbeats_http(src: &TetherSource, p: &Params, peers: &mut Peers) 
             let mut s = SystemRun::new("etcd");
             s.metric(Metric::new("rate", "heartbeats per second", Some(rate), "/s"));
             s.latency("latency", "latency", &mut lat);
-            s.note("lease keep-alive, one request at a time per streaming /v3/lease/keepalive connection");
+            s.note("POST /v3/lease/keepalive, one at a time per kept-alive connection (JSON gateway; a native gRPC client would be cheaper)");
             Ok::<_, anyhow::Error>(s)
         }
         .await;
@@ -817,7 +827,7 @@ pub async fn heartbeats_ws(src: &TetherSource, p: &Params, peers: &mut Peers) ->
     let mut run = ScenarioRun {
         scenario: "heartbeats-ws".into(),
         label: label.clone(),
-        params: json!({"sessions": p.hb_sessions, "ws_conns": p.ws_conns, "duration_s": p.hb_duration.as_secs_f64(), "ping_every": 100, "max_pings_in_flight": 4}),
+        params: json!({"sessions": p.hb_sessions, "ws_conns": p.ws_conns, "duration_s": p.hb_duration.as_secs_f64(), "ping_every": WS_PING_EVERY, "max_pings_in_flight": WS_PINGS_IN_FLIGHT}),
         targets: vec![Target::ge("rate", 200_000.0, "≥ 200k/s"), Target::le("latency_p99_ms", 5.0, "p99 ≤ 5 ms")],
         systems: vec![],
         error: None,
@@ -868,8 +878,9 @@ async fn tether_heartbeats_ws(src: &TetherSource, p: &Params) -> Result<SystemRu
     s.latency("latency", "latency", &mut lat);
     s.metric(Metric::new("failures", "failed requests", Some(errors as f64), ""));
     s.note(format!(
-        "`{{\"type\":\"heartbeat\",\"session_id\"}}` frames (fire-and-forget) on {} API-key WebSockets; rate = frames sent / time until the pong of a final ping (all earlier frames processed); latency = `ping` → `pong` round trip interleaved every 100 frames, at most 4 pings in flight per socket",
-        p.ws_conns
+        "`{{\"type\":\"heartbeat\",\"session_id\"}}` frames (fire-and-forget) on {} API-key WebSockets; rate = frames sent / time until the pong of a final ping (all earlier frames processed); latency = `ping` → `pong` round trip interleaved every {WS_PING_EVERY} frames, at most {WS_PINGS_IN_FLIGHT} pings in flight per socket (so a ping waits behind at most {} heartbeat frames)",
+        p.ws_conns,
+        WS_PING_EVERY * WS_PINGS_IN_FLIGHT
     ));
     if let Some(f) = fresh {
         s.note(format!("check: last_seen_at of a heartbeated session was {:.0} ms old after the run", f));
@@ -881,7 +892,12 @@ async fn tether_heartbeats_ws(src: &TetherSource, p: &Params) -> Result<SystemRu
     Ok(s)
 }
 
-/// Sends heartbeats as fast as the socket takes them, a ping every 100, and
+/// Heartbeat frames between two pings on a WebSocket.
+const WS_PING_EVERY: usize = 50;
+/// Pings outstanding per WebSocket (bounds the queue a ping waits behind).
+const WS_PINGS_IN_FLIGHT: usize = 2;
+
+/// Sends heartbeats as fast as the socket takes them, a ping every 50, and
 /// matches pongs in order. Returns (heartbeats sent in the counted window,
 /// ping RTTs, error frames, first error, time the final pong came).
 async fn ws_heartbeat_worker(
@@ -894,7 +910,7 @@ async fn ws_heartbeat_worker(
 ) -> Result<(usize, Samples, usize, Option<String>, Instant)> {
     let (mut tx, mut rx) = ws.split();
     let pings: Arc<Mutex<std::collections::VecDeque<Instant>>> = Arc::default();
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(4));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(WS_PINGS_IN_FLIGHT));
     let (p2, f2) = (pings.clone(), in_flight.clone());
     let reader = tokio::spawn(async move {
         let mut lat = Samples::new();
@@ -931,13 +947,13 @@ async fn ws_heartbeat_worker(
         if now >= t_end {
             break;
         }
-        for _ in 0..100 {
+        for _ in 0..WS_PING_EVERY {
             let f = format!(r#"{{"type":"heartbeat","session_id":"{}"}}"#, ids[i % ids.len()]);
             i += conns;
             tx.feed(Message::Text(f.into())).await?;
         }
         if now >= t_begin {
-            sent += 100;
+            sent += WS_PING_EVERY;
         }
         in_flight.acquire().await?.forget();
         pings.lock().unwrap().push_back(Instant::now());

@@ -5,9 +5,11 @@
 //! The harness installs nothing itself: it runs Debian's `etcd` binary
 //! (package `etcd-server`) as a single member on free loopback ports with a
 //! temporary data directory, and talks to it through etcd's own HTTP/JSON
-//! gRPC gateway (no protoc, no gRPC client). Keep-alives use the gateway's
-//! streaming form: one long POST per worker carrying newline-separated
-//! `{"ID":…}` requests, read back one `{"result":…}` line per request.
+//! gRPC gateway (no protoc, no gRPC client). A keep-alive is one
+//! `POST /v3/lease/keepalive {"ID":…}` on a kept-alive connection: etcd 3.4's
+//! gateway (Go 1.19 net/http, HTTP/1.1) cannot stream several requests in one
+//! request body, it answers the first only. The watch is one long streamed
+//! answer to one `POST /v3/watch`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -90,7 +92,7 @@ impl EtcdPeer {
         me.info.settings = vec![
             format!("single member on 127.0.0.1:{client_port}, temp data dir on the same disk, started by the harness"),
             "defaults: heartbeat 100 ms, election 1000 ms, snapshot-count 100000, fsync on every commit".into(),
-            "client: etcd's HTTP/JSON gRPC gateway (`/v3/lease/grant`, `/v3/kv/put`, streaming `/v3/lease/keepalive` and `/v3/watch`)".into(),
+            "client: etcd's HTTP/JSON gRPC gateway (`/v3/lease/grant`, `/v3/kv/put`, `/v3/lease/keepalive` one request per POST on kept-alive connections, one streamed `/v3/watch`)".into(),
             "one lease + one attached key per session; ended = watch DELETE event; lease TTL is whole seconds, minimum enforced by etcd".into(),
             "built-in limits: expired leases are checked every 500 ms and revoked at most 1000/s (etcd 3.4 lessor)".into(),
         ];
@@ -273,7 +275,7 @@ impl EtcdPeer {
         Ok((if got >= n { Some((last - last_deadline).max(0.0)) } else { None }, got, spread))
     }
 
-    /// Keep-alives per second over `conns` streaming keep-alive requests, on
+    /// Keep-alives per second over `conns` keep-alive connections, on
     /// `leases` leases (60 s TTL), for `dur`.
     pub async fn keepalives(&self, leases: usize, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
         let ids: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(vec![String::new(); leases]));
@@ -294,16 +296,16 @@ impl EtcdPeer {
             let ids = ids.clone();
             let addr = self.addr;
             tasks.push(tokio::spawn(async move {
-                let (tx, mut rx) = keepalive_stream(addr).await?;
+                let mut c = Conn::connect(addr).await?;
                 let mut s = Samples::new();
                 let mut i = w;
                 while start.elapsed() < dur {
                     let t = Instant::now();
-                    tx.send(Bytes::from(format!("{{\"ID\":\"{}\"}}\n", ids[i % ids.len()]))).await.map_err(|_| anyhow!("keepalive stream closed"))?;
-                    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-                        Ok(Some(_)) => s.push(t.elapsed().as_secs_f64() * 1000.0),
-                        _ => bail!("keepalive answer missing"),
+                    let v = Self::post(&mut c, "/v3/lease/keepalive", &json!({ "ID": ids[i % ids.len()] })).await?;
+                    if v.get("result").is_none() {
+                        bail!("keepalive answered {v}");
                     }
+                    s.push(t.elapsed().as_secs_f64() * 1000.0);
                     i += conns;
                 }
                 Ok::<Samples, anyhow::Error>(s)
@@ -348,20 +350,6 @@ impl Drop for EtcdPeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A streaming `/v3/lease/keepalive` request: send request lines on the
-/// returned sender, receive one answer line per request on the receiver.
-async fn keepalive_stream(addr: SocketAddr) -> Result<(tokio::sync::mpsc::Sender<Bytes>, tokio::sync::mpsc::Receiver<()>)> {
-    let (req_tx, req_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-    let (ans_tx, ans_rx) = tokio::sync::mpsc::channel::<()>(1024);
-    stream_lines(addr, "/v3/lease/keepalive", vec![], Some(req_rx), move |line, _| {
-        if line.starts_with(b"{\"result\"") {
-            let _ = ans_tx.try_send(());
-        }
-    }, None)
-    .await?;
-    Ok((req_tx, ans_rx))
 }
 
 /// POSTs a (possibly streaming) body to `path` and calls `on_line` for every
