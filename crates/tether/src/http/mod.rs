@@ -128,8 +128,13 @@ async fn static_asset(State(app): State<Arc<App>>, req: Request) -> Response {
     let candidates = [path.to_string(), format!("{path}/index.html"), format!("{path}.html")];
     for name in candidates.iter().filter(|n| !n.is_empty()) {
         if let Some(file) = WebAssets::get(name) {
-            let mime = mime_guess::from_path(name).first_or_octet_stream();
-            return ([(header::CONTENT_TYPE, mime.as_ref().to_string()), (header::CACHE_CONTROL, "no-cache".to_string())], file.data.into_owned())
+            // mime_guess reads `.ts` as MPEG transport stream; ours are TypeScript declarations.
+            let mime = if name.ends_with(".ts") {
+                "text/plain; charset=utf-8".to_string()
+            } else {
+                mime_guess::from_path(name).first_or_octet_stream().as_ref().to_string()
+            };
+            return ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache".to_string())], file.data.into_owned())
                 .into_response();
         }
     }
