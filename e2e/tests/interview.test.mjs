@@ -89,3 +89,38 @@ test('killed browser -> "Previous session detected" -> clear & continue takes ov
   );
   assert.equal(closed.end_reason, 'closed');
 });
+
+test('no WebSocket: the SDK falls back to SSE + HTTP heartbeats; events still arrive', { timeout: 60_000 }, async () => {
+  const W = await browser('interview-sse');
+  const page = await W.newPage();
+  // every WebSocket to /v1/ws is closed at once (a proxy that eats upgrades)
+  let wsAttempts = 0;
+  await page.routeWebSocket(/\/v1\/ws/, (ws) => {
+    wsAttempts++;
+    ws.close();
+  });
+  const other = `sse-${Math.random().toString(36).slice(2, 8)}`;
+  await page.goto(`${srv.url}/demo/interview?user=${other}`);
+  const r = await startInterview(page);
+  assert.equal(r.state, 'live');
+  await page.waitForFunction(() => window.__demo.client.activeTransport === 'sse', null, { timeout: 10_000 });
+  assert.ok(wsAttempts >= 3, `tried the WebSocket first (${wsAttempts} attempts)`);
+  await page.getByText('Live (SSE)').waitFor();
+
+  // a heartbeat now goes over HTTP and moves last_seen_at
+  const before = (await srv.session(r.sessionId)).last_seen_at;
+  await sleepMs(20);
+  await page.evaluate(() => window.__demo.session.heartbeat());
+  const afterHb = await srv.session(r.sessionId);
+  assert.ok(Date.parse(afterHb.last_seen_at) > Date.parse(before), 'heartbeat over HTTP recorded');
+
+  // the session's end reaches the page over SSE
+  const t0 = Date.now();
+  const end = await srv.api('POST', `/v1/sessions/${r.sessionId}/end`, { reason: 'admin' });
+  assert.equal(end.status, 200);
+  await page.waitForFunction(() => window.__demo.endReason === 'admin', null, { timeout: 2_000 });
+  assert.ok(Date.now() - t0 < 2_000);
+  await page.getByText('Interview ended (admin).').waitFor();
+});
+
+const sleepMs = (ms) => new Promise((r) => setTimeout(r, ms));

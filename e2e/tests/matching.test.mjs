@@ -33,6 +33,30 @@ async function browser(label) {
   return b;
 }
 
+function rtcDiagnostics(page) {
+  return page.evaluate(() => {
+    const d = window.__demo;
+    const c = d.call;
+    return {
+      user: d.userId,
+      state: d.state,
+      callId: d.callId,
+      errors: d.errors,
+      offerer: c && c.isOfferer,
+      partner: c && c.partnerId,
+      pc: d.pc && {
+        conn: d.pc.connectionState,
+        ice: d.pc.iceConnectionState,
+        gathering: d.pc.iceGatheringState,
+        signaling: d.pc.signalingState,
+        local: !!d.pc.localDescription,
+        remote: !!d.pc.remoteDescription,
+      },
+      events: d.events.slice(-12).map((e) => e.type + (e.reason ? ':' + e.reason : '')),
+    };
+  });
+}
+
 /** Both pages matched with each other, connected, each playing the other's video. */
 async function expectConnected(pa, pb) {
   const callId = await waitFor(
@@ -43,9 +67,14 @@ async function expectConnected(pa, pb) {
     { timeoutMs: 15_000, what: 'both users matched into the same call' },
   );
   for (const p of [pa, pb]) {
-    await p.waitForFunction(() => window.__demo.pc && window.__demo.pc.connectionState === 'connected', null, {
-      timeout: 20_000,
-    });
+    try {
+      await p.waitForFunction(() => window.__demo.pc && window.__demo.pc.connectionState === 'connected', null, {
+        timeout: 20_000,
+      });
+    } catch (e) {
+      const diag = await Promise.all([pa, pb].map(rtcDiagnostics));
+      throw new Error(`${e.message}\n${JSON.stringify(diag, null, 1)}`);
+    }
     await p.waitForFunction(
       () => {
         const v = document.getElementById('remote-video');
@@ -138,4 +167,31 @@ test('a killed browser mid-call: its matching session ends disconnected within g
   assert.ok(endedAfter <= graceMs + 1_000, `ended ${endedAfter} ms after the kill (grace ${graceMs} ms)`);
   assert.ok(endedAfter >= graceMs - 250, `not before the grace (${endedAfter} ms)`);
   await pd.getByText('Your partner left the call.').first().waitFor();
+});
+
+test('End call, then both press Continue: a mutual match on both lists', { timeout: 120_000 }, async () => {
+  const E = await browser('erin');
+  const F = await browser('frank');
+  const pe = await E.newPage(srv.url + '/demo');
+  const pf = await F.newPage(srv.url + '/demo');
+  await Promise.all([
+    startDemoUser(pe, { name: 'Erin', age: 45, interests: 'climbing, films', minAge: 42, maxAge: 50 }),
+    startDemoUser(pf, { name: 'Frank', age: 46, interests: 'films, tea', minAge: 42, maxAge: 50 }),
+  ]);
+  const callId = await expectConnected(pe, pf);
+
+  await pe.getByRole('button', { name: 'End call' }).click();
+  for (const p of [pe, pf]) {
+    await p.waitForFunction(() => window.__demo.state === 'deciding', null, { timeout: 5_000 });
+    await p.getByRole('heading', { name: 'How was it?' }).waitFor();
+  }
+  assert.equal(await pe.evaluate(() => window.__demo.lastCallEndReason), 'ended');
+  assert.equal((await srv.session(callId)).end_reason, 'ended');
+
+  await pe.getByRole('button', { name: 'Continue' }).click();
+  await pf.getByRole('button', { name: 'Continue' }).click();
+  await pe.locator('#matches-list li', { hasText: 'Frank' }).waitFor({ timeout: 5_000 });
+  await pf.locator('#matches-list li', { hasText: 'Erin' }).waitFor({ timeout: 5_000 });
+  for (const p of [pe, pf]) assert.equal(await p.evaluate(() => window.__demo.state), 'matching');
+  await pe.screenshot({ path: join(ARTIFACTS, 'demo-mutual.png'), fullPage: true });
 });

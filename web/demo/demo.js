@@ -228,7 +228,10 @@ el.stop.addEventListener('click', async () => {
 });
 
 async function onMatch(match) {
-  if (!demo.matching || demo.matching.ended) return;
+  // a match may arrive while POST /v1/matching/start is still answering
+  // (pairing happens when a user enters the pool), so don't wait for it
+  if (demo.state === 'idle' || demo.state === 'stopped') return;
+  if (demo.matching && demo.matching.ended) return;
   if (demo.call && !demo.call.ended) {
     if (demo.call.callId === match.call_id) return;
     demo.call.close();

@@ -534,20 +534,30 @@ export class TetherClient {
       return;
     }
     this._ws = ws;
-    let opened = false;
-    ws.onopen = () => {
-      opened = true;
-      this._wsOpen = true;
+    // A socket counts as working once the server answered something on it
+    // (we ping at once). One that opens and dies silently — a proxy eating
+    // upgrades, an auth failure after the handshake — counts as a failure,
+    // so repeated ones still lead to the SSE fallback.
+    let healthy = false;
+    const markHealthy = () => {
+      if (healthy) return;
+      healthy = true;
       this._wsAttempt = 0;
       this._wsFailures = 0;
-      this._lastRx = Date.now();
       this._closeSse(); // the WebSocket is preferred
       this._setConnection('open', 'ws');
-      this._startPing();
       this._catchUp();
+    };
+    ws.onopen = () => {
+      this._wsOpen = true;
+      this._lastRx = Date.now();
+      this._wsSend({ type: 'ping' });
+      if (!this._esOpen) this._setConnection('open', 'ws');
+      this._startPing();
     };
     ws.onmessage = (m) => {
       this._lastRx = Date.now();
+      markHealthy();
       let data;
       try {
         data = JSON.parse(typeof m.data === 'string' ? m.data : String(m.data));
@@ -566,13 +576,13 @@ export class TetherClient {
       clearInterval(this._pingTimer);
       this._pingTimer = null;
       if (!this._esOpen) this._setConnection('connecting', null);
-      this._wsScheduleReconnect(opened);
+      this._wsScheduleReconnect(healthy);
     };
   }
 
-  _wsScheduleReconnect(hadOpened) {
+  _wsScheduleReconnect(wasHealthy) {
     if (this._closed || this._suspended) return;
-    if (!hadOpened) this._wsFailures++;
+    if (!wasHealthy) this._wsFailures++;
     const delay = backoffDelay(this._wsAttempt++, this.backoff);
     if (this.transport === 'auto' && this._wsFailures >= this.wsFailuresBeforeFallback && !this._es) {
       this._log('WebSocket failed', this._wsFailures, 'times; falling back to SSE');
@@ -1332,7 +1342,9 @@ export class Call {
     this.setupMs = null;
     this._em = new Emitter();
     this._t0 = 0;
-    this._queue = Promise.resolve();
+    // signals wait here until the peer connection exists (the join request
+    // is still in flight when the partner's offer may already arrive)
+    this._queue = new Promise((resolve) => (this._pcReady = resolve));
     this._seenSignals = new RecentSet(1000);
     this._pendingCandidates = [];
     this._makingOffer = false;
@@ -1341,6 +1353,10 @@ export class Call {
     this._hadRemoteDescription = false;
     this._pollTimer = null;
     this._drainTimer = null;
+    // signals that arrived before connectCall (in arrival order, first)
+    const buffered = client._signalBuffers.get(this.callId) || [];
+    client._signalBuffers.delete(this.callId);
+    for (const sig of buffered) this._receive(sig);
   }
 
   /**
@@ -1452,10 +1468,8 @@ export class Call {
       for (const k of ['audio', 'video']) if (!kinds.has(k)) pc.addTransceiver(k, { direction: 'recvonly' });
     }
 
-    // signals that arrived before us
-    const buffered = client._signalBuffers.get(this.callId) || [];
-    client._signalBuffers.delete(this.callId);
-    for (const s of buffered) this._receive(s);
+    // process the signals that arrived before the peer connection existed
+    this._pcReady();
     this._drainHttp().catch(() => {});
     this._pollTimer = setInterval(() => this._poll().catch(() => {}), this.opts.pollIntervalMs ?? 3000);
     // HTTP drain while no event transport is open
@@ -1608,6 +1622,7 @@ export class Call {
 
   /** Close the peer connection locally (does not tell the server). */
   close() {
+    if (this._pcReady) this._pcReady();
     clearInterval(this._pollTimer);
     clearInterval(this._drainTimer);
     this._pollTimer = this._drainTimer = null;
