@@ -421,7 +421,11 @@ pub struct BlockBody {
 }
 
 pub async fn block(State(app): AppState, Caller(p): Caller, JsonBody(body): JsonBody<BlockBody>) -> Result<Json<Value>, ApiError> {
-    let me = acting_user(&p, body.by.as_deref())?;
+    // The blocker is `by` here (`user_id` names the blocked user): say so in errors.
+    let me = acting_user(&p, body.by.as_deref()).map_err(|e| match e.status {
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::invalid("by", e.detail.replace("user_id", "by (the user who blocks)")),
+        _ => e,
+    })?;
     let other = body.user_id.trim().to_string();
     if other.is_empty() || other == me {
         return Err(ApiError::invalid("user_id", "user_id must name another user"));

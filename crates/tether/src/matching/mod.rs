@@ -101,6 +101,9 @@ pub struct Matching {
     owing: HashMap<String, (String, Millis)>,
     decision_deadlines: BTreeSet<(Millis, String)>,
     ended_calls: HashMap<String, EndedCall>,
+    /// (end of the decision window, call id): ended calls are forgotten then,
+    /// decided or not (a user who never decides must not keep one forever).
+    ended_expiry: BTreeSet<(Millis, String)>,
     matches: Vec<MutualMatch>,
     /// user → when it last started waiting, for the time-to-pair histogram.
     waiting_since: HashMap<String, Millis>,
@@ -134,6 +137,7 @@ impl Matching {
             owing: HashMap::new(),
             decision_deadlines: BTreeSet::new(),
             ended_calls: HashMap::new(),
+            ended_expiry: BTreeSet::new(),
             matches: Vec::new(),
             waiting_since: HashMap::new(),
             pending_free: Vec::new(),
@@ -234,6 +238,13 @@ impl Matching {
                 self.owing.remove(&user);
                 self.make_free(now, &user, engine, change);
             }
+        }
+        while let Some((at, call)) = self.ended_expiry.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.ended_expiry.remove(&(at, call.clone()));
+            self.ended_calls.remove(&call);
         }
     }
 
@@ -392,6 +403,7 @@ impl Matching {
                 self.owing.insert(u.clone(), (session.id.clone(), at));
                 self.decision_deadlines.insert((at, u.clone()));
             }
+            self.ended_expiry.insert((now + timeout, session.id.clone()));
             self.ended_calls.insert(session.id.clone(), EndedCall { users: call.users.clone(), session: session.clone(), decisions: HashMap::new() });
         } else {
             for u in &call.users {
