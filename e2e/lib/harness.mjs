@@ -134,11 +134,14 @@ export async function startServer(name, { config = join(E2E_DIR, 'tether.toml'),
  * and connect Playwright to it. Each launch gets a fresh temporary profile.
  * @param {string} label for logs
  */
-export async function launchBrowser(label) {
+export async function launchBrowser(label, { bfcache = false } = {}) {
   const bs = await chromium.launchServer({
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_ARGS,
+    // Playwright turns the back/forward cache off by default; the bfcache
+    // test needs it on
+    ignoreDefaultArgs: bfcache ? ['--disable-back-forward-cache'] : undefined,
   });
   const pid = bs.process().pid;
   const browser = await chromium.connect(bs.wsEndpoint());

@@ -17,8 +17,8 @@ after(async () => {
   for (const b of browsers) await b.close();
   if (srv) await srv.stop();
 });
-async function browser(label) {
-  const b = await launchBrowser(label);
+async function browser(label, opts) {
+  const b = await launchBrowser(label, opts);
   browsers.push(b);
   return b;
 }
@@ -124,3 +124,30 @@ test('no WebSocket: the SDK falls back to SSE + HTTP heartbeats; events still ar
 });
 
 const sleepMs = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test('back/forward cache: leaving ends the session (beacon); coming back starts a new one', { timeout: 60_000 }, async () => {
+  const V = await browser('interview-bfcache', { bfcache: true });
+  const other = `bf-${Math.random().toString(36).slice(2, 8)}`;
+  const page = await V.newPage(`${srv.url}/demo/interview?user=${other}`);
+  const r = await startInterview(page);
+  assert.equal(r.state, 'live');
+
+  await page.goto(`${srv.url}/demo`);
+  const old = await waitFor(
+    async () => {
+      const s = await srv.session(r.sessionId);
+      return s.status === 'ended' ? s : null;
+    },
+    { timeoutMs: 2_000, intervalMs: 50, what: 'pagehide beacon' },
+  );
+  assert.equal(old.end_reason, 'closed');
+
+  // a bfcache restore fires no load event: wait for the commit only
+  await page.goBack({ waitUntil: 'commit' });
+  await page.waitForFunction((id) => window.__demo && window.__demo.restoredFrom === id, r.sessionId, { timeout: 10_000 });
+  const { state, sessionId } = await page.evaluate(() => ({ state: window.__demo.state, sessionId: window.__demo.sessionId }));
+  assert.equal(state, 'live');
+  assert.notEqual(sessionId, r.sessionId);
+  assert.equal((await srv.session(sessionId)).status, 'active');
+  await page.getByText('Welcome back').waitFor();
+});

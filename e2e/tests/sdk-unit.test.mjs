@@ -184,3 +184,99 @@ test('prometheus histogram summary', () => {
   assert.ok(h.p99 > 0.01 && h.p99 <= 0.1);
   assert.equal(histogramSummary(samples, 'nope'), null);
 });
+
+// ---- page lifecycle, with a fake window/document/navigator ----
+
+const tick = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function withFakePage(fn) {
+  return async () => {
+    const win = new EventTarget();
+    const doc = new EventTarget();
+    doc.visibilityState = 'visible';
+    const beacons = [];
+    const nav = {
+      sendBeacon(url, blob) {
+        beacons.push({ url, blob });
+        return true;
+      },
+    };
+    const saved = Object.getOwnPropertyDescriptor(globalThis, 'navigator');
+    globalThis.window = win;
+    globalThis.document = doc;
+    Object.defineProperty(globalThis, 'navigator', { value: nav, configurable: true, writable: true });
+    try {
+      await fn({ win, doc, beacons });
+    } finally {
+      delete globalThis.window;
+      delete globalThis.document;
+      if (saved) Object.defineProperty(globalThis, 'navigator', saved);
+      else delete globalThis.navigator;
+    }
+  };
+}
+
+function lifecycleClient(routes) {
+  const fetch = fakeFetch(routes);
+  const c = createClient({ baseUrl: 'http://tether.test', getToken: () => jwt({ sub: 'ada' }), fetch, transport: 'none' });
+  return { c, fetch };
+}
+
+test('pagehide: sendBeacon to /beacon with {"token"} as text/plain; bfcache restore starts a new session', withFakePage(async ({ win, beacons }) => {
+  let n = 0;
+  const { c } = lifecycleClient({
+    'GET /v1/kinds': [200, { kinds: [] }],
+    'POST /v1/sessions': () => [201, { session: session({ id: `s${++n}` }), superseded: [] }],
+    'GET /v1/sessions/s1': [200, session({ id: 's1', status: 'ended', end_reason: 'closed', ended_at: '2026-01-01T00:00:01.000Z' })],
+  });
+  const h = await c.startSession('interview', { heartbeat: false });
+  win.dispatchEvent(Object.assign(new Event('pagehide'), { persisted: true }));
+  assert.equal(beacons.length, 1);
+  assert.equal(beacons[0].url, 'http://tether.test/v1/sessions/s1/beacon');
+  assert.equal(beacons[0].blob.type, 'text/plain');
+  assert.deepEqual(JSON.parse(await beacons[0].blob.text()), { token: jwt({ sub: 'ada' }) });
+
+  const restarted = new Promise((r) => h.on('restarted', r));
+  win.dispatchEvent(Object.assign(new Event('pageshow'), { persisted: true }));
+  const info = await restarted;
+  assert.equal(info.previousId, 's1');
+  assert.equal(h.id, 's2');
+  assert.equal(h.ended, false);
+  c.close();
+}));
+
+test('endWhenHiddenMs: ends after the delay hidden, not if visible again first; restarts on return', withFakePage(async ({ doc }) => {
+  let n = 0;
+  const ends = [];
+  const { c } = lifecycleClient({
+    'GET /v1/kinds': [200, { kinds: [] }],
+    'POST /v1/sessions': () => [201, { session: session({ id: `s${++n}` }), superseded: [] }],
+    'POST /v1/sessions/s1/end': (body) => {
+      ends.push(body);
+      return [200, session({ id: 's1', status: 'ended', end_reason: 'ended', ended_at: '2026-01-01T00:00:01.000Z' })];
+    },
+    'GET /v1/sessions/s1': [200, session({ id: 's1', status: 'ended', end_reason: 'ended', ended_at: '2026-01-01T00:00:01.000Z' })],
+  });
+  const h = await c.startSession('interview', { heartbeat: false, endWhenHiddenMs: 60 });
+  const show = (state) => {
+    doc.visibilityState = state;
+    doc.dispatchEvent(new Event('visibilitychange'));
+  };
+  show('hidden');
+  await tick(20);
+  show('visible');
+  await tick(80);
+  assert.equal(ends.length, 0, 'cancelled when visible again');
+
+  const ended = new Promise((r) => h.on('ended', r));
+  show('hidden');
+  await tick(100);
+  assert.equal(await ended, 'ended');
+  assert.equal(ends.length, 1);
+
+  const restarted = new Promise((r) => h.on('restarted', r));
+  show('visible');
+  assert.equal((await restarted).previousId, 's1');
+  assert.equal(h.id, 's2');
+  c.close();
+}));

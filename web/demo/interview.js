@@ -160,8 +160,10 @@ function showLive(handle, text) {
     el.liveElapsed.textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
   }, 500);
   handle.on('update', (s) => (el.liveStatus.textContent = s.status));
-  handle.on('restarted', ({ session }) => {
+  handle.on('restarted', ({ session, previousId }) => {
+    demo.state = 'live';
     demo.sessionId = session.id;
+    demo.restoredFrom = previousId;
     el.liveId.textContent = session.id;
     say('Welcome back — a new interview session was started.');
   });

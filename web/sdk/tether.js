@@ -692,6 +692,7 @@ export class TetherClient {
   /** After (re)connecting: find out what we may have missed. */
   _catchUp() {
     for (const h of this._sessions.values()) {
+      if (h._beaconed) continue; // a bfcache restore is dealing with it
       if (!h.ended) h.refresh().catch(() => {});
       if (!h.ended && h.kind === 'matching') h._checkNextMatch().catch(() => {});
     }
