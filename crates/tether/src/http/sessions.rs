@@ -13,6 +13,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use tether_engine::kind::{CALL, MATCHING};
 use tether_engine::{time::format_rfc3339, Dur, EndReason, EngineError, NewSession, Session};
 
 type AppState = State<Arc<App>>;
@@ -44,6 +45,13 @@ pub async fn create(State(app): AppState, Caller(p): Caller, JsonBody(body): Jso
     };
     if body.kind.is_empty() {
         return Err(ApiError::invalid("kind", "kind must not be empty"));
+    }
+    // Matching and call sessions carry state the matching layer owns (preferences, the pair).
+    if body.kind == MATCHING || body.kind == CALL {
+        return Err(ApiError::invalid(
+            "kind",
+            format!("{} sessions are started by the matching endpoints (POST /v1/matching/start creates matching sessions; calls are created by pairing)", body.kind),
+        ));
     }
     let metadata = match body.metadata {
         None | Some(Value::Null) => json!({}),
@@ -274,7 +282,8 @@ pub struct JoinBody {
 pub async fn join(State(app): AppState, Caller(p): Caller, Path(id): Path<String>, JsonBody(body): JsonBody<JoinBody>) -> Result<Response, ApiError> {
     let user = acting_user(&p, body.user_id.as_deref())?;
     check_name(&body.name)?;
-    let r = on_live(&app, &p, &id, |core, now, _| {
+    let r = on_live(&app, &p, &id, |core, now, s| {
+        not_a_stranger_in_a_call(s, &user)?;
         let (s, out) = core.engine.join(now, &id, &user, body.name).map_err(engine_err)?;
         Ok((s, Change::from(out)))
     })
@@ -283,6 +292,15 @@ pub async fn join(State(app): AppState, Caller(p): Caller, Path(id): Path<String
         Ok(s) => Ok((StatusCode::CREATED, Json(s)).into_response()),
         Err(ended) => Err(ApiError::gone(&ended)),
     }
+}
+
+/// A call is for its two users: nobody else may join it (joining would
+/// start its timer and mark the pair as having met).
+fn not_a_stranger_in_a_call(s: &Session, user: &str) -> Result<(), ApiError> {
+    if s.kind == CALL && !s.members.iter().any(|m| m == user) {
+        return Err(ApiError::forbidden("only the call's two users may join it"));
+    }
+    Ok(())
 }
 
 fn check_name(name: &Option<String>) -> Result<(), ApiError> {
@@ -337,7 +355,10 @@ pub async fn create_invite(State(app): AppState, Caller(p): Caller, Path(id): Pa
         return Err(ApiError::invalid("ttl", "ttl must be longer than 0"));
     }
     let token = crate::app::random_token(16);
-    let r = on_live(&app, &p, &id, |core, now, _| {
+    let r = on_live(&app, &p, &id, |core, now, s| {
+        if s.kind == CALL {
+            return Err(ApiError::conflict("calls are for their two users only: they cannot be joined by invitation"));
+        }
         let (invite, expiry, out) = core.engine.create_invite(now, &id, token, ttl).map_err(engine_err)?;
         Ok(((invite, expiry), Change::from(out)))
     })
