@@ -21,6 +21,7 @@ const state = {
   health: null,
   lateness: null,
   kinds: null,
+  lastEventId: null,
 };
 window.__admin = state;
 
@@ -282,7 +283,10 @@ function setFeed(cls, text) {
 
 function openFeed() {
   if (state.es) state.es.close();
-  const es = new EventSource(`/v1/events?token=${encodeURIComponent(state.key)}`);
+  // start with the server's recent backlog (?last_event_id= is the query
+  // form of Last-Event-ID); the EventSource resumes by itself afterwards
+  const since = state.lastEventId != null ? state.lastEventId : 0;
+  const es = new EventSource(`/v1/events?token=${encodeURIComponent(state.key)}&last_event_id=${since}`);
   state.es = es;
   setFeed('connecting', 'Connecting to live events…');
   const onEvent = (m) => {
@@ -309,6 +313,11 @@ function openFeed() {
 }
 
 function onFeedEvent(ev) {
+  if (/^\d+$/.test(String(ev.id))) {
+    const n = Number(ev.id);
+    if (state.lastEventId != null && n <= state.lastEventId) return; // already shown
+    state.lastEventId = n;
+  }
   state.events.unshift(ev);
   if (state.events.length > 300) state.events.length = 300;
   scheduleRefresh();

@@ -155,7 +155,11 @@ function ensureClient() {
   });
   client.on('error', (e) => demo.errors.push(describeError(e)));
   client.onMatch((match) => onMatch(match).catch((e) => showError(e)));
-  client.on('match.mutual', () => refreshMatches());
+  client.on('match.mutual', (ev) => {
+    const who = ev.match && (ev.match.name || ev.match.user_id);
+    if (who && demo.state === 'matching') el.status.textContent = `It's a match with ${who}! Looking for your next match…`;
+    refreshMatches();
+  });
   client.kinds().then((k) => {
     const call = k.get('call');
     if (call && call.max_duration_ms) {
