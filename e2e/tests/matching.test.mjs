@@ -110,6 +110,16 @@ test('two browsers match, connect WebRTC, see each other; closing a tab tells th
   assert.equal(call.status, 'active');
   assert.ok(call.expires_at, 'an active call has its max_duration deadline');
 
+  // both SDKs reported their WebRTC set-up time (webrtc.connected)
+  await waitFor(
+    async () => {
+      const res = await fetch(srv.url + '/metrics', { headers: { Authorization: 'Bearer e2e-admin-key' } });
+      const m = /^tether_webrtc_setup_seconds_count(?:\{\})? (\d+)/m.exec(await res.text());
+      return m && Number(m[1]) >= 2;
+    },
+    { timeoutMs: 5_000, what: 'two WebRTC set-up reports in /metrics' },
+  );
+
   await pa.screenshot({ path: join(ARTIFACTS, 'demo.png'), fullPage: true });
 
   // close Bob's tab: the beacon ends his matching session, the call ends

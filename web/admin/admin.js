@@ -134,6 +134,7 @@ async function refresh() {
   const live = lists.flatMap((r) => (r.status === 'fulfilled' && r.value ? r.value.sessions || [] : []));
   state.health = h;
   renderTiles(h, samples);
+  renderMatching(samples);
   renderCounts(h, samples, live);
   renderLive(live);
   $('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
@@ -156,13 +157,39 @@ function renderTiles(h, samples) {
     $('t-lateness').textContent = '—';
     $('t-lateness-sub').textContent = 'no tether_expiry_lateness_seconds yet';
   } else if (!lat.count) {
-    $('t-lateness').textContent = '0 expiries';
-    $('t-lateness-sub').textContent = 'no deadline has passed yet';
+    $('t-lateness').textContent = '—';
+    $('t-lateness-sub').textContent = 'no expiry yet';
   } else {
     $('t-lateness').textContent = fmtSeconds(lat.p99);
     $('t-lateness-sub').textContent =
       `p99 of ${lat.count} expiries · mean ${fmtSeconds(lat.mean)} · all ≤ ${fmtSeconds(lat.maxBucket)}`;
   }
+}
+
+function metricSum(samples, name) {
+  let found = false;
+  let n = 0;
+  for (const s of samples) {
+    if (s.name === name) {
+      found = true;
+      n += s.value;
+    }
+  }
+  return found ? n : null;
+}
+
+function renderMatching(samples) {
+  const pool = metricSum(samples, 'tether_matching_pool_users');
+  $('t-pool').textContent = pool == null ? '—' : String(pool);
+  const pairs = metricSum(samples, 'tether_matching_pairs_total');
+  $('t-pairs').textContent = pairs == null ? '—' : String(pairs);
+  const ttp = histogramSummary(samples, 'tether_matching_time_to_pair_seconds');
+  $('t-pairs-sub').textContent = ttp && ttp.count ? `time to pair p50 ${fmtSeconds(ttp.p50)}` : 'time to pair';
+  const rtc = histogramSummary(samples, 'tether_webrtc_setup_seconds');
+  $('t-webrtc').textContent = rtc && rtc.count ? fmtSeconds(rtc.p50) : '—';
+  $('t-webrtc-sub').textContent = rtc && rtc.count ? `p50 of ${rtc.count} calls · p99 ${fmtSeconds(rtc.p99)}` : 'reported by the SDK (p50)';
+  const hb = metricSum(samples, 'tether_heartbeats_total');
+  $('t-hb').textContent = hb == null ? '—' : String(hb);
 }
 
 function sortStatuses(set) {

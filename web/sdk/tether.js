@@ -108,8 +108,7 @@ export function decodeJwtPayload(token) {
       json = new TextDecoder().decode(bytes);
     } else {
       // Node < 16 fallback
-      // eslint-disable-next-line no-undef
-      json = Buffer.from(b64, 'base64').toString('utf8');
+      json = /** @type {any} */ (globalThis).Buffer.from(b64, 'base64').toString('utf8');
     }
     return JSON.parse(json);
   } catch {
@@ -408,7 +407,7 @@ export class TetherClient {
    * "*" for all of them, or SDK events: "connection" ({state, transport}),
    * "error". Opens the event connection if needed.
    * @param {string} type
-   * @param {(ev: any) => void} fn
+   * @param {(...args: any[]) => void} fn
    * @returns {() => void} unsubscribe
    */
   on(type, fn) {
@@ -1141,6 +1140,10 @@ export class SessionHandle {
     this._beaconed = false;
     this._endedByHidden = false;
     this._hbFailures = 0;
+    /** @type {string[]} ids of sessions this one superseded (per_user = "replace") */
+    this.superseded = [];
+    /** @type {MatchingPrefs | undefined} */
+    this.prefs = undefined;
   }
 
   get status() {
