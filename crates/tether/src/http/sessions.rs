@@ -93,9 +93,15 @@ pub struct ListQuery {
 }
 
 pub async fn list(State(app): AppState, Caller(p): Caller, QueryParams(q): QueryParams<ListQuery>) -> Result<Response, ApiError> {
-    if let Some(st) = &q.status {
-        if tether_engine::Status::parse(st).is_none() {
-            return Err(ApiError::invalid("status", format!("status must be waiting, active, completing or ended, not {st:?}")));
+    // `status` takes one status, a comma-separated list, or `live` (waiting, active, completing).
+    let mut statuses = Vec::new();
+    for st in q.status.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if st == "live" {
+            statuses.extend(["waiting", "active", "completing"].map(String::from));
+        } else if tether_engine::Status::parse(st).is_some() {
+            statuses.push(st.to_string());
+        } else {
+            return Err(ApiError::invalid("status", format!("status must be waiting, active, completing, ended or live (or a comma-separated list), not {st:?}")));
         }
     }
     let limit = q.limit.unwrap_or(100);
@@ -104,7 +110,7 @@ pub async fn list(State(app): AppState, Caller(p): Caller, QueryParams(q): Query
     }
     let filter = crate::store::ListFilter {
         kind: q.kind,
-        status: q.status,
+        statuses,
         user_id: q.user_id,
         visible_to: p.user_id().map(str::to_string),
         after_id: q.cursor,

@@ -40,7 +40,8 @@ pub enum StoreWrite {
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
     pub kind: Option<String>,
-    pub status: Option<String>,
+    /// Any of these statuses (empty: all).
+    pub statuses: Vec<String>,
     pub user_id: Option<String>,
     /// Only sessions the given user may see (owner, member or participant).
     pub visible_to: Option<String>,
@@ -87,7 +88,7 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 
 pub(crate) fn matches_filter(s: &Session, f: &ListFilter) -> bool {
     f.kind.as_ref().is_none_or(|k| &s.kind == k)
-        && f.status.as_ref().is_none_or(|st| s.status.as_str() == st)
+        && (f.statuses.is_empty() || f.statuses.iter().any(|st| s.status.as_str() == st))
         && f.user_id.as_ref().is_none_or(|u| &s.user_id == u)
         && f.visible_to.as_ref().is_none_or(|u| s.visible_to(u))
         && f.after_id.as_ref().is_none_or(|a| s.id.as_str() > a.as_str())

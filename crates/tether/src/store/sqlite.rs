@@ -132,11 +132,19 @@ impl Store for SqliteStore {
         let conn = self.reader.lock();
         let mut sql = String::from("SELECT record FROM sessions WHERE id > ?1");
         let mut args: Vec<String> = vec![f.after_id.clone().unwrap_or_default()];
-        for (col, val) in [("kind", &f.kind), ("status", &f.status), ("user_id", &f.user_id)] {
+        for (col, val) in [("kind", &f.kind), ("user_id", &f.user_id)] {
             if let Some(v) = val {
                 args.push(v.clone());
                 sql.push_str(&format!(" AND {col} = ?{}", args.len()));
             }
+        }
+        if !f.statuses.is_empty() {
+            let mut marks = Vec::new();
+            for st in &f.statuses {
+                args.push(st.clone());
+                marks.push(format!("?{}", args.len()));
+            }
+            sql.push_str(&format!(" AND status IN ({})", marks.join(", ")));
         }
         sql.push_str(" ORDER BY id");
         let mut stmt = conn.prepare(&sql)?;
