@@ -1054,7 +1054,7 @@ mod ops {
     #[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
         params(
             ("kind" = Option<String>, Query, description = "Only this kind."),
-            ("status" = Option<Status>, Query, description = "Only this status."),
+            ("status" = Option<String>, Query, description = "Only these statuses: one of `waiting`, `active`, `completing`, `ended`, a comma-separated list of them, or `live` (waiting, active and completing)."),
             ("user_id" = Option<String>, Query, description = "Only sessions of this owner."),
             ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, 1–1000 (default 100)."),
             ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
