@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::hub::{Published, Subscriber};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -106,8 +107,12 @@ pub async fn ws(
     State(app): State<Arc<App>>,
     StreamCaller(p): StreamCaller,
     QueryParams(q): QueryParams<StreamQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(r) => return ApiError::new(r.status(), "WebSocket upgrade required", r.body_text()).into_response(),
+    };
     upgrade
         .max_message_size(super::problem::BODY_LIMIT)
         .on_upgrade(move |socket| serve_socket(app, p, q.kind, socket))

@@ -34,6 +34,8 @@ impl ApiError {
     }
     /// A request field failed validation (`field` names it, also in `detail`).
     pub fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
+        let detail = detail.into();
+        let detail = if detail.contains(field) { detail } else { format!("{field}: {detail}") };
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid field", detail).with("field", Value::from(field))
     }
     pub fn not_found(what: &str) -> ApiError {
@@ -111,6 +113,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return serde_json::from_str("{}").map_err(|_| ApiError::bad_request("a JSON object body is required"));
     }
+    // Syntax first, so a truncated body is "malformed JSON" rather than the
+    // first type error met on the way; then only objects are bodies.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::bad_request(format!("malformed JSON: {e}")));
+    }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -143,10 +153,38 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// How much of an oversize body is read and discarded (for at most
+/// [`DRAIN_TIME`]) before answering 413: a server that answers while the
+/// client is still sending, then closes with unread data, resets the
+/// connection and the client never sees the 413.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(req.into_body(), BODY_LIMIT).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large", format!("request bodies are limited to {BODY_LIMIT} bytes"))
-    })
+    use futures::StreamExt;
+    let too_large =
+        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large", format!("request bodies are limited to {BODY_LIMIT} bytes"));
+    let unreadable = |e: axum::Error| ApiError::bad_request(format!("could not read the request body: {e}"));
+    let mut stream = req.into_body().into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(unreadable)?;
+        if buf.len() + chunk.len() > BODY_LIMIT {
+            let mut drained = buf.len() + chunk.len();
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    drained += chunk.len();
+                    if drained > DRAIN_LIMIT {
+                        break;
+                    }
+                }
+            })
+            .await;
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// Query parameters with problem+json rejections naming the parameter.
