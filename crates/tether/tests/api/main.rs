@@ -7,6 +7,5 @@ mod bad_input;
 mod crash;
 mod events;
 mod isolation;
-mod lateness;
 mod ops;
 mod stories;
