@@ -164,6 +164,11 @@ impl Hub {
         (backlog, rx)
     }
 
+    /// The id of the last event published (0 before the first).
+    pub fn head(&self) -> u64 {
+        self.inner.lock().next - 1
+    }
+
     /// Events after `after` still in the log (a lagging subscriber catches up here).
     pub fn since(&self, after: u64) -> Vec<Arc<Published>> {
         self.inner.lock().log.iter().filter(|e| e.seq > after).cloned().collect()

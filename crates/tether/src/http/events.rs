@@ -52,11 +52,18 @@ pub async fn sse(
         ),
         None => q.last_event_id,
     };
+    // An id from the future (a client of a server whose memory store was
+    // restarted) would skip every event until the sequence caught up: start afresh.
+    let after = after.filter(|a| *a <= app.hub.head());
     let filter = subscriber(&p, q.kind);
     let (backlog, mut rx) = app.hub.subscribe(after);
     let mut closing = app.closing.subscribe();
     let hub = app.hub.clone();
+    // An open event stream counts as the user's presence for disconnect_grace,
+    // like a WebSocket: a client that fell back to SSE is still there.
+    let presence = Presence::open(app.clone(), p.user_id());
     let stream = async_stream_events(move |tx| async move {
+        let _presence = presence;
         let mut last = after.unwrap_or(0);
         for e in backlog {
             last = e.seq;
@@ -80,6 +87,7 @@ pub async fn sse(
                     }
                     Err(RecvError::Closed) => return,
                 },
+                _ = tx.closed() => return,
                 _ = closing.changed() => return,
             }
         }
@@ -118,12 +126,35 @@ pub async fn ws(
         .on_upgrade(move |socket| serve_socket(app, p, q.kind, socket))
 }
 
-async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket: WebSocket) {
-    let user = p.user_id().map(str::to_string);
-    if let Some(u) = &user {
-        let mut core = app.core.lock();
-        core.engine.socket_opened(u);
+/// A user's open event stream or WebSocket, for `disconnect_grace`: opening
+/// cancels a running grace, dropping the last one starts it.
+struct Presence {
+    app: Arc<App>,
+    user: Option<String>,
+}
+
+impl Presence {
+    fn open(app: Arc<App>, user: Option<&str>) -> Presence {
+        let user = user.map(str::to_string);
+        if let Some(u) = &user {
+            app.core.lock().engine.socket_opened(u);
+        }
+        Presence { app, user }
     }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        if let Some(u) = &self.user {
+            let mut core = self.app.core.lock();
+            core.engine.socket_closed(self.app.now(), u);
+            self.app.nudge(&core);
+        }
+    }
+}
+
+async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket: WebSocket) {
+    let _presence = Presence::open(app.clone(), p.user_id());
     let filter = subscriber(&p, kind);
     let (_, mut rx) = app.hub.subscribe(None);
     let mut closing = app.closing.subscribe();
@@ -162,11 +193,6 @@ async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket:
                 break;
             }
         }
-    }
-    if let Some(u) = &user {
-        let mut core = app.core.lock();
-        core.engine.socket_closed(app.now(), u);
-        app.nudge(&core);
     }
 }
 

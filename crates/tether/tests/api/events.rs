@@ -172,3 +172,35 @@ async fn reconnecting_within_disconnect_grace_cancels_it() {
     let e = admin.wait_event(ms(3000), "session.ended", &id).await;
     assert_eq!(e.reason(), "disconnected");
 }
+
+/// A client that fell back to Server-Sent Events is still present: its open
+/// stream keeps the session through `disconnect_grace`, and closing it starts the grace.
+#[tokio::test]
+async fn an_open_event_stream_counts_as_presence() {
+    let app = TestApp::start().await;
+    let mut admin = app.sse(API_KEY, "?kind=grace", None).await;
+    let fay = user_token("fay");
+    let stream = app.sse(&fay, "", None).await;
+    let s = id_of(&app.start_session(&fay, json!({"kind": "grace"})).await["session"]);
+    // Longer than the 500 ms grace: the stream is open, so nothing may end.
+    tokio::time::sleep(ms(900)).await;
+    assert_eq!(app.session(&s).await["status"], "active");
+
+    let closed_at = now_ms();
+    drop(stream);
+    let e = admin.wait_event(ms(3000), "session.ended", &s).await;
+    assert_eq!(e.reason(), "disconnected");
+    let after = ts(&e.data["session"]["ended_at"]) - closed_at;
+    assert!((450..=1500).contains(&after), "ended {after} ms after the stream closed (grace 500ms)");
+}
+
+/// A `Last-Event-ID` ahead of the server (its memory store restarted) must not
+/// silence the stream until the sequence catches up.
+#[tokio::test]
+async fn a_resume_id_from_the_future_starts_afresh() {
+    let app = TestApp::start().await;
+    let mut stream = app.sse(API_KEY, "", Some(u64::MAX / 4)).await;
+    let s = id_of(&app.start_session(API_KEY, json!({"kind": "grace", "user_id": "gil"})).await["session"]);
+    let e = stream.wait_event(ms(3000), "session.started", &s).await;
+    assert_eq!(e.session_id(), s);
+}
