@@ -80,3 +80,61 @@ async fn sigterm_exits_zero_with_an_open_stream() {
     app.restart().await;
     assert_eq!(app.session(&s).await["status"], "active");
 }
+
+/// `tether health` and `tether cleanup [--dry-run]` talk to a running server.
+#[tokio::test]
+async fn health_and_cleanup_commands() {
+    let app = TestApp::start().await;
+    app.start_for("cli-user", "plain").await;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args(args)
+            .args(["--url", &app.base, "--api-key", API_KEY])
+            .output()
+            .expect("run tether")
+    };
+    let health = run(&["health"]);
+    assert_eq!(health.status.code(), Some(0), "{}", String::from_utf8_lossy(&health.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&health.stdout).expect("health prints JSON");
+    assert_eq!(report["health"], "healthy");
+    assert_eq!(report["sessions"]["total"], 1);
+
+    let dry = run(&["cleanup", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0));
+    let preview: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert!(preview["would_end"].is_array() && preview["purgeable"].is_number(), "{preview}");
+    let done = run(&["cleanup"]);
+    assert_eq!(done.status.code(), Some(0));
+    let result: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert!(result["ended"].is_number() && result["purged"].is_number(), "{result}");
+
+    let wrong_key = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["health", "--url", &app.base, "--api-key", "not-a-key"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong_key.status.code(), Some(2), "a refused call is an error exit");
+}
+
+/// Demo mode mints tokens without auth, so it refuses non-loopback addresses;
+/// without it the demo token endpoint and page do not exist.
+#[tokio::test]
+async fn demo_mode_is_loopback_only_and_off_by_default() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tether"))
+        .args(["serve", "--demo", "--store", "memory", "--listen", "0.0.0.0:0"])
+        .output()
+        .expect("run tether");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listen") && stderr.contains("loopback"), "{stderr}");
+
+    let app = TestApp::start().await;
+    let r = app.client.post(app.url("/v1/demo/token")).body(r#"{"user_id":"x"}"#).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = app.client.get(app.url("/demo")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = app.client.get(app.url("/admin")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = app.client.get(app.url("/sdk/tether.js")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().contains("javascript"));
+}
