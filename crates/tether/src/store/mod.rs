@@ -1,12 +1,14 @@
 //! Durable state behind the engine. The [`Store`] trait is what the journal
 //! thread writes through and what the API reads ended sessions from:
-//! SQLite (the embedded default) and memory now; a PostgreSQL store shared by
-//! several nodes fits the same trait (batches are transactions; reads are
-//! plain queries).
+//! SQLite (the embedded default), memory, and PostgreSQL for one node
+//! (batches are transactions; reads are plain queries; several nodes sharing
+//! one database are not built yet, see [`PostgresStore`]).
 
 mod memory;
+mod postgres;
 mod sqlite;
 
+pub use self::postgres::PostgresStore;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
@@ -67,7 +69,8 @@ pub trait Store: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// Opens the store named by a URL: `sqlite://PATH`, `memory`.
+/// Opens the store named by a URL: `sqlite://PATH`, `memory`,
+/// `postgres://…` / `postgresql://…` (one node; `?schema=NAME` picks the schema).
 pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url == "memory" || url == "memory://" {
         return Ok(Arc::new(MemoryStore::default()));
@@ -79,9 +82,7 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         return Ok(Arc::new(SqliteStore::open(path)?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Backend(
-            "the PostgreSQL store is not built yet; use sqlite://PATH or memory (see README, 'Not built yet')".into(),
-        ));
+        return Ok(Arc::new(PostgresStore::open(url)?));
     }
     Err(StoreError::BadUrl(url.to_string()))
 }
