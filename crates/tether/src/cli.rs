@@ -39,7 +39,7 @@ pub struct ServeArgs {
     /// Address to listen on (`127.0.0.1:0` picks a free port). Default 127.0.0.1:7878.
     #[arg(long, env = "TETHER_LISTEN")]
     pub listen: Option<String>,
-    /// `sqlite://PATH` (default `sqlite://tether.db`) or `memory`.
+    /// `sqlite://PATH` (default `sqlite://tether.db`), `memory`, or `postgres://…` (one node per schema).
     #[arg(long, env = "TETHER_STORE")]
     pub store: Option<String>,
     /// Turn on `[auth].demo` and the demo page (loopback addresses only).
