@@ -523,8 +523,37 @@ async fn tether_population(
             return Ok(());
         }
         let window = ms(p.tether_window) + n as f64 / 10.0; // 30 s + 100 s per million
+        // server side: poll /v1/admin/health (live-session count) every 500 ms
+        let zero_at: Arc<Mutex<(Option<f64>, Option<u64>)>> = Arc::default();
+        let poller = {
+            let (api, zero_at) = (t.api.clone(), zero_at.clone());
+            tokio::spawn(async move {
+                let Ok(mut c) = api.conn().await else { return };
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let Ok((st, v)) = c.json(Method::GET, "/v1/admin/health", &api.key, None).await else { continue };
+                    let t = now_ms();
+                    if !st.is_success() {
+                        continue;
+                    }
+                    let live = v["sessions"]["total"].as_u64();
+                    let mut z = zero_at.lock().unwrap();
+                    z.1 = live;
+                    if live == Some(0) && z.0.is_none() {
+                        z.0 = Some(t);
+                        return;
+                    }
+                }
+            })
+        };
         wait_until(dmax + window, || rec.lock().unwrap().len() >= n).await;
         h.abort();
+        // give the poller one more look if the server got there but it has not seen it yet
+        if zero_at.lock().unwrap().0.is_none() {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        poller.abort();
+        let (zero, live_left) = *zero_at.lock().unwrap();
         let rec = rec.lock().unwrap().clone();
         let got = rec.len();
         let last = rec.values().map(|r| r.0).fold(0.0, f64::max);
@@ -545,6 +574,10 @@ async fn tether_population(
             s.metrics.last_mut().unwrap().display = Some(format!("> {} ({got} of {n} received)", crate::report::fmt_ms(dmax + window - dmin)));
         }
         s.metric(Metric::text("received", "ended events received", format!("{got} of {n}")));
+        s.metric(Metric::new("server_zero_live_ms", "shared deadline → server reports 0 live sessions (/v1/admin/health, polled every 500 ms)", zero.map(|z| z - dmin), "ms"));
+        if zero.is_none() {
+            s.metrics.last_mut().unwrap().display = Some(format!("not within the window ({} still live at the last poll)", live_left.map(|l| l.to_string()).unwrap_or("?".into())));
+        }
         s.metric(Metric::new("deadline_spread_ms", "spread of the shared deadline (50 sampled sessions)", Some(dmax - dmin), "ms"));
         s.latency("sampled", "lateness of the 50 sampled sessions", &mut sampled);
         s.note(format!(
@@ -1123,56 +1156,57 @@ async fn tether_time_to_pair(src: &TetherSource, p: &Params) -> Result<SystemRun
         task.await??;
     }
     let fill = fill_start.elapsed();
+    // an API-key observer sees every user's `match.found` (one event per user, each with its audience)
+    let seen: Arc<Mutex<HashMap<String, Vec<f64>>>> = Arc::default();
+    let s2 = seen.clone();
+    let obs = spawn_sse(api.addr, "/v1/events?kind=call", &api.key, move |ev| {
+        if ev.event != "match.found" {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else { return };
+        if let Some(call) = call_id_of(&v) {
+            s2.lock().unwrap().entry(call).or_default().push(ev.received_ms);
+        }
+    })
+    .await?;
     let mut c = api.conn().await?;
     let mut partner_lat = Samples::new();
-    let mut target_lat = Samples::new();
     let mut both = Samples::new();
-    let mut wrong = 0usize;
+    let mut incomplete = 0usize;
     for k in 0..p.pair_rounds {
-        let (tu, pu) = (format!("t{k}"), format!("p{k}"));
-        let tag = format!("r{k}");
-        put_profile(&mut c, &api.key, &tu, 30, &[&tag]).await?;
-        put_profile(&mut c, &api.key, &pu, 18, &[&tag]).await?;
-        let mut tws = ws_connect(api.addr, &api.user_token(&tu), "").await?;
+        let pu = format!("p{k}");
+        put_profile(&mut c, &api.key, &pu, 18, &["waiting"]).await?;
         let mut pws = ws_connect(api.addr, &api.user_token(&pu), "").await?;
-        let ts = start_matching(&mut c, &api, &tu, 18, 18, &[]).await?;
         let tok = api.user_token(&pu);
-        let body = json!({"min_age": 30, "max_age": 30, "preferred_interests": [tag], "user_id": pu});
+        let body = json!({"min_age": 30, "max_age": 30, "user_id": pu});
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let t0 = Instant::now();
+        let t0 = now_ms();
         let v = c.ok(Method::POST, "/v1/matching/start", &tok, Some(&body)).await?;
         let ps = v["session_id"].as_str().unwrap_or_default().to_string();
-        let (pev, pt) = ws_wait(&mut pws, "match.found", Duration::from_secs(10)).await?;
-        let pl = (pt - t0).as_secs_f64() * 1000.0;
-        partner_lat.push(pl);
-        let partner_of_p = pev["match"]["partner"]["user_id"].as_str().unwrap_or_default().to_string();
-        if partner_of_p == tu {
-            let (_, tt) = ws_wait(&mut tws, "match.found", Duration::from_secs(10)).await?;
-            let tl = (tt - t0).as_secs_f64() * 1000.0;
-            target_lat.push(tl);
-            both.push(pl.max(tl));
-        } else {
-            wrong += 1;
+        let (pev, _) = ws_wait(&mut pws, "match.found", Duration::from_secs(10)).await?;
+        partner_lat.push(now_ms() - t0);
+        let call = call_id_of(&pev).ok_or_else(|| anyhow!("match.found without a call id: {pev}"))?;
+        wait_until(now_ms() + 5000.0, || seen.lock().unwrap().get(&call).is_some_and(|r| r.len() >= 2)).await;
+        match seen.lock().unwrap().get(&call) {
+            Some(r) if r.len() >= 2 => both.push(r.iter().cloned().fold(0.0, f64::max) - t0),
+            _ => incomplete += 1,
         }
-        // leave the pool so no one is paired later
-        for sid in [&ts, &ps] {
-            let _ = c.json(Method::POST, &format!("/v1/sessions/{sid}/end"), &api.key, Some(&json!({}))).await;
-        }
-        let _ = tws.close(None).await;
+        // the partner leaves: its call ends (never active) and the waiting user returns to the pool
+        let _ = c.json(Method::POST, &format!("/v1/sessions/{ps}/end"), &api.key, Some(&json!({}))).await;
         let _ = pws.close(None).await;
     }
+    obs.abort();
     let mut s = SystemRun::new("Tether");
-    s.latency("both", "partner enters → both `match.found`", &mut both);
-    s.latency("partner", "→ entering user's `match.found`", &mut partner_lat);
-    s.latency("target", "→ waiting user's `match.found`", &mut target_lat);
+    s.latency("both", "partner enters → both `match.found` (API-key observer)", &mut both);
+    s.latency("partner", "→ entering user's `match.found` on its own WebSocket", &mut partner_lat);
     s.note(format!(
-        "{} users waiting (age 30, wanting 18–18: never pair with each other; filled in {:.1} s); per round a target user (age 30, interest r_k) waits and a partner (age 18, wants 30–30, preferred interest r_k) enters; both hold user-token WebSockets; timed from sending the partner's POST /v1/matching/start; {} rounds",
+        "{} users waiting (age 30, wanting 18–18: never pair with each other; filled in {:.1} s); per round a new user (age 18, wanting 30–30) enters with POST /v1/matching/start (user token) and is paired with one of the waiting; 'both' = until an API-key SSE observer (`?kind=call`) has received the `match.found` of both users; then the entering user ends its matching session (the call ends, the waiting user returns to the pool); {} rounds",
         p.pair_waiting,
         fill.as_secs_f64(),
         p.pair_rounds
     ));
-    if wrong > 0 {
-        s.note(format!("{wrong} rounds paired the partner with someone other than the target (not counted in 'both')"));
+    if incomplete > 0 {
+        s.note(format!("{incomplete} rounds: the observer did not get both users' match.found within 5 s"));
     }
     t.stop().await;
     Ok(s)

@@ -77,7 +77,7 @@ impl RedisPeer {
                 format!("own process on 127.0.0.1:{port}, started by the harness"),
                 "--save \"\" --appendonly no (nothing persisted: not durable)".into(),
                 "--notify-keyspace-events Ex; ended = `__keyevent@0__:expired` message".into(),
-                format!("hz {} , active-expire-effort {} (defaults)", hz.get(1).cloned().unwrap_or_default(), effort.get(1).cloned().unwrap_or_default()),
+                format!("hz {}, active-expire-effort {} (defaults)", hz.get(1).cloned().unwrap_or_default(), effort.get(1).cloned().unwrap_or_default()),
                 "one key per session (~120-byte JSON value), renewal = PEXPIRE".into(),
             ],
         };
