@@ -7,12 +7,16 @@
 //! - [`session`]: the session record, its status machine vocabulary and end reasons;
 //! - [`schedule`]: the deadline queue (earliest deadline first);
 //! - [`engine`]: the live sessions and every operation on them, each returning the
-//!   writes to make durable and the events to publish.
+//!   writes to make durable and the events to publish;
+//! - `live` and `index` (private): how the engine keeps a live session compactly
+//!   and finds it by id or owner; [`Session`] is only the snapshot it hands out.
 //!
 //! Every operation takes `now`, so tests drive every timeout by passing a later time.
 
 pub mod engine;
 pub mod kind;
+mod index;
+mod live;
 pub mod schedule;
 pub mod session;
 pub mod time;

@@ -77,7 +77,7 @@ fn session_writes(out: &Outcome) -> Vec<&Session> {
     out.writes
         .iter()
         .filter_map(|w| match w {
-            Write::Session(s) => Some(s),
+            Write::Session(s) => Some(&**s),
             _ => None,
         })
         .collect()
@@ -96,7 +96,7 @@ fn check(e: &Engine, now: Millis, out: &Outcome) {
     }
     for (id, s) in &last_write {
         match e.get(id) {
-            Some(live) => assert_eq!(*s, live, "last write of {id} is not its live state"),
+            Some(live) => assert_eq!(**s, live, "last write of {id} is not its live state"),
             None => {
                 assert_eq!(s.status, Status::Ended, "{id} left the engine but its last write is not ended");
                 assert!(s.end_reason.is_some() && s.ended_at == Some(now) && s.expires_at.is_none(), "{s:?}");
@@ -126,7 +126,7 @@ fn check(e: &Engine, now: Millis, out: &Outcome) {
     }
     for (id, ev) in &last_event {
         let w = last_write.get(id).unwrap_or_else(|| panic!("event for {id} without a write"));
-        assert_eq!(&ev.session, *w, "last event of {id} does not carry the final snapshot");
+        assert_eq!(&*ev.session, *w, "last event of {id} does not carry the final snapshot");
     }
 }
 
@@ -632,7 +632,7 @@ fn create_fills_the_session_record() {
     assert!(s.visible_to("u2") && s.visible_to("u1") && !s.visible_to("u3"));
     assert_eq!(s.audience(), vec!["u1".to_string(), "u2".to_string()]);
     assert_eq!(session_writes(&out), vec![&s]);
-    assert!(out.events.iter().all(|ev| ev.session == s));
+    assert!(out.events.iter().all(|ev| *ev.session == s));
 
     // No metadata becomes an empty object.
     let s = start(&mut e, T0, "s2", DEFAULT, "u1");
@@ -1132,7 +1132,7 @@ fn builtin_matching_kind_uses_five_seconds_of_grace() {
 // ---------------------------------------------------------------- restore
 
 fn restart(before: &Engine, kinds: Kinds, at: Millis) -> Engine {
-    let sessions: Vec<Session> = before.live_sessions().cloned().collect();
+    let sessions: Vec<Session> = before.live_sessions().collect();
     let invites: Vec<Invite> = before.invites().cloned().collect();
     let mut after = Engine::new(kinds);
     after.restore(at, sessions, invites);
@@ -1263,7 +1263,7 @@ fn restore_skips_ended_sessions_and_rebuilds_the_indexes() {
     let mut ended = start(&mut e, T0, "gone", "top", "u1");
     ended.status = Status::Ended;
     ended.end_reason = Some(EndReason::Ended);
-    let mut sessions: Vec<Session> = e.live_sessions().filter(|s| s.id != "gone").cloned().collect();
+    let mut sessions: Vec<Session> = e.live_sessions().filter(|s| s.id != "gone").collect();
     sessions.push(ended);
     let mut e = Engine::new(k);
     e.restore(T0 + MIN, sessions, vec![]);
@@ -1288,7 +1288,7 @@ fn orphans_are_cascading_children_of_a_parent_that_is_not_live() {
     create(&mut e, T0, child_req("k", "keep", "u1", "p"));
     assert!(e.orphans().is_empty());
     // The parent's end was written but the children's were not (a crash in between).
-    let sessions: Vec<Session> = e.live_sessions().filter(|s| s.id != "p").cloned().collect();
+    let sessions: Vec<Session> = e.live_sessions().filter(|s| s.id != "p").collect();
     let mut e = Engine::new(k);
     e.restore(T0 + MIN, sessions, vec![]);
     assert_eq!(e.orphans(), vec!["c".to_string()]);
@@ -1426,7 +1426,7 @@ fn take_dirty_returns_heartbeat_snapshots_once() {
     let mut dirty = e.take_dirty();
     dirty.sort_by(|x, y| x.id.cmp(&y.id));
     assert_eq!(dirty.len(), 2, "an ended session was written by its end");
-    assert_eq!(dirty[0], *e.get("a").unwrap());
+    assert_eq!(dirty[0], e.get("a").unwrap());
     assert_eq!(dirty[0].last_seen_at, T0 + 2 * MIN);
     assert_eq!(dirty[0].expires_at, Some(T0 + 7 * MIN));
     assert_eq!(dirty[1].id, "b");

@@ -255,7 +255,7 @@ impl App {
     pub fn flush_heartbeats(&self) {
         let dirty = self.core.lock().engine.take_dirty();
         if !dirty.is_empty() {
-            let writes = dirty.into_iter().map(|s| StoreWrite::Engine(Write::Session(s))).collect();
+            let writes = dirty.into_iter().map(|s| StoreWrite::Engine(Write::Session(s.into()))).collect();
             self.journal.submit_detached(Change { writes, ..Change::default() });
         }
     }

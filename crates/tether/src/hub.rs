@@ -21,7 +21,8 @@ pub const LOG_CAPACITY: usize = 65_536;
 pub struct Draft {
     pub event_type: &'static str,
     pub at: Millis,
-    pub session: Session,
+    /// Shared with the engine's write of the same change.
+    pub session: Arc<Session>,
     /// Fields beside `id`, `type`, `at` and `session` (`reason`, `match`, `signal`, …).
     pub extra: Map<String, Value>,
     /// Who may receive it; `None` means the session's audience.
@@ -31,8 +32,8 @@ pub struct Draft {
 }
 
 impl Draft {
-    pub fn new(event_type: &'static str, at: Millis, session: Session) -> Draft {
-        Draft { event_type, at, session, extra: Map::new(), audience: None, deadline: None }
+    pub fn new(event_type: &'static str, at: Millis, session: impl Into<Arc<Session>>) -> Draft {
+        Draft { event_type, at, session: session.into(), extra: Map::new(), audience: None, deadline: None }
     }
     pub fn with(mut self, key: &str, value: Value) -> Draft {
         self.extra.insert(key.to_string(), value);
@@ -132,7 +133,7 @@ impl Hub {
             obj.insert("id".into(), Value::from(seq));
             obj.insert("type".into(), Value::from(d.event_type));
             obj.insert("at".into(), Value::from(format_rfc3339(d.at)));
-            obj.insert("session".into(), serde_json::to_value(&d.session).unwrap_or(Value::Null));
+            obj.insert("session".into(), serde_json::to_value(&*d.session).unwrap_or(Value::Null));
             obj.extend(d.extra);
             let audience = d.audience.unwrap_or_else(|| d.session.audience());
             let published = Arc::new(Published {

@@ -57,9 +57,21 @@ pub fn may_see(p: &Principal, s: &Session) -> bool {
     }
 }
 
+/// [`may_see`] for a live session, without building its snapshot (the
+/// heartbeat path); `None` if the session is not live.
+pub fn may_see_live(p: &Principal, engine: &tether_engine::Engine, session_id: &str) -> Option<bool> {
+    match p {
+        Principal::ApiKey => engine.is_live(session_id).then_some(true),
+        Principal::User { id, scope } => {
+            let visible = engine.visible_to(session_id, id)?;
+            Some(visible && scope.as_ref().is_none_or(|sid| sid == session_id))
+        }
+    }
+}
+
 /// The session as the caller may see it: live from the engine, else from the store.
 pub async fn find_session(app: &App, p: &Principal, id: &str) -> Result<Session, ApiError> {
-    let live = app.core.lock().engine.get(id).cloned();
+    let live = app.core.lock().engine.get(id);
     let session = match live {
         Some(s) => Some(s),
         None => stored(app, id).await?,

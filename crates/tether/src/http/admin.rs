@@ -30,9 +30,9 @@ pub fn health_report(app: &App) -> Value {
     let core = app.core.lock();
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
-    for s in core.engine.live_sessions() {
-        *by_status.entry(s.status.as_str()).or_default() += 1;
-        *by_kind.entry(s.kind.clone()).or_default() += 1;
+    for (kind, status) in core.engine.live_kinds() {
+        *by_status.entry(status.as_str()).or_default() += 1;
+        *by_kind.entry(kind.to_string()).or_default() += 1;
     }
     let overdue = core.engine.overdue(now);
     let orphans = core.engine.orphans();

@@ -86,8 +86,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 counts.insert((kind.name.clone(), status.as_str()), 0);
             }
         }
-        for s in core.engine.live_sessions() {
-            *counts.entry((s.kind.clone(), s.status.as_str())).or_default() += 1;
+        for (kind, status) in core.engine.live_kinds() {
+            *counts.entry((kind.to_string(), status.as_str())).or_default() += 1;
         }
         (counts.into_iter().map(|((k, s), n)| (k, s, n)).collect::<Vec<_>>(), core.matching.pool_size())
     };

@@ -1,7 +1,7 @@
 //! Session endpoints (contract section 4): start, read, list, heartbeat,
 //! end, complete, beacon, participants and invites.
 
-use super::access::{acting_user, find_session, may_see, stored, Caller};
+use super::access::{acting_user, find_session, may_see, may_see_live, stored, Caller};
 use super::problem::{read_body, ApiError, JsonBody, QueryParams};
 use crate::app::{new_id, App};
 use crate::auth::Principal;
@@ -127,7 +127,7 @@ pub async fn list(State(app): AppState, Caller(p): Caller, QueryParams(q): Query
         let core = app.core.lock();
         found
             .into_iter()
-            .map(|s| core.engine.get(&s.id).cloned().unwrap_or(s))
+            .map(|s| core.engine.get(&s.id).unwrap_or(s))
             .filter(|s| may_see(&p, s))
             .collect()
     };
@@ -151,7 +151,7 @@ async fn on_live<T>(
         let mut core = app.core.lock();
         let now = app.now();
         app.catch_up(&mut core, now);
-        match core.engine.get(id).cloned() {
+        match core.engine.get(id) {
             Some(s) if may_see(p, &s) => {
                 match op(&mut core, now, &s) {
                     Ok((value, change)) => {
@@ -189,25 +189,44 @@ pub async fn heartbeat(State(app): AppState, Caller(p): Caller, Path(id): Path<S
 
 /// A heartbeat from `p` on session `id`, shared by HTTP and WebSocket.
 pub fn beat(app: &App, p: &Principal, id: &str) -> Result<Session, ApiError> {
+    beat_with(app, p, id, |engine, now, user| engine.heartbeat(now, id, user))
+}
+
+/// [`beat`] for a caller that does not answer with the session (a WebSocket
+/// heartbeat): the engine builds no snapshot.
+pub fn touch(app: &App, p: &Principal, id: &str) -> Result<(), ApiError> {
+    beat_with(app, p, id, |engine, now, user| engine.touch(now, id, user))
+}
+
+fn beat_with<T>(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    op: impl FnOnce(&mut tether_engine::Engine, i64, &str) -> Result<T, EngineError>,
+) -> Result<T, ApiError> {
     app.metrics.heartbeats.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut core = app.core.lock();
     let now = app.now();
     app.catch_up(&mut core, now);
-    let Some(s) = core.engine.get(id) else {
-        drop(core);
-        return Err(match app.store.get(id).ok().flatten() {
-            Some(s) if may_see(p, &s) => ApiError::gone(&s),
-            _ => ApiError::not_found("session"),
-        });
-    };
-    if !may_see(p, s) {
-        return Err(ApiError::not_found("session"));
+    match may_see_live(p, &core.engine, id) {
+        Some(true) => {}
+        Some(false) => return Err(ApiError::not_found("session")),
+        None => {
+            drop(core);
+            return Err(match app.store.get(id).ok().flatten() {
+                Some(s) if may_see(p, &s) => ApiError::gone(&s),
+                _ => ApiError::not_found("session"),
+            });
+        }
     }
-    let user = p.user_id().map(str::to_string).unwrap_or_else(|| s.user_id.clone());
-    let session = core.engine.heartbeat(now, id, &user).map_err(engine_err)?;
+    let user = match p.user_id() {
+        Some(u) => u.to_string(),
+        None => core.engine.owner_of(id).ok_or_else(|| engine_err(EngineError::NotLive))?,
+    };
+    let value = op(&mut core.engine, now, &user).map_err(engine_err)?;
     // A heartbeat may move a deadline earlier only by re-admitting state; nudge anyway is cheap.
     app.nudge(&core);
-    Ok(session)
+    Ok(value)
 }
 
 #[derive(Deserialize, Default)]
@@ -327,7 +346,7 @@ pub async fn participant_heartbeat(State(app): AppState, Caller(p): Caller, Path
     {
         let core = app.core.lock();
         if let Some(s) = core.engine.get(&id) {
-            if may_see(&p, s) && s.participant(&user).is_none_or(|x| x.left_at.is_some()) {
+            if may_see(&p, &s) && s.participant(&user).is_none_or(|x| x.left_at.is_some()) {
                 return Err(ApiError::not_found("participant"));
             }
         }

@@ -285,7 +285,7 @@ fn relay_signal(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Re
     let mut core = app.core.lock();
     let now = app.now();
     app.catch_up(&mut core, now);
-    let Some(session) = core.engine.get(call_id).filter(|s| s.kind == CALL && may_see(p, s)).cloned() else {
+    let Some(session) = core.engine.get(call_id).filter(|s| s.kind == CALL && may_see(p, s)) else {
         drop(core);
         return Err(match app.store.get(call_id).ok().flatten() {
             Some(s) if s.kind == CALL && may_see(p, &s) => ApiError::gone(&s),
@@ -340,7 +340,7 @@ fn observe_setup(app: &App, ms: f64) -> Result<(), ApiError> {
 pub fn record_setup(app: &Arc<App>, p: &Principal, call: &str, ms: f64) -> Result<(), ApiError> {
     let session = {
         let core = app.core.lock();
-        core.engine.get(call).cloned()
+        core.engine.get(call)
     }
     .or_else(|| app.store.get(call).ok().flatten())
     .filter(|s| s.kind == CALL && may_see(p, s))

@@ -170,7 +170,7 @@ impl Matching {
             }
         }
         for s in engine.live_sessions().filter(|s| s.kind == CALL) {
-            if let Some(users) = call_users(s) {
+            if let Some(users) = call_users(&s) {
                 for u in &users {
                     m.in_call.insert(u.clone(), s.id.clone());
                 }

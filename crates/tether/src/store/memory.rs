@@ -24,7 +24,7 @@ impl Store for MemoryStore {
         for w in writes {
             match w {
                 StoreWrite::Engine(Write::Session(s)) => {
-                    g.sessions.insert(s.id.clone(), s.clone());
+                    g.sessions.insert(s.id.clone(), Session::clone(s));
                 }
                 StoreWrite::Engine(Write::Invite(i)) => {
                     g.invites.insert(i.token.clone(), i.clone());

@@ -77,7 +77,7 @@ impl Store for SqliteStore {
             for w in writes {
                 match w {
                     StoreWrite::Engine(Write::Session(s)) => {
-                        upsert.execute(params![s.id, s.kind, s.user_id, s.status.as_str(), s.ended_at, to_json(s)?])?;
+                        upsert.execute(params![s.id, s.kind, s.user_id, s.status.as_str(), s.ended_at, to_json(&**s)?])?;
                     }
                     StoreWrite::Engine(Write::Invite(i)) => {
                         tx.execute(
