@@ -13,8 +13,10 @@ use std::sync::Arc;
 use tether_engine::{time::format_rfc3339, Millis, Session};
 use tokio::sync::broadcast;
 
-/// How many events the resume log keeps.
+/// How many events the resume log keeps at most…
 pub const LOG_CAPACITY: usize = 65_536;
+/// …and how many bytes of event JSON (whichever bound is reached first).
+pub const LOG_BYTES: usize = 32 * 1024 * 1024;
 
 /// An event before publication.
 #[derive(Clone, Debug)]
@@ -104,13 +106,15 @@ pub struct Hub {
 struct HubInner {
     next: u64,
     log: VecDeque<Arc<Published>>,
+    /// JSON bytes held by the log, so its memory stays bounded with large sessions.
+    log_bytes: usize,
 }
 
 impl Hub {
     pub fn new(epoch: u64, metrics: Arc<Metrics>, clock: Arc<dyn crate::clock::Clock>) -> Hub {
         let (sender, _) = broadcast::channel(16_384);
         Hub {
-            inner: Mutex::new(HubInner { next: (epoch << 40) + 1, log: VecDeque::with_capacity(1024) }),
+            inner: Mutex::new(HubInner { next: (epoch << 40) + 1, log: VecDeque::with_capacity(1024), log_bytes: 0 }),
             sender,
             metrics,
             clock,
@@ -121,20 +125,45 @@ impl Hub {
         if drafts.is_empty() {
             return;
         }
+        // Serialise outside the lock; only the id is spliced in under it.
+        // Events of one change share their session snapshot: serialise it once.
+        let mut last_session: Option<(*const Session, Arc<str>)> = None;
+        let prepared: Vec<(Draft, String)> = drafts
+            .into_iter()
+            .map(|d| {
+                let session_json = match &last_session {
+                    Some((ptr, json)) if *ptr == Arc::as_ptr(&d.session) => json.clone(),
+                    _ => {
+                        let json: Arc<str> = serde_json::to_string(&*d.session).unwrap_or_else(|_| "null".into()).into();
+                        last_session = Some((Arc::as_ptr(&d.session), json.clone()));
+                        json
+                    }
+                };
+                let mut tail = String::with_capacity(session_json.len() + 96);
+                tail.push_str(",\"type\":\"");
+                tail.push_str(d.event_type);
+                tail.push_str("\",\"at\":\"");
+                tail.push_str(&format_rfc3339(d.at));
+                tail.push_str("\",\"session\":");
+                tail.push_str(&session_json);
+                for (key, value) in &d.extra {
+                    tail.push(',');
+                    tail.push_str(&Value::from(key.as_str()).to_string());
+                    tail.push(':');
+                    tail.push_str(&value.to_string());
+                }
+                tail.push('}');
+                (d, tail)
+            })
+            .collect();
         let now = self.clock.now();
         let mut inner = self.inner.lock();
-        for d in drafts {
+        for (d, tail) in prepared {
             if let Some(deadline) = d.deadline {
                 self.metrics.observe_lateness((now - deadline).max(0));
             }
             let seq = inner.next;
             inner.next += 1;
-            let mut obj = Map::new();
-            obj.insert("id".into(), Value::from(seq));
-            obj.insert("type".into(), Value::from(d.event_type));
-            obj.insert("at".into(), Value::from(format_rfc3339(d.at)));
-            obj.insert("session".into(), serde_json::to_value(&*d.session).unwrap_or(Value::Null));
-            obj.extend(d.extra);
             let audience = d.audience.unwrap_or_else(|| d.session.audience());
             let published = Arc::new(Published {
                 seq,
@@ -142,12 +171,16 @@ impl Hub {
                 kind: d.session.kind.clone(),
                 session_id: d.session.id.clone(),
                 audience,
-                json: Value::Object(obj).to_string(),
+                json: format!("{{\"id\":{seq}{tail}"),
             });
-            if inner.log.len() == LOG_CAPACITY {
-                inner.log.pop_front();
-            }
+            inner.log_bytes += published.json.len();
             inner.log.push_back(published.clone());
+            while inner.log.len() > LOG_CAPACITY || inner.log_bytes > LOG_BYTES {
+                match inner.log.pop_front() {
+                    Some(old) => inner.log_bytes -= old.json.len(),
+                    None => break,
+                }
+            }
             // No receivers is fine: nobody is listening.
             let _ = self.sender.send(published);
         }

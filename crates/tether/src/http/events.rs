@@ -216,7 +216,7 @@ fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<Va
     let result: Result<(), ApiError> = match msg.kind.as_str() {
         "ping" => return Some(json!({"type":"pong"})),
         "heartbeat" => match &msg.session_id {
-            Some(id) => super::sessions::beat(app, p, id).map(|_| ()),
+            Some(id) => super::sessions::touch(app, p, id),
             None => Err(ApiError::invalid("session_id", "session_id is required")),
         },
         "signal" => match (&msg.call_id, msg.signal) {
