@@ -186,10 +186,15 @@ impl App {
     }
 
     fn count_ends(&self, change: &Change) {
+        // Grouped first: a mass expiry ends a million sessions of a few kinds.
+        let mut ends: std::collections::HashMap<(&str, &'static str), u64> = std::collections::HashMap::new();
         for e in change.events.iter().filter(|e| e.event_type == "session.ended") {
             if let Some(reason) = e.session.end_reason {
-                self.metrics.count_end(&e.session.kind, reason.as_str());
+                *ends.entry((e.session.kind.as_str(), reason.as_str())).or_default() += 1;
             }
+        }
+        for ((kind, reason), n) in ends {
+            self.metrics.count_end(kind, reason, n);
         }
     }
 

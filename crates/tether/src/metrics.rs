@@ -133,8 +133,8 @@ impl Metrics {
         self.expiry_lateness.observe(millis as f64 / 1000.0);
     }
 
-    pub fn count_end(&self, kind: &str, reason: &str) {
-        self.ends.inc(format!("kind=\"{}\",reason=\"{reason}\"", escape(kind)), 1);
+    pub fn count_end(&self, kind: &str, reason: &str, n: u64) {
+        self.ends.inc(format!("kind=\"{}\",reason=\"{reason}\"", escape(kind)), n);
     }
 
     /// Renders everything; `live` holds (kind, status, count) read from the engine.
