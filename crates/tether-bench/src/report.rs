@@ -160,9 +160,14 @@ pub fn combine(runs: &[ScenarioRun]) -> Vec<ScenarioRun> {
                     .collect();
                 let n = vals.len();
                 if n > 0 {
+                    let lo = vals.iter().cloned().fold(f64::MAX, f64::min);
+                    let hi = vals.iter().cloned().fold(f64::MIN, f64::max);
                     m.value = median(vals);
+                    let v = fmt_value(m.value.unwrap(), &m.unit);
                     if n < ok.len() {
-                        m.display = Some(format!("{} (measured in {n} of {} runs)", fmt_value(m.value.unwrap(), &m.unit), ok.len()));
+                        m.display = Some(format!("{v} (measured in {n} of {} runs)", ok.len()));
+                    } else if n > 1 {
+                        m.display = Some(format!("{v} ({}–{})", fmt_value(lo, &m.unit), fmt_value(hi, &m.unit)));
                     } else {
                         m.display = None;
                     }
@@ -251,7 +256,11 @@ pub fn markdown(r: &Report, combined: &[ScenarioRun], svg_name: Option<&str>) ->
     let _ = writeln!(o, "# tether-bench results ({} size)\n", r.size);
     let _ = writeln!(o, "- started: {}", r.started_at);
     let _ = writeln!(o, "- command: `{}`", r.command);
-    let _ = writeln!(o, "- runs per scenario: {} (figures are medians over runs)", r.repeat);
+    if r.repeat > 1 {
+        let _ = writeln!(o, "- runs per scenario: {} — each figure is the median, with (min–max) over the runs", r.repeat);
+    } else {
+        let _ = writeln!(o, "- runs per scenario: 1 (single run: no median)");
+    }
     let m = &r.machine;
     let _ = writeln!(
         o,

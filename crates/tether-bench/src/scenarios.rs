@@ -406,6 +406,24 @@ async fn tether_population(
     if has("expiry-lateness") {
         eprintln!("  tether: expiry-lateness with {} probes", p.probes);
         let (rec, h) = subscribe_ended(&t.api, "?kind=bench_probe", None).await?;
+        // a second subscriber on a WebSocket, to tell the SSE path from the rest
+        let ws_rec: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
+        let ws_h = {
+            let mut ws = ws_connect(t.api.addr, API_KEY, "&kind=bench_probe").await?;
+            let ws_rec = ws_rec.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = ws.next().await {
+                    let t = now_ms();
+                    let Message::Text(txt) = m else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(txt.as_str()) else { continue };
+                    if v["type"] == "session.ended" {
+                        if let Some(id) = v["session"]["id"].as_str() {
+                            ws_rec.lock().unwrap().entry(id.to_string()).or_insert(t);
+                        }
+                    }
+                }
+            })
+        };
         let probes = create_many(&t.api, &["bench_probe"], p.probes, 32.min(p.probes), "probe", |_| true).await?;
         if probes.failures > 0 {
             bail!("probe creation failed: {}", probes.first_failure.unwrap_or_default());
@@ -416,9 +434,22 @@ async fn tether_population(
         }
         let last = deadlines.iter().map(|d| d.1).fold(0.0, f64::max);
         let first = deadlines.iter().map(|d| d.1).fold(f64::MAX, f64::min);
-        wait_until(last + ms(p.tether_window), || rec.lock().unwrap().len() >= deadlines.len()).await;
+        wait_until(last + ms(p.tether_window), || {
+            rec.lock().unwrap().len() >= deadlines.len() && ws_rec.lock().unwrap().len() >= deadlines.len()
+        })
+        .await;
         h.abort();
+        ws_h.abort();
         let rec = rec.lock().unwrap().clone();
+        let ws_rec = ws_rec.lock().unwrap().clone();
+        let mut ws_lat = Samples::new();
+        for (id, d) in &deadlines {
+            match ws_rec.get(id) {
+                Some(r) => ws_lat.push(r - d),
+                None => ws_lat.missing += 1,
+            }
+        }
+        ws_lat.window_ms = Some(ms(p.tether_window));
         let mut lat = Samples::new();
         let mut server_lat = Samples::new();
         let mut wrong_reason = 0;
@@ -440,9 +471,10 @@ async fn tether_population(
         *probe_offsets = deadlines.iter().map(|d| d.1 - first).collect();
         let mut s = SystemRun::new("Tether");
         s.latency("lateness", "lateness (deadline → SSE receipt)", &mut lat);
+        s.latency("ws_lateness", "lateness (deadline → WebSocket receipt, second subscriber)", &mut ws_lat);
         s.latency("server_lateness", "server-stamped lateness (event `at` − deadline)", &mut server_lat);
         s.note(format!(
-            "{} probe sessions (idle_timeout {} s) created over {:.0} ms on top of {n} live sessions; deadline = `expires_at` of the create answer (ms resolution); one SSE subscriber `GET /v1/events?kind=bench_probe`",
+            "{} probe sessions (idle_timeout {} s) created over {:.0} ms on top of {n} live sessions; deadline = `expires_at` of the create answer (ms resolution); one SSE subscriber `GET /v1/events?kind=bench_probe` (the lateness row) and one API-key WebSocket `?kind=bench_probe`",
             p.probes,
             p.probe_idle_s,
             last - first
