@@ -17,6 +17,10 @@ use tokio::sync::broadcast;
 pub const LOG_CAPACITY: usize = 65_536;
 /// …and how many bytes of event JSON (whichever bound is reached first).
 pub const LOG_BYTES: usize = 32 * 1024 * 1024;
+/// Events published per lock hold in a burst.
+const PUBLISH_CHUNK: usize = 4096;
+/// The longest a burst waits, in all, for slow subscribers.
+const MAX_BURST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An event before publication.
 #[derive(Clone, Debug)]
@@ -112,7 +116,9 @@ struct HubInner {
 
 impl Hub {
     pub fn new(epoch: u64, metrics: Arc<Metrics>, clock: Arc<dyn crate::clock::Clock>) -> Hub {
-        let (sender, _) = broadcast::channel(16_384);
+        // As deep as the resume log (its slots share the log's events): a subscriber
+        // lags only when the log could not catch it up either.
+        let (sender, _) = broadcast::channel(LOG_CAPACITY);
         Hub {
             inner: Mutex::new(HubInner { next: (epoch << 40) + 1, log: VecDeque::with_capacity(1024), log_bytes: 0 }),
             sender,
@@ -157,32 +163,60 @@ impl Hub {
             })
             .collect();
         let now = self.clock.now();
-        let mut inner = self.inner.lock();
-        for (d, tail) in prepared {
-            if let Some(deadline) = d.deadline {
-                self.metrics.observe_lateness((now - deadline).max(0));
-            }
-            let seq = inner.next;
-            inner.next += 1;
-            let audience = d.audience.unwrap_or_else(|| d.session.audience());
-            let published = Arc::new(Published {
-                seq,
-                event_type: d.event_type,
-                kind: d.session.kind.clone(),
-                session_id: d.session.id.clone(),
-                audience,
-                json: format!("{{\"id\":{seq}{tail}"),
-            });
-            inner.log_bytes += published.json.len();
-            inner.log.push_back(published.clone());
-            while inner.log.len() > LOG_CAPACITY || inner.log_bytes > LOG_BYTES {
-                match inner.log.pop_front() {
-                    Some(old) => inner.log_bytes -= old.json.len(),
-                    None => break,
+        let mut prepared = prepared.into_iter().peekable();
+        while prepared.peek().is_some() {
+            {
+                let mut inner = self.inner.lock();
+                for (d, tail) in prepared.by_ref().take(PUBLISH_CHUNK) {
+                    if let Some(deadline) = d.deadline {
+                        self.metrics.observe_lateness((now - deadline).max(0));
+                    }
+                    let seq = inner.next;
+                    inner.next += 1;
+                    let audience = d.audience.unwrap_or_else(|| d.session.audience());
+                    let published = Arc::new(Published {
+                        seq,
+                        event_type: d.event_type,
+                        kind: d.session.kind.clone(),
+                        session_id: d.session.id.clone(),
+                        audience,
+                        json: format!("{{\"id\":{seq}{tail}"),
+                    });
+                    inner.log_bytes += published.json.len();
+                    inner.log.push_back(published.clone());
+                    while inner.log.len() > LOG_CAPACITY || inner.log_bytes > LOG_BYTES {
+                        match inner.log.pop_front() {
+                            Some(old) => inner.log_bytes -= old.json.len(),
+                            None => break,
+                        }
+                    }
+                    // No receivers is fine: nobody is listening.
+                    let _ = self.sender.send(published);
                 }
             }
-            // No receivers is fine: nobody is listening.
-            let _ = self.sender.send(published);
+            if prepared.peek().is_some() {
+                self.let_subscribers_catch_up();
+            }
+        }
+    }
+
+    /// Between chunks of a large burst (a mass expiry), waits while the
+    /// slowest subscriber is more than half the log behind, so it is not
+    /// overrun — but only while it makes progress, and never longer than
+    /// [`MAX_BURST_WAIT`]: a stuck client must not hold up everyone else.
+    fn let_subscribers_catch_up(&self) {
+        let started = std::time::Instant::now();
+        let mut behind = self.sender.len();
+        let mut progressed_at = started;
+        while behind > LOG_CAPACITY / 2 && started.elapsed() < MAX_BURST_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            let now_behind = self.sender.len();
+            if now_behind < behind {
+                progressed_at = std::time::Instant::now();
+            } else if progressed_at.elapsed() > std::time::Duration::from_millis(200) {
+                return;
+            }
+            behind = now_behind;
         }
     }
 

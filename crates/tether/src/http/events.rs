@@ -12,7 +12,6 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -56,59 +55,141 @@ pub async fn sse(
     // restarted) would skip every event until the sequence caught up: start afresh.
     let after = after.filter(|a| *a <= app.hub.head());
     let filter = subscriber(&p, q.kind);
-    let (backlog, mut rx) = app.hub.subscribe(after);
-    let mut closing = app.closing.subscribe();
+    let head = app.hub.head();
+    let (backlog, rx) = app.hub.subscribe(after);
+    let closing = app.closing.subscribe();
     let hub = app.hub.clone();
     // An open event stream counts as the user's presence for disconnect_grace,
     // like a WebSocket: a client that fell back to SSE is still there.
     let presence = Presence::open(app.clone(), p.user_id());
-    let stream = async_stream_events(move |tx| async move {
+    let (tx, body) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, Infallible>>(8);
+    tokio::spawn(async move {
         let _presence = presence;
-        let mut last = after.unwrap_or(0);
+        let mut feed = Feed { hub, rx, filter, last: after.unwrap_or(head) };
+        let mut closing = closing;
+        let mut buf = String::new();
         for e in backlog {
-            last = e.seq;
-            if e.visible(&filter) && tx.send(to_sse(&e)).await.is_err() {
-                return;
+            feed.last = e.seq;
+            if e.visible(&feed.filter) {
+                sse_frame(&mut buf, &e.seq.to_string(), e.event_type, &e.json);
             }
         }
+        let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+        keep_alive.tick().await;
         loop {
+            if !buf.is_empty() && tx.send(Ok(std::mem::take(&mut buf).into())).await.is_err() {
+                return;
+            }
             tokio::select! {
-                got = rx.recv() => match got {
-                    Ok(e) => {
-                        if e.seq <= last { continue; }
-                        last = e.seq;
-                        if e.visible(&filter) && tx.send(to_sse(&e)).await.is_err() { return; }
-                    }
-                    Err(RecvError::Lagged(_)) => {
-                        for e in hub.since(last) {
-                            last = e.seq;
-                            if e.visible(&filter) && tx.send(to_sse(&e)).await.is_err() { return; }
+                batch = feed.next_batch() => match batch {
+                    Some(items) => {
+                        for item in items {
+                            match item {
+                                Item::Event(e) => sse_frame(&mut buf, &e.seq.to_string(), e.event_type, &e.json),
+                                Item::Gap { from, to } => {
+                                    let data = json!({"type": "stream.gap", "from": from, "to": to}).to_string();
+                                    sse_frame(&mut buf, &(to).to_string(), "stream.gap", &data);
+                                }
+                            }
                         }
                     }
-                    Err(RecvError::Closed) => return,
+                    None => return,
                 },
+                _ = keep_alive.tick() => buf.push_str(": keep-alive\n\n"),
                 _ = tx.closed() => return,
                 _ = closing.changed() => return,
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    let stream = tokio_stream::wrappers::ReceiverStream::new(body);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+            (axum::http::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
-fn to_sse(e: &Published) -> Result<SseEvent, Infallible> {
-    Ok(SseEvent::default().id(e.seq.to_string()).event(e.event_type).data(e.json.clone()))
+/// SSE comments keep idle connections (and proxies) from timing out.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+/// A batch written to a client is at most about this many bytes.
+const BATCH_BYTES: usize = 256 * 1024;
+
+fn sse_frame(buf: &mut String, id: &str, event_type: &str, data: &str) {
+    // Event JSON is compact (no newlines), so one `data:` line carries it.
+    buf.push_str("id: ");
+    buf.push_str(id);
+    buf.push_str("\nevent: ");
+    buf.push_str(event_type);
+    buf.push_str("\ndata: ");
+    buf.push_str(data);
+    buf.push_str("\n\n");
 }
 
-/// A stream fed by a producer task through a small channel; the task stops
-/// when the client goes away (send fails).
-fn async_stream_events<F, Fut>(producer: F) -> impl futures::Stream<Item = Result<SseEvent, Infallible>>
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<SseEvent, Infallible>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(256);
-    tokio::spawn(producer(tx));
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+/// What a subscriber is sent: an event, or notice that events were lost
+/// because it fell further behind than the resume log reaches.
+enum Item {
+    Event(Arc<Published>),
+    Gap { from: u64, to: u64 },
+}
+
+/// One subscriber's view of the hub: waits for the next event, then takes
+/// everything else already published (so a burst is written in one batch),
+/// filtered by visibility; catches up from the resume log after a lag.
+struct Feed {
+    hub: Arc<crate::hub::Hub>,
+    rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
+    filter: Subscriber,
+    last: u64,
+}
+
+impl Feed {
+    /// The next batch; `None` when the hub is gone.
+    async fn next_batch(&mut self) -> Option<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        let first = self.rx.recv().await;
+        self.take(first, &mut items, &mut bytes)?;
+        while bytes < BATCH_BYTES {
+            match self.rx.try_recv() {
+                Ok(e) => self.take(Ok(e), &mut items, &mut bytes)?,
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => self.take(Err(RecvError::Lagged(n)), &mut items, &mut bytes)?,
+                Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::broadcast::error::TryRecvError::Closed) => return None,
+            }
+        }
+        Some(items)
+    }
+
+    fn take(&mut self, got: Result<Arc<Published>, RecvError>, items: &mut Vec<Item>, bytes: &mut usize) -> Option<()> {
+        let events = match got {
+            Ok(e) => vec![e],
+            Err(RecvError::Lagged(_)) => {
+                let missed = self.hub.since(self.last);
+                if let Some(first) = missed.first() {
+                    if first.seq > self.last + 1 {
+                        items.push(Item::Gap { from: self.last + 1, to: first.seq - 1 });
+                    }
+                }
+                missed
+            }
+            Err(RecvError::Closed) => return None,
+        };
+        for e in events {
+            if e.seq <= self.last {
+                continue;
+            }
+            self.last = e.seq;
+            if e.visible(&self.filter) {
+                *bytes += e.json.len();
+                items.push(Item::Event(e));
+            }
+        }
+        Some(())
+    }
 }
 
 pub async fn ws(
@@ -156,28 +237,28 @@ impl Drop for Presence {
 async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket: WebSocket) {
     let _presence = Presence::open(app.clone(), p.user_id());
     let filter = subscriber(&p, kind);
-    let (_, mut rx) = app.hub.subscribe(None);
+    let head = app.hub.head();
+    let (_, rx) = app.hub.subscribe(None);
+    let mut feed = Feed { hub: app.hub.clone(), rx, filter, last: head };
     let mut closing = app.closing.subscribe();
     let (mut sink, mut stream) = socket.split();
-    let mut last = 0u64;
     loop {
         tokio::select! {
-            got = rx.recv() => {
-                let events = match got {
-                    Ok(e) => vec![e],
-                    Err(RecvError::Lagged(_)) => app.hub.since(last),
-                    Err(RecvError::Closed) => break,
-                };
+            batch = feed.next_batch() => {
+                let Some(items) = batch else { break };
                 let mut failed = false;
-                for e in events {
-                    if e.seq <= last { continue; }
-                    last = e.seq;
-                    if e.visible(&filter) && sink.send(Message::Text(e.json.clone().into())).await.is_err() {
+                for item in items {
+                    let text = match item {
+                        Item::Event(e) => e.json.clone(),
+                        Item::Gap { from, to } => json!({"type": "stream.gap", "from": from, "to": to}).to_string(),
+                    };
+                    // Queued without flushing: a burst goes out in one write.
+                    if sink.feed(Message::Text(text.into())).await.is_err() {
                         failed = true;
                         break;
                     }
                 }
-                if failed { break; }
+                if failed || sink.flush().await.is_err() { break; }
             }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
