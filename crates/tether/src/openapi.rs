@@ -492,6 +492,10 @@ pub enum EventType {
     MatchMutual,
     #[serde(rename = "call.signal")]
     CallSignal,
+    /// Extension: `{"type":"stream.gap","from","to"}` — this subscriber fell further behind
+    /// than the resume log reaches and missed the events with ids `from..=to`.
+    #[serde(rename = "stream.gap")]
+    StreamGap,
 }
 
 /// An event: the `data:` of a Server-Sent Event (whose `id:` is `id` and `event:` is `type`)
