@@ -87,6 +87,9 @@ struct Args {
     /// Measure the peers only (no Tether server).
     #[arg(long, conflicts_with_all = ["url", "tether_bin"])]
     no_tether: bool,
+    /// Redraw the SVG of an earlier run from its JSON (writes FILE-lateness.svg beside it), and exit.
+    #[arg(long, value_name = "FILE.json")]
+    rerender_svg: Option<PathBuf>,
     /// Print the server configuration the scenarios need, and exit.
     #[arg(long)]
     print_config: bool,
@@ -137,6 +140,18 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     if args.print_config {
         scenarios::print_config();
+        return Ok(());
+    }
+    if let Some(f) = &args.rerender_svg {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(f)?)?;
+        let combined: Vec<ScenarioRun> = serde_json::from_value(v["combined"].clone())?;
+        let stem = f.with_extension("");
+        let out = PathBuf::from(format!("{}-lateness.svg", stem.display()));
+        match report::svg(&combined) {
+            Some(svg) => std::fs::write(&out, svg)?,
+            None => bail!("{} has no lateness distributions", f.display()),
+        }
+        eprintln!("wrote {}", out.display());
         return Ok(());
     }
     scenarios::check_scenarios(&args.scenarios)?;

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::peers::PeerInfo;
 use crate::stats::{median, Samples, Summary};
 
 /// One measured figure.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Metric {
     /// Stable identifier (e.g. `p99_ms`), used to line systems up in a row.
     pub key: String,
@@ -35,13 +35,13 @@ impl Metric {
 }
 
 /// The figures of one system (Tether or a peer) in one scenario run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SystemRun {
     pub system: String,
     pub metrics: Vec<Metric>,
     pub notes: Vec<String>,
     /// Lateness samples, kept for the plot and the JSON.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution: Option<Samples>,
 }
 
@@ -80,7 +80,7 @@ impl SystemRun {
 }
 
 /// A target from issue 5, checked against one Tether metric.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
     pub key: String,
     /// `"<="` or `">="`.
@@ -106,7 +106,7 @@ impl Target {
 }
 
 /// One scenario at one size, as run once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioRun {
     pub scenario: String,
     /// Scenario plus size, e.g. `expiry-lateness (N=100000)`; the grouping key.
@@ -115,7 +115,7 @@ pub struct ScenarioRun {
     pub targets: Vec<Target>,
     pub systems: Vec<SystemRun>,
     /// The scenario failed or was skipped: why.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -384,7 +384,9 @@ pub fn svg(combined: &[ScenarioRun]) -> Option<String> {
         let (y_a, y_b) = (y0 + mt, y0 + ph - mb);
         let xs = |ms: f64| x_a + (ms.max(0.01).log10().clamp(lo, hi) - lo) / (hi - lo) * (x_b - x_a);
         let ys = |f: f64| y_b - f * (y_b - y_a);
-        let _ = writeln!(o, r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{} — deadline → "ended" received</text>"#, ml, y0 + 22.0, esc(&s.label));
+        let runs = s.params.get("runs").and_then(|r| r.as_u64()).unwrap_or(1);
+        let which = if runs > 1 { format!(" (curves: first of {runs} runs)") } else { String::new() };
+        let _ = writeln!(o, r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{} — deadline → "ended" received{}</text>"#, ml, y0 + 22.0, esc(&s.label), esc(&which));
         let _ = writeln!(o, r##"<rect x="{x_a}" y="{y_a}" width="{}" height="{}" fill="none" stroke="#444"/>"##, x_b - x_a, y_b - y_a);
         for e in (lo as i32)..=(hi as i32) {
             let ms = 10f64.powi(e);
@@ -392,7 +394,7 @@ pub fn svg(combined: &[ScenarioRun]) -> Option<String> {
             let _ = writeln!(o, r##"<line x1="{x}" y1="{y_a}" x2="{x}" y2="{y_b}" stroke="#ddd"/>"##);
             let _ = writeln!(o, r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#, y_b + 15.0, fmt_ms(ms).replace(".00", ""));
         }
-        for f in [0.0, 0.5, 0.9, 0.99, 1.0] {
+        for f in [0.0, 0.25, 0.5, 0.75, 0.9, 1.0] {
             let y = ys(f);
             let _ = writeln!(o, r##"<line x1="{x_a}" y1="{y}" x2="{x_b}" y2="{y}" stroke="#eee"/>"##);
             let _ = writeln!(o, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, x_a - 5.0, y + 4.0, f);
@@ -414,7 +416,7 @@ pub fn svg(combined: &[ScenarioRun]) -> Option<String> {
                 let _ = write!(pts, " {:.1},{:.1} {:.1},{:.1}", xs(*x), ys(i as f64 / total), xs(*x), ys((i + 1) as f64 / total));
             }
             let _ = writeln!(o, r#"<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>"#);
-            let ly = y_a + 10.0 + li as f64 * 34.0;
+            let ly = y_a + 10.0 + li as f64 * 46.0;
             let _ = writeln!(o, r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#, x_b + 10.0, x_b + 30.0);
             let mut sc = d.clone();
             let sm = sc.summary();

@@ -6,10 +6,10 @@
 //! window — which count as "later than the window": a percentile that falls
 //! among them is reported as `None` (shown as `> window`), never invented.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A set of latency samples in milliseconds, plus the number that never came.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Samples {
     /// Observed values, in milliseconds (unsorted until [`Samples::summary`]).
     pub values: Vec<f64>,
