@@ -80,10 +80,46 @@ max_duration = "3s"
 # Lateness measurement.
 [kinds.late]
 idle_timeout = "400ms"
+
+# Matching and calls (tests/matching.rs): short windows keep the suite fast.
+[kinds.matching]
+idle_timeout = "1m"
+disconnect_grace = "300ms"
+decision_timeout = "1s"
+[kinds.call]
+max_duration = "1s"
+waiting_timeout = "1m"
 "#;
 
 pub fn config_text() -> String {
     format!("[auth]\njwt_secret = \"{JWT_SECRET}\"\napi_keys = [\"{API_KEY}\"]\n{KINDS}")
+}
+
+/// The standard config with some `(kind, key, duration)` replaced, e.g.
+/// `("call", "max_duration", "5s")` (each must name a key of [`KINDS`]).
+pub fn config_with(overrides: &[(&str, &str, &str)]) -> String {
+    let mut kind = String::new();
+    let mut out = String::new();
+    let mut used = 0;
+    for line in config_text().lines() {
+        let t = line.trim();
+        if let Some(k) = t.strip_prefix("[kinds.").and_then(|r| r.strip_suffix(']')) {
+            kind = k.to_string();
+        }
+        let key = t.split('=').next().unwrap_or("").trim();
+        match overrides.iter().find(|(k, name, _)| *k == kind && *name == key) {
+            Some((_, name, value)) => {
+                used += 1;
+                out.push_str(&format!("{name} = \"{value}\"\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    assert_eq!(used, overrides.len(), "every override must name a key of KINDS: {overrides:?}");
+    out
 }
 
 pub fn now_ms() -> i64 {
