@@ -150,6 +150,12 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: i
     app.ready.store(true, std::sync::atomic::Ordering::Release);
     let on_shutdown = app.clone();
     let router = router(app.clone());
+    // Events are small writes on long-lived connections: without TCP_NODELAY,
+    // Nagle's algorithm holds one back until the client's delayed ACK (~40 ms).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
