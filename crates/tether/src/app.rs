@@ -142,11 +142,18 @@ impl App {
 
     /// Lets matching react, counts ends, queues the change and wakes the timer
     /// if a deadline moved earlier. Call with the core lock held.
-    pub fn commit(&self, core: &mut Core, now: Millis, mut change: Change) -> Ack {
+    pub fn commit(&self, core: &mut Core, now: Millis, change: Change) -> Ack {
+        let change = self.settle(core, now, change);
+        self.journal.submit(change)
+    }
+
+    /// What every commit does before the journal: matching reacts, ends are
+    /// counted, the timer is woken if a deadline moved earlier.
+    fn settle(&self, core: &mut Core, now: Millis, mut change: Change) -> Change {
         core.matching.settle(now, &mut core.engine, &mut change);
         self.count_ends(&change);
         self.nudge(core);
-        self.journal.submit(change)
+        change
     }
 
     /// Runs `op` under the core lock after applying anything already due
@@ -178,10 +185,8 @@ impl App {
     }
 
     /// As [`App::commit`], for changes nobody waits for.
-    pub fn commit_detached(&self, core: &mut Core, now: Millis, mut change: Change) {
-        core.matching.settle(now, &mut core.engine, &mut change);
-        self.count_ends(&change);
-        self.nudge(core);
+    pub fn commit_detached(&self, core: &mut Core, now: Millis, change: Change) {
+        let change = self.settle(core, now, change);
         self.journal.submit_detached(change);
     }
 

@@ -89,6 +89,17 @@ pub async fn stored(app: &App, id: &str) -> Result<Option<Session>, ApiError> {
     app.store.get(id).map_err(|e| ApiError::unavailable(e.to_string()))
 }
 
+/// The answer for a session that is not live (or not the caller's) on a hot
+/// path that does not wait for the journal: `410` with its end when the store
+/// has it ended and the caller may see it (and `is_wanted` accepts it, e.g.
+/// "is a call"), else `404` naming `what`.
+pub fn ended_or_missing(app: &App, p: &Principal, id: &str, what: &str, is_wanted: impl Fn(&Session) -> bool) -> ApiError {
+    match app.store.get(id).ok().flatten() {
+        Some(s) if is_wanted(&s) && may_see(p, &s) => ApiError::gone(&s),
+        _ => ApiError::not_found(what),
+    }
+}
+
 /// The user an action is for: the token's user, or `user_id` from the body for API keys.
 pub fn acting_user(p: &Principal, body_user: Option<&str>) -> Result<String, ApiError> {
     match (p, body_user) {

@@ -1,7 +1,7 @@
 //! Session endpoints (contract section 4): start, read, list, heartbeat,
 //! end, complete, beacon, participants and invites.
 
-use super::access::{acting_user, find_session, may_see, may_see_live, stored, Caller};
+use super::access::{acting_user, find_session, may_see, may_see_live, stored, ended_or_missing, Caller};
 use super::problem::{read_body, ApiError, JsonBody, QueryParams};
 use crate::app::{new_id, App};
 use crate::auth::Principal;
@@ -213,10 +213,7 @@ fn beat_with<T>(
         Some(false) => return Err(ApiError::not_found("session")),
         None => {
             drop(core);
-            return Err(match app.store.get(id).ok().flatten() {
-                Some(s) if may_see(p, &s) => ApiError::gone(&s),
-                _ => ApiError::not_found("session"),
-            });
+            return Err(ended_or_missing(app, p, id, "session", |_| true));
         }
     }
     let user = match p.user_id() {

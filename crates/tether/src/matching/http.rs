@@ -6,7 +6,7 @@
 use super::{call_users, Decision, DecisionError, Signal};
 use crate::app::{App, Core};
 use crate::auth::Principal;
-use crate::http::access::{acting_user, find_session, may_see, Caller};
+use crate::http::access::{acting_user, find_session, may_see, ended_or_missing, Caller};
 use crate::http::problem::{ApiError, JsonBody, QueryParams};
 use crate::hub::Draft;
 use crate::journal::Change;
@@ -287,10 +287,7 @@ fn relay_signal(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Re
     app.catch_up(&mut core, now);
     let Some(session) = core.engine.get(call_id).filter(|s| s.kind == CALL && may_see(p, s)) else {
         drop(core);
-        return Err(match app.store.get(call_id).ok().flatten() {
-            Some(s) if s.kind == CALL && may_see(p, &s) => ApiError::gone(&s),
-            _ => ApiError::not_found("call"),
-        });
+        return Err(ended_or_missing(app, p, call_id, "call", |s| s.kind == CALL));
     };
     let from = call_member(p, &session, body.user_id.as_deref())?;
     let signal = Signal { kind: body.kind, data, from: from.clone(), at: now };
