@@ -28,9 +28,7 @@ pub fn now_ms() -> f64 {
 
 /// Parses an RFC 3339 timestamp (as in `expires_at`) into epoch milliseconds.
 pub fn parse_ts(s: &str) -> Option<f64> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.timestamp_micros() as f64 / 1000.0)
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_micros() as f64 / 1000.0)
 }
 
 /// Mints an HS256 user token (`sub` = user id, `exp` one day ahead).
@@ -99,17 +97,12 @@ impl Conn {
         if self.sender.ready().await.is_err() {
             *self = Conn::connect(self.addr).await?;
         }
-        let mut b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, &self.host);
+        let mut b = Request::builder().method(method).uri(path).header(http::header::HOST, &self.host);
         if !auth.is_empty() {
             b = b.header(http::header::AUTHORIZATION, format!("Bearer {auth}"));
         }
         let req = match body {
-            Some(body) => b
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(body))?,
+            Some(body) => b.header(http::header::CONTENT_TYPE, "application/json").body(Full::new(body))?,
             None => b.body(Full::new(Bytes::new()))?,
         };
         let resp = self.sender.send_request(req).await?;
@@ -158,7 +151,12 @@ pub struct SseEvent {
 /// Returns once the server has answered 200 (so the subscription is live);
 /// the stream is read by a spawned task until the connection closes or the
 /// returned handle is aborted.
-pub async fn spawn_sse<F>(addr: SocketAddr, path: &str, auth: &str, mut handler: F) -> Result<tokio::task::JoinHandle<()>>
+pub async fn spawn_sse<F>(
+    addr: SocketAddr,
+    path: &str,
+    auth: &str,
+    mut handler: F,
+) -> Result<tokio::task::JoinHandle<()>>
 where
     F: FnMut(SseEvent) + Send + 'static,
 {

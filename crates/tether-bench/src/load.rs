@@ -45,7 +45,8 @@ pub async fn create_many(
     let mut tasks = vec![];
     for _ in 0..conns.min(n.max(1)) {
         let mut c = api.conn().await?;
-        let (next, keep, kept, kinds, ff) = (next.clone(), keep.clone(), kept.clone(), kinds.clone(), first_failure.clone());
+        let (next, keep, kept, kinds, ff) =
+            (next.clone(), keep.clone(), kept.clone(), kinds.clone(), first_failure.clone());
         let key = api.key.clone();
         let prefix = user_prefix.to_string();
         tasks.push(tokio::spawn(async move {
@@ -107,7 +108,13 @@ pub async fn create_many(
 /// Runs `conns` workers, each sending `req(worker, i)` one at a time on its
 /// own keep-alive connection for `dur` after `warmup` (not counted).
 /// Returns (successful requests/s, latency samples, failures, first failure).
-pub async fn timed_loop<F>(api: &Api, conns: usize, warmup: Duration, dur: Duration, req: F) -> Result<(f64, Samples, usize, Option<String>)>
+pub async fn timed_loop<F>(
+    api: &Api,
+    conns: usize,
+    warmup: Duration,
+    dur: Duration,
+    req: F,
+) -> Result<(f64, Samples, usize, Option<String>)>
 where
     F: Fn(usize, usize) -> (Method, String, Option<Bytes>) + Send + Sync + Clone + 'static,
 {

@@ -240,7 +240,8 @@ async fn main() -> Result<()> {
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let started_at = chrono::Utc::now();
     let mut runs: Vec<ScenarioRun> = vec![];
-    let pop: Vec<&str> = want.iter().copied().filter(|s| ["memory", "expiry-lateness", "recovery", "mass-expiry"].contains(s)).collect();
+    let pop: Vec<&str> =
+        want.iter().copied().filter(|s| ["memory", "expiry-lateness", "recovery", "mass-expiry"].contains(s)).collect();
     for rep in 0..args.repeat.max(1) {
         if args.repeat > 1 {
             eprintln!("== repetition {}/{}", rep + 1, args.repeat);
@@ -260,7 +261,11 @@ async fn main() -> Result<()> {
                 "signaling-relay" => scenarios::signaling_relay(&src, &p, &mut peer_set).await,
                 _ => continue,
             };
-            eprintln!("== {} done{}", r.label, r.error.as_deref().map(|e| format!(" (error: {e})")).unwrap_or_default());
+            eprintln!(
+                "== {} done{}",
+                r.label,
+                r.error.as_deref().map(|e| format!(" (error: {e})")).unwrap_or_default()
+            );
             runs.push(r);
         }
     }
@@ -273,7 +278,10 @@ async fn main() -> Result<()> {
     machine.insert("loadavg before".into(), load_before.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     machine.insert("loadavg after".into(), load_after.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
-    machine.insert("duration".into(), format!("{:.0} s", (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0));
+    machine.insert(
+        "duration".into(),
+        format!("{:.0} s", (chrono::Utc::now() - started_at).num_milliseconds() as f64 / 1000.0),
+    );
     let report = Report {
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         command,

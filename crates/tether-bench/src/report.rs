@@ -147,7 +147,9 @@ pub fn combine(runs: &[ScenarioRun]) -> Vec<ScenarioRun> {
     for label in order {
         let g = &groups[&label];
         let ok: Vec<&&ScenarioRun> = g.iter().filter(|r| r.error.is_none()).collect();
-        let Some(first) = ok.first().map(|r| (**r).clone()).or_else(|| g.first().map(|r| (*r).clone())) else { continue };
+        let Some(first) = ok.first().map(|r| (**r).clone()).or_else(|| g.first().map(|r| (*r).clone())) else {
+            continue;
+        };
         let mut merged = first.clone();
         merged.params["runs"] = serde_json::json!(g.len());
         for sys in merged.systems.iter_mut() {
@@ -257,7 +259,8 @@ pub fn markdown(r: &Report, combined: &[ScenarioRun], svg_name: Option<&str>) ->
     let _ = writeln!(o, "- started: {}", r.started_at);
     let _ = writeln!(o, "- command: `{}`", r.command);
     if r.repeat > 1 {
-        let _ = writeln!(o, "- runs per scenario: {} — each figure is the median, with (min–max) over the runs", r.repeat);
+        let _ =
+            writeln!(o, "- runs per scenario: {} — each figure is the median, with (min–max) over the runs", r.repeat);
     } else {
         let _ = writeln!(o, "- runs per scenario: 1 (single run: no median)");
     }
@@ -362,7 +365,9 @@ pub fn markdown(r: &Report, combined: &[ScenarioRun], svg_name: Option<&str>) ->
 pub fn svg(combined: &[ScenarioRun]) -> Option<String> {
     let panels: Vec<&ScenarioRun> = combined
         .iter()
-        .filter(|s| s.systems.iter().any(|x| x.distribution.as_ref().is_some_and(|d| !d.values.is_empty() || d.missing > 0)))
+        .filter(|s| {
+            s.systems.iter().any(|x| x.distribution.as_ref().is_some_and(|d| !d.values.is_empty() || d.missing > 0))
+        })
         .collect();
     if panels.is_empty() {
         return None;
@@ -386,21 +391,48 @@ pub fn svg(combined: &[ScenarioRun]) -> Option<String> {
         let ys = |f: f64| y_b - f * (y_b - y_a);
         let runs = s.params.get("runs").and_then(|r| r.as_u64()).unwrap_or(1);
         let which = if runs > 1 { format!(" (curves: first of {runs} runs)") } else { String::new() };
-        let _ = writeln!(o, r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{} — deadline → "ended" received{}</text>"#, ml, y0 + 22.0, esc(&s.label), esc(&which));
-        let _ = writeln!(o, r##"<rect x="{x_a}" y="{y_a}" width="{}" height="{}" fill="none" stroke="#444"/>"##, x_b - x_a, y_b - y_a);
+        let _ = writeln!(
+            o,
+            r#"<text x="{}" y="{}" font-size="14" font-weight="bold">{} — deadline → "ended" received{}</text>"#,
+            ml,
+            y0 + 22.0,
+            esc(&s.label),
+            esc(&which)
+        );
+        let _ = writeln!(
+            o,
+            r##"<rect x="{x_a}" y="{y_a}" width="{}" height="{}" fill="none" stroke="#444"/>"##,
+            x_b - x_a,
+            y_b - y_a
+        );
         for e in (lo as i32)..=(hi as i32) {
             let ms = 10f64.powi(e);
             let x = xs(ms);
             let _ = writeln!(o, r##"<line x1="{x}" y1="{y_a}" x2="{x}" y2="{y_b}" stroke="#ddd"/>"##);
-            let _ = writeln!(o, r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#, y_b + 15.0, fmt_ms(ms).replace(".00", ""));
+            let _ = writeln!(
+                o,
+                r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#,
+                y_b + 15.0,
+                fmt_ms(ms).replace(".00", "")
+            );
         }
         for f in [0.0, 0.25, 0.5, 0.75, 0.9, 1.0] {
             let y = ys(f);
             let _ = writeln!(o, r##"<line x1="{x_a}" y1="{y}" x2="{x_b}" y2="{y}" stroke="#eee"/>"##);
             let _ = writeln!(o, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, x_a - 5.0, y + 4.0, f);
         }
-        let _ = writeln!(o, r#"<text x="{}" y="{}" text-anchor="middle">lateness (log scale)</text>"#, (x_a + x_b) / 2.0, y_b + 32.0);
-        let _ = writeln!(o, r#"<text x="15" y="{}" transform="rotate(-90 15 {})" text-anchor="middle">fraction received</text>"#, (y_a + y_b) / 2.0, (y_a + y_b) / 2.0);
+        let _ = writeln!(
+            o,
+            r#"<text x="{}" y="{}" text-anchor="middle">lateness (log scale)</text>"#,
+            (x_a + x_b) / 2.0,
+            y_b + 32.0
+        );
+        let _ = writeln!(
+            o,
+            r#"<text x="15" y="{}" transform="rotate(-90 15 {})" text-anchor="middle">fraction received</text>"#,
+            (y_a + y_b) / 2.0,
+            (y_a + y_b) / 2.0
+        );
         let mut li = 0;
         for sys in &s.systems {
             let Some(d) = &sys.distribution else { continue };
@@ -413,19 +445,45 @@ pub fn svg(combined: &[ScenarioRun]) -> Option<String> {
             }
             let mut pts = format!("{:.1},{:.1}", xs(v.first().copied().unwrap_or(0.01)), ys(0.0));
             for (i, x) in v.iter().enumerate() {
-                let _ = write!(pts, " {:.1},{:.1} {:.1},{:.1}", xs(*x), ys(i as f64 / total), xs(*x), ys((i + 1) as f64 / total));
+                let _ = write!(
+                    pts,
+                    " {:.1},{:.1} {:.1},{:.1}",
+                    xs(*x),
+                    ys(i as f64 / total),
+                    xs(*x),
+                    ys((i + 1) as f64 / total)
+                );
             }
             let _ = writeln!(o, r#"<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>"#);
             let ly = y_a + 10.0 + li as f64 * 46.0;
-            let _ = writeln!(o, r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#, x_b + 10.0, x_b + 30.0);
+            let _ = writeln!(
+                o,
+                r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#,
+                x_b + 10.0,
+                x_b + 30.0
+            );
             let mut sc = d.clone();
             let sm = sc.summary();
             let p50 = sm.p50.map(fmt_ms).unwrap_or("—".into());
             let p99 = sm.p99.map(fmt_ms).unwrap_or("not received".into());
             let _ = writeln!(o, r#"<text x="{}" y="{}">{}</text>"#, x_b + 35.0, ly + 4.0, esc(&sys.system));
-            let _ = writeln!(o, r#"<text x="{}" y="{}" font-size="10">p50 {} · p99 {}</text>"#, x_b + 35.0, ly + 17.0, esc(&p50), esc(&p99));
+            let _ = writeln!(
+                o,
+                r#"<text x="{}" y="{}" font-size="10">p50 {} · p99 {}</text>"#,
+                x_b + 35.0,
+                ly + 17.0,
+                esc(&p50),
+                esc(&p99)
+            );
             if d.missing > 0 {
-                let _ = writeln!(o, r#"<text x="{}" y="{}" font-size="10">{} of {} received</text>"#, x_b + 35.0, ly + 28.0, v.len(), total);
+                let _ = writeln!(
+                    o,
+                    r#"<text x="{}" y="{}" font-size="10">{} of {} received</text>"#,
+                    x_b + 35.0,
+                    ly + 28.0,
+                    v.len(),
+                    total
+                );
             }
             li += 1;
         }
@@ -448,7 +506,14 @@ mod tests {
         let mut d = Samples::new();
         d.push(v);
         t.distribution = Some(d);
-        ScenarioRun { scenario: "x".into(), label: label.into(), params: serde_json::json!({}), targets: vec![Target::ge("rate", 2.0, "≥ 2")], systems: vec![t], error: None }
+        ScenarioRun {
+            scenario: "x".into(),
+            label: label.into(),
+            params: serde_json::json!({}),
+            targets: vec![Target::ge("rate", 2.0, "≥ 2")],
+            systems: vec![t],
+            error: None,
+        }
     }
 
     #[test]

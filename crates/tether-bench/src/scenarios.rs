@@ -210,7 +210,13 @@ fn peer_failed(system: &str, e: anyhow::Error) -> SystemRun {
 // ---------------------------------------------------------------------------
 // population: memory, expiry-lateness, recovery, mass-expiry
 
-pub async fn population(src: &TetherSource, p: &Params, peers: &mut Peers, n: usize, want: &[&str]) -> Vec<ScenarioRun> {
+pub async fn population(
+    src: &TetherSource,
+    p: &Params,
+    peers: &mut Peers,
+    n: usize,
+    want: &[&str],
+) -> Vec<ScenarioRun> {
     let has = |s: &str| want.contains(&s);
     let label = |s: &str| format!("{s} (N={n})");
     let mut runs: HashMap<&str, ScenarioRun> = HashMap::new();
@@ -274,7 +280,10 @@ pub async fn population(src: &TetherSource, p: &Params, peers: &mut Peers, n: us
         for s in ["memory", "expiry-lateness", "recovery", "mass-expiry"] {
             if let Some(run) = runs.get_mut(s) {
                 let mut e = SystemRun::new("etcd");
-                e.note(format!("capped at {} leases: the same work as the N={} table, not repeated", p.etcd_max_leases, p.etcd_max_leases));
+                e.note(format!(
+                    "capped at {} leases: the same work as the N={} table, not repeated",
+                    p.etcd_max_leases, p.etcd_max_leases
+                ));
                 run.systems.push(e);
             }
         }
@@ -337,7 +346,11 @@ struct EndedSess {
 /// Receipts of `session.ended` events: id → (receipt ms, server `at` ms, reason).
 type Receipts = Arc<Mutex<HashMap<String, (f64, Option<f64>, String)>>>;
 
-async fn subscribe_ended(api: &Api, query: &str, kind_prefix: Option<&'static str>) -> Result<(Receipts, tokio::task::JoinHandle<()>)> {
+async fn subscribe_ended(
+    api: &Api,
+    query: &str,
+    kind_prefix: Option<&'static str>,
+) -> Result<(Receipts, tokio::task::JoinHandle<()>)> {
     let rec: Receipts = Arc::default();
     let r2 = rec.clone();
     let h = spawn_sse(api.addr, &format!("/v1/events{query}"), &api.key, move |ev| {
@@ -375,7 +388,10 @@ async fn tether_population(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = t.rss();
     let sample_every = (n / 200).max(1);
-    let created = create_many(&t.api, &["bench_bg_a", "bench_bg_b", "bench_bg_c"], n, p.create_conns, "bg", move |i| i % sample_every == 0).await?;
+    let created = create_many(&t.api, &["bench_bg_a", "bench_bg_b", "bench_bg_c"], n, p.create_conns, "bg", move |i| {
+        i % sample_every == 0
+    })
+    .await?;
     if created.failures > 0 {
         bail!("{} of {n} creations failed; first: {}", created.failures, created.first_failure.unwrap_or_default());
     }
@@ -390,7 +406,12 @@ async fn tether_population(
             (Some(a), Some(b)) => {
                 s.metric(Metric::new("rss_before", "RSS before", Some(kib(a)), "B"));
                 s.metric(Metric::new("rss_after", "RSS with N live sessions", Some(kib(b)), "B"));
-                s.metric(Metric::new("rss_per_session", "RSS per live session", Some((b as f64 - a as f64) / n as f64), "B"));
+                s.metric(Metric::new(
+                    "rss_per_session",
+                    "RSS per live session",
+                    Some((b as f64 - a as f64) / n as f64),
+                    "B",
+                ));
                 s.note("RSS = VmRSS of the server process from /proc/PID/status, 0.5 s after the last creation");
             }
             _ => {
@@ -428,7 +449,8 @@ async fn tether_population(
         if probes.failures > 0 {
             bail!("probe creation failed: {}", probes.first_failure.unwrap_or_default());
         }
-        let deadlines: Vec<(String, f64)> = probes.kept.iter().filter_map(|(_, id, e)| e.map(|e| (id.clone(), e))).collect();
+        let deadlines: Vec<(String, f64)> =
+            probes.kept.iter().filter_map(|(_, id, e)| e.map(|e| (id.clone(), e))).collect();
         if deadlines.len() < probes.kept.len() {
             bail!("probe sessions came back without `expires_at`");
         }
@@ -555,7 +577,7 @@ async fn tether_population(
             return Ok(());
         }
         let window = ms(p.tether_window) + n as f64 / 10.0; // 30 s + 100 s per million
-        // server side: poll /v1/admin/health (live-session count) every 500 ms
+                                                            // server side: poll /v1/admin/health (live-session count) every 500 ms
         let zero_at: Arc<Mutex<(Option<f64>, Option<u64>)>> = Arc::default();
         let poller = {
             let (api, zero_at) = (t.api.clone(), zero_at.clone());
@@ -603,14 +625,28 @@ async fn tether_population(
             "ms",
         ));
         if got < n {
-            s.metrics.last_mut().unwrap().display = Some(format!("> {} ({got} of {n} received)", crate::report::fmt_ms(dmax + window - dmin)));
+            s.metrics.last_mut().unwrap().display =
+                Some(format!("> {} ({got} of {n} received)", crate::report::fmt_ms(dmax + window - dmin)));
         }
         s.metric(Metric::text("received", "ended events received", format!("{got} of {n}")));
-        s.metric(Metric::new("server_zero_live_ms", "shared deadline → server reports 0 live sessions (/v1/admin/health, polled every 500 ms)", zero.map(|z| z - dmin), "ms"));
+        s.metric(Metric::new(
+            "server_zero_live_ms",
+            "shared deadline → server reports 0 live sessions (/v1/admin/health, polled every 500 ms)",
+            zero.map(|z| z - dmin),
+            "ms",
+        ));
         if zero.is_none() {
-            s.metrics.last_mut().unwrap().display = Some(format!("not within the window ({} still live at the last poll)", live_left.map(|l| l.to_string()).unwrap_or("?".into())));
+            s.metrics.last_mut().unwrap().display = Some(format!(
+                "not within the window ({} still live at the last poll)",
+                live_left.map(|l| l.to_string()).unwrap_or("?".into())
+            ));
         }
-        s.metric(Metric::new("deadline_spread_ms", "spread of the shared deadline (50 sampled sessions)", Some(dmax - dmin), "ms"));
+        s.metric(Metric::new(
+            "deadline_spread_ms",
+            "spread of the shared deadline (50 sampled sessions)",
+            Some(dmax - dmin),
+            "ms",
+        ));
         s.latency("sampled", "lateness of the 50 sampled sessions", &mut sampled);
         s.note(format!(
             "N live sessions created with idle_timeout 2h; SIGKILL; restart with idle_timeout {x}s (restart → ready {:.0} ms); the contract re-grants idle deadlines from the restart, so all N share one deadline ≈ restart + {x}s ({:.0} ms after the spawn); one SSE subscriber without filter",
@@ -626,7 +662,14 @@ async fn tether_population(
     Ok(())
 }
 
-async fn redis_population(r: &RedisPeer, p: &Params, n: usize, want: &[&str], offsets: &[f64], runs: &mut HashMap<&str, ScenarioRun>) -> Result<()> {
+async fn redis_population(
+    r: &RedisPeer,
+    p: &Params,
+    n: usize,
+    want: &[&str],
+    offsets: &[f64],
+    runs: &mut HashMap<&str, ScenarioRun>,
+) -> Result<()> {
     let has = |s: &str| want.contains(&s);
     r.flushall().await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -639,9 +682,22 @@ async fn redis_population(r: &RedisPeer, p: &Params, n: usize, want: &[&str], of
         let mut s = SystemRun::new("Redis");
         s.metric(Metric::new("rss_before", "RSS before", Some(kib(rss0)), "B"));
         s.metric(Metric::new("rss_after", "RSS with N live sessions", Some(kib(rss1)), "B"));
-        s.metric(Metric::new("rss_per_session", "RSS per live session", Some((rss1 as f64 - rss0 as f64) / n as f64), "B"));
-        s.metric(Metric::new("used_memory_per_session", "INFO used_memory per key", Some((used1 as f64 - used0 as f64) / n as f64), "B"));
-        s.note(format!("N keys with ~120-byte values and TTLs, written by pipelined SET PX in {:.1} s (not durable)", took.as_secs_f64()));
+        s.metric(Metric::new(
+            "rss_per_session",
+            "RSS per live session",
+            Some((rss1 as f64 - rss0 as f64) / n as f64),
+            "B",
+        ));
+        s.metric(Metric::new(
+            "used_memory_per_session",
+            "INFO used_memory per key",
+            Some((used1 as f64 - used0 as f64) / n as f64),
+            "B",
+        ));
+        s.note(format!(
+            "N keys with ~120-byte values and TTLs, written by pipelined SET PX in {:.1} s (not durable)",
+            took.as_secs_f64()
+        ));
         run.systems.push(s);
     }
     if has("expiry-lateness") {
@@ -667,10 +723,16 @@ async fn redis_population(r: &RedisPeer, p: &Params, n: usize, want: &[&str], of
         let mut s = SystemRun::new("Redis");
         s.metric(Metric::new("all_ended_ms", "shared deadline → all N `session.ended` received", all, "ms"));
         if all.is_none() {
-            s.metrics.last_mut().unwrap().display = Some(format!("> {} ({got} of {n} received)", crate::report::fmt_ms(ms(window))));
+            s.metrics.last_mut().unwrap().display =
+                Some(format!("> {} ({got} of {n} received)", crate::report::fmt_ms(ms(window))));
         }
         s.metric(Metric::text("received", "ended events received", format!("{got} of {n}")));
-        s.metric(Metric::new("deadline_spread_ms", "spread of the shared deadline (50 sampled sessions)", Some(0.0), "ms"));
+        s.metric(Metric::new(
+            "deadline_spread_ms",
+            "spread of the shared deadline (50 sampled sessions)",
+            Some(0.0),
+            "ms",
+        ));
         s.note("N keys given one PEXPIREAT deadline; all `expired` messages counted on one subscriber");
         if let Some(run) = runs.get_mut("mass-expiry") {
             run.systems.push(s);
@@ -683,7 +745,11 @@ async fn redis_population(r: &RedisPeer, p: &Params, n: usize, want: &[&str], of
 async fn etcd_population(p: &Params, n: usize, want: &[&str], runs: &mut HashMap<&str, ScenarioRun>) -> Result<()> {
     let has = |s: &str| want.contains(&s);
     let ne = n.min(p.etcd_max_leases);
-    let capped = if ne < n { format!(" (capped at {ne} leases: granting is bounded by etcd's commit rate)") } else { String::new() };
+    let capped = if ne < n {
+        format!(" (capped at {ne} leases: granting is bounded by etcd's commit rate)")
+    } else {
+        String::new()
+    };
     let mut e = EtcdPeer::start().await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = crate::server::rss_of(e.pid()).unwrap_or(0);
@@ -695,7 +761,12 @@ async fn etcd_population(p: &Params, n: usize, want: &[&str], runs: &mut HashMap
         let mut s = SystemRun::new("etcd");
         s.metric(Metric::new("rss_before", "RSS before", Some(kib(rss0)), "B"));
         s.metric(Metric::new("rss_after", "RSS with N live sessions", Some(kib(rss1)), "B"));
-        s.metric(Metric::new("rss_per_session", "RSS per live session", Some((rss1 as f64 - rss0 as f64) / ne as f64), "B"));
+        s.metric(Metric::new(
+            "rss_per_session",
+            "RSS per live session",
+            Some((rss1 as f64 - rss0 as f64) / ne as f64),
+            "B",
+        ));
         s.metric(Metric::new("create_rate", "creation rate while populating", Some(grant_rate), "/s"));
         s.note(format!("{ne} leases without keys{capped}"));
         run.systems.push(s);
@@ -718,7 +789,9 @@ async fn etcd_population(p: &Params, n: usize, want: &[&str], runs: &mut HashMap
         let t = e.restart_after_kill9().await?;
         let mut s = SystemRun::new("etcd");
         s.metric(Metric::new("ready_ms", "spawn → /readyz 200", Some(ms(t)), "ms"));
-        s.note(format!("SIGKILL with {ne} live leases{capped}; restart on the same data dir; time until GET /health says true"));
+        s.note(format!(
+            "SIGKILL with {ne} live leases{capped}; restart on the same data dir; time until GET /health says true"
+        ));
         if let Some(run) = runs.get_mut("recovery") {
             run.systems.push(s);
         }
@@ -732,10 +805,16 @@ async fn etcd_population(p: &Params, n: usize, want: &[&str], runs: &mut HashMap
         let mut s = SystemRun::new("etcd");
         s.metric(Metric::new("all_ended_ms", "shared deadline → all N `session.ended` received", all, "ms"));
         if all.is_none() {
-            s.metrics.last_mut().unwrap().display = Some(format!("> {} ({got} of {ne} received)", crate::report::fmt_ms(ms(window))));
+            s.metrics.last_mut().unwrap().display =
+                Some(format!("> {} ({got} of {ne} received)", crate::report::fmt_ms(ms(window))));
         }
         s.metric(Metric::text("received", "ended events received", format!("{got} of {ne}")));
-        s.metric(Metric::new("deadline_spread_ms", "spread of the shared deadline (50 sampled sessions)", Some(spread), "ms"));
+        s.metric(Metric::new(
+            "deadline_spread_ms",
+            "spread of the shared deadline (50 sampled sessions)",
+            Some(spread),
+            "ms",
+        ));
         s.note(format!(
             "{ne} leases of TTL {ttl} s granted as fast as possible (their deadlines spread over the grant time), key each; measured from the LAST deadline{capped}"
         ));
@@ -746,7 +825,14 @@ async fn etcd_population(p: &Params, n: usize, want: &[&str], runs: &mut HashMap
     Ok(())
 }
 
-async fn pg_population(pg: &PgPeer, p: &Params, n: usize, want: &[&str], offsets: &[f64], runs: &mut HashMap<&str, ScenarioRun>) -> Result<()> {
+async fn pg_population(
+    pg: &PgPeer,
+    p: &Params,
+    n: usize,
+    want: &[&str],
+    offsets: &[f64],
+    runs: &mut HashMap<&str, ScenarioRun>,
+) -> Result<()> {
     let has = |s: &str| want.contains(&s);
     pg.truncate().await?;
     let size0 = pg.size_bytes().await?;
@@ -754,7 +840,12 @@ async fn pg_population(pg: &PgPeer, p: &Params, n: usize, want: &[&str], offsets
     let size1 = pg.size_bytes().await?;
     if let Some(run) = runs.get_mut("memory") {
         let mut s = SystemRun::new("PostgreSQL");
-        s.metric(Metric::new("table_per_session", "table + index bytes per session (disk, not RSS)", Some((size1 - size0) as f64 / n as f64), "B"));
+        s.metric(Metric::new(
+            "table_per_session",
+            "table + index bytes per session (disk, not RSS)",
+            Some((size1 - size0) as f64 / n as f64),
+            "B",
+        ));
         s.note(format!("N rows by one INSERT … SELECT generate_series in {:.1} s", took.as_secs_f64()));
         run.systems.push(s);
     }
@@ -783,7 +874,12 @@ async fn pg_population(pg: &PgPeer, p: &Params, n: usize, want: &[&str], offsets
         let mut s = SystemRun::new("PostgreSQL");
         s.metric(Metric::new("all_ended_ms", "shared deadline → all N `session.ended` received", all, "ms"));
         s.metric(Metric::text("received", "ended events received", format!("{got} of {n}")));
-        s.metric(Metric::new("deadline_spread_ms", "spread of the shared deadline (50 sampled sessions)", Some(0.0), "ms"));
+        s.metric(Metric::new(
+            "deadline_spread_ms",
+            "spread of the shared deadline (50 sampled sessions)",
+            Some(0.0),
+            "ms",
+        ));
         s.note(format!("N rows with one shared deadline; sweep every {} s", p.pg_sweep.as_secs_f64()));
         if let Some(run) = runs.get_mut("mass-expiry") {
             run.systems.push(s);
@@ -1028,7 +1124,8 @@ async fn ws_heartbeat_worker(
     in_flight.acquire().await?.forget();
     pings.lock().unwrap().push_back(Instant::now().max(t_end));
     tx.send(ping).await?;
-    let (lat, errors, first, last) = tokio::time::timeout(Duration::from_secs(60), reader).await.map_err(|_| anyhow!("final pong never came"))??;
+    let (lat, errors, first, last) =
+        tokio::time::timeout(Duration::from_secs(60), reader).await.map_err(|_| anyhow!("final pong never came"))??;
     let _ = tx.close().await;
     Ok((sent, lat, errors, first, last))
 }
@@ -1050,7 +1147,11 @@ pub async fn durable_starts(src: &TetherSource, p: &Params, peers: &mut Peers) -
         let t = Tether::fresh(src, &KindTimes::default()).await?;
         let warm = Duration::from_millis(500).min(p.starts_duration / 4);
         let (rate, mut lat, failures, first) = timed_loop(&t.api, p.http_conns, warm, p.starts_duration, |w, i| {
-            (Method::POST, "/v1/sessions".to_string(), Some(Bytes::from(format!(r#"{{"kind":"bench_start","user_id":"s{w}-{i}"}}"#))))
+            (
+                Method::POST,
+                "/v1/sessions".to_string(),
+                Some(Bytes::from(format!(r#"{{"kind":"bench_start","user_id":"s{w}-{i}"}}"#))),
+            )
         })
         .await?;
         let mut s = SystemRun::new("Tether");
@@ -1108,14 +1209,32 @@ pub async fn durable_starts(src: &TetherSource, p: &Params, peers: &mut Peers) -
 // matching: time-to-pair and signaling relay
 
 async fn put_profile(c: &mut crate::http::Conn, key: &str, user: &str, age: u32, interests: &[&str]) -> Result<()> {
-    c.ok(Method::PUT, &format!("/v1/profiles/{user}"), key, Some(&json!({"name": user, "age": age, "bio": "", "interests": interests}))).await?;
+    c.ok(
+        Method::PUT,
+        &format!("/v1/profiles/{user}"),
+        key,
+        Some(&json!({"name": user, "age": age, "bio": "", "interests": interests})),
+    )
+    .await?;
     Ok(())
 }
 
-async fn start_matching(c: &mut crate::http::Conn, api: &Api, user: &str, min: u32, max: u32, interests: &[&str]) -> Result<String> {
+async fn start_matching(
+    c: &mut crate::http::Conn,
+    api: &Api,
+    user: &str,
+    min: u32,
+    max: u32,
+    interests: &[&str],
+) -> Result<String> {
     let tok = api.user_token(user);
     let v = c
-        .ok(Method::POST, "/v1/matching/start", &tok, Some(&json!({"min_age": min, "max_age": max, "preferred_interests": interests, "user_id": user})))
+        .ok(
+            Method::POST,
+            "/v1/matching/start",
+            &tok,
+            Some(&json!({"min_age": min, "max_age": max, "preferred_interests": interests, "user_id": user})),
+        )
         .await?;
     v["session_id"].as_str().map(String::from).ok_or_else(|| anyhow!("no session_id in {v}"))
 }
@@ -1147,7 +1266,11 @@ pub async fn time_to_pair(src: &TetherSource, p: &Params) -> ScenarioRun {
         scenario: "time-to-pair".into(),
         label: label.clone(),
         params: json!({"waiting": p.pair_waiting, "rounds": p.pair_rounds}),
-        targets: if p.pair_waiting >= 100_000 { vec![Target::le("both_p99_ms", 10.0, "p99 ≤ 10 ms with 100k waiting")] } else { vec![] },
+        targets: if p.pair_waiting >= 100_000 {
+            vec![Target::le("both_p99_ms", 10.0, "p99 ≤ 10 ms with 100k waiting")]
+        } else {
+            vec![]
+        },
         systems: vec![],
         error: None,
     };
@@ -1326,4 +1449,3 @@ pub fn check_scenarios(names: &[String]) -> Result<()> {
     }
     Ok(())
 }
-

@@ -170,7 +170,8 @@ impl ServerFiles {
                 let _ = child.kill();
                 let _ = child.wait();
                 let tail = std::fs::read_to_string(self.log()).unwrap_or_default();
-                let tail: String = tail.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                let tail: String =
+                    tail.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
                 bail!("server did not print `listening on http://…` within {timeout:?}; log tail:\n{tail}")
             }
         }

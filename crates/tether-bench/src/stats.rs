@@ -67,11 +67,7 @@ impl Samples {
             p90: pick(0.90),
             p99: pick(0.99),
             max: if self.missing > 0 { None } else { self.values.last().copied() },
-            mean: if n > 0 && self.missing == 0 {
-                Some(self.values.iter().sum::<f64>() / n as f64)
-            } else {
-                None
-            },
+            mean: if n > 0 && self.missing == 0 { Some(self.values.iter().sum::<f64>() / n as f64) } else { None },
             window_ms: self.window_ms,
         }
     }

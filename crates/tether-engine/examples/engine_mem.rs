@@ -57,7 +57,14 @@ fn shuffled(n: usize) -> Vec<usize> {
     order
 }
 
-const FIELDS: [&str; 6] = ["rss_bytes_per_session", "create_ns", "touch_ns", "heartbeat_ns", "expire_ns_per_session", "drop_outcome_ns_per_session"];
+const FIELDS: [&str; 6] = [
+    "rss_bytes_per_session",
+    "create_ns",
+    "touch_ns",
+    "heartbeat_ns",
+    "expire_ns_per_session",
+    "drop_outcome_ns_per_session",
+];
 
 /// One round; prints one line of `FIELDS` values.
 fn round(n: usize) {
@@ -71,7 +78,13 @@ fn round(n: usize) {
 
     let t = Instant::now();
     for i in 0..n {
-        let req = NewSession { id: id(i), kind: "bench".into(), owner: user(i), metadata: serde_json::Value::Null, ..NewSession::default() };
+        let req = NewSession {
+            id: id(i),
+            kind: "bench".into(),
+            owner: user(i),
+            metadata: serde_json::Value::Null,
+            ..NewSession::default()
+        };
         let _ = engine.create(now + (i as i64 % 1000), req).expect("create");
     }
     let create_ns = t.elapsed().as_nanos() as f64 / n as f64;
@@ -108,7 +121,11 @@ fn round(n: usize) {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
 }
 
 fn main() {

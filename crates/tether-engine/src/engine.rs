@@ -31,17 +31,25 @@
 //! `Arc<Session>`. Heartbeats that need no snapshot use [`Engine::touch`]:
 //! a lookup and a few stores, with no allocation and usually no queue work.
 
-use crate::kind::{KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
 use crate::index::SlotIndex;
-use crate::live::{from_opt, opt, Extra, Key, KeyHasher, KeyRef, Meta, Part, Slot, DIRTY, GRACE, NIL, NONE, OWNER_HEAD, OWNER_JOINED, PARENT};
+use crate::kind::{KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
+use crate::live::{
+    from_opt, opt, Extra, Key, KeyHasher, KeyRef, Meta, Part, Slot, DIRTY, GRACE, NIL, NONE, OWNER_HEAD, OWNER_JOINED,
+    PARENT,
+};
 use crate::schedule::DeadlineQueue;
 use crate::session::{EndReason, Invite, Participant, Session, Status};
 use crate::time::{Dur, Millis};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Every event type Tether publishes, on every transport: the one list the
+/// OpenAPI document, the SDK and the docs are checked against. The engine
+/// itself emits the `session.*` and `participant.*` types; the matching layer
+/// and the event streams add the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub enum EventType {
     #[serde(rename = "session.started")]
     Started,
@@ -55,9 +63,35 @@ pub enum EventType {
     ParticipantJoined,
     #[serde(rename = "participant.left")]
     ParticipantLeft,
+    /// Matching paired the user: `match` holds the call and the partner.
+    #[serde(rename = "match.found")]
+    MatchFound,
+    /// Both users chose `continue` after a call.
+    #[serde(rename = "match.mutual")]
+    MatchMutual,
+    /// A WebRTC signal relayed to the call's other user.
+    #[serde(rename = "call.signal")]
+    CallSignal,
+    /// The stream skipped events (`from`..=`to`): the subscriber fell behind
+    /// the resume log, or resumed from before it.
+    #[serde(rename = "stream.gap")]
+    StreamGap,
 }
 
 impl EventType {
+    pub const ALL: [EventType; 10] = [
+        EventType::Started,
+        EventType::Activated,
+        EventType::Completing,
+        EventType::Ended,
+        EventType::ParticipantJoined,
+        EventType::ParticipantLeft,
+        EventType::MatchFound,
+        EventType::MatchMutual,
+        EventType::CallSignal,
+        EventType::StreamGap,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Started => "session.started",
@@ -66,7 +100,21 @@ impl EventType {
             EventType::Ended => "session.ended",
             EventType::ParticipantJoined => "participant.joined",
             EventType::ParticipantLeft => "participant.left",
+            EventType::MatchFound => "match.found",
+            EventType::MatchMutual => "match.mutual",
+            EventType::CallSignal => "call.signal",
+            EventType::StreamGap => "stream.gap",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -116,7 +164,10 @@ pub enum EngineError {
     Conflict(Box<Session>),
     ParentNotLive,
     /// The action does not apply in the session's status.
-    WrongStatus { status: Status, action: &'static str },
+    WrongStatus {
+        status: Status,
+        action: &'static str,
+    },
     NotParticipant,
     InviteUnknown,
     InviteExpired,
@@ -329,7 +380,8 @@ impl Engine {
         };
         let owner = KeyRef::new(&req.owner);
         if per_user == PerUser::Reject && !req.takeover {
-            let blocking = self.owned(&req.owner).into_iter().find(|&i| self.slot(i).kind == kind_idx && !self.doomed(now, i));
+            let blocking =
+                self.owned(&req.owner).into_iter().find(|&i| self.slot(i).kind == kind_idx && !self.doomed(now, i));
             if let Some(i) = blocking {
                 return Err(EngineError::Conflict(Box::new(self.snapshot(i))));
             }
@@ -433,7 +485,13 @@ impl Engine {
 
     /// Ends a live session by request. Ending an ended session is the caller's
     /// idempotent `200`: this answers `NotLive` and the caller reads the store.
-    pub fn end(&mut self, now: Millis, id: &str, reason: EndReason, detail: Option<String>) -> Result<(Session, Outcome), EngineError> {
+    pub fn end(
+        &mut self,
+        now: Millis,
+        id: &str,
+        reason: EndReason,
+        detail: Option<String>,
+    ) -> Result<(Session, Outcome), EngineError> {
         let idx = self.find(id).ok_or(EngineError::NotLive)?;
         let mut out = Outcome::default();
         let ended = self.finish(now, idx, reason, detail, None, &mut out);
@@ -462,9 +520,16 @@ impl Engine {
     }
 
     /// Adds (or re-admits) a participant; reaching the quorum activates the session.
-    pub fn join(&mut self, now: Millis, id: &str, user: &str, name: Option<String>) -> Result<(Session, Outcome), EngineError> {
+    pub fn join(
+        &mut self,
+        now: Millis,
+        id: &str,
+        user: &str,
+        name: Option<String>,
+    ) -> Result<(Session, Outcome), EngineError> {
         let idx = self.find(id).ok_or(EngineError::NotLive)?;
-        let (quorum, presence) = self.policy(self.slot(idx).kind).map(|k| (k.quorum, k.presence)).unwrap_or((1, Presence::Owner));
+        let (quorum, presence) =
+            self.policy(self.slot(idx).kind).map(|k| (k.quorum, k.presence)).unwrap_or((1, Presence::Owner));
         let mut out = Outcome::default();
         if self.is_present(idx, user) {
             return Ok((self.snapshot(idx), out));
@@ -480,7 +545,13 @@ impl Engine {
             }
             p.to_participant()
         } else {
-            let p = Part { id: user.into(), name: name.map(String::into_boxed_str), joined_at: now, last_seen_at: now, left_at: NONE };
+            let p = Part {
+                id: user.into(),
+                name: name.map(String::into_boxed_str),
+                joined_at: now,
+                last_seen_at: now,
+                left_at: NONE,
+            };
             let shown = p.to_participant();
             parts.push(p);
             shown
@@ -536,11 +607,22 @@ impl Engine {
 
     /// Creates an invite; `ttl` fixes its expiry, else the kind's `invite_ttl`
     /// counts from the session's last activity. Returns the current expiry.
-    pub fn create_invite(&mut self, now: Millis, id: &str, token: String, ttl: Option<Dur>) -> Result<(Invite, Option<Millis>, Outcome), EngineError> {
+    pub fn create_invite(
+        &mut self,
+        now: Millis,
+        id: &str,
+        token: String,
+        ttl: Option<Dur>,
+    ) -> Result<(Invite, Option<Millis>, Outcome), EngineError> {
         if self.find(id).is_none() {
             return Err(EngineError::NotLive);
         }
-        let invite = Invite { token: token.clone(), session_id: id.to_string(), created_at: now, fixed_expiry: ttl.map(|t| now + t.millis()) };
+        let invite = Invite {
+            token: token.clone(),
+            session_id: id.to_string(),
+            created_at: now,
+            fixed_expiry: ttl.map(|t| now + t.millis()),
+        };
         self.invites.insert(token, invite.clone());
         let expiry = self.invite_expiry(&invite);
         let out = Outcome { writes: vec![Write::Invite(invite.clone())], events: vec![] };
@@ -566,7 +648,13 @@ impl Engine {
     }
 
     /// Joins through an invite as participant `participant_id`.
-    pub fn join_invite(&mut self, now: Millis, token: &str, participant_id: &str, name: Option<String>) -> Result<(Session, Outcome), EngineError> {
+    pub fn join_invite(
+        &mut self,
+        now: Millis,
+        token: &str,
+        participant_id: &str,
+        name: Option<String>,
+    ) -> Result<(Session, Outcome), EngineError> {
         let invite = self.invites.get(token).cloned().ok_or(EngineError::InviteUnknown)?;
         let Some(idx) = self.find(&invite.session_id) else {
             return Err(EngineError::InviteSessionEnded);
@@ -839,7 +927,11 @@ impl Engine {
         let mut participants = None;
         match s.participants.as_slice() {
             [] => {}
-            [p] if p.id == s.user_id && p.joined_at == s.created_at && p.last_seen_at == s.last_seen_at && p.left_at.is_none() => {
+            [p] if p.id == s.user_id
+                && p.joined_at == s.created_at
+                && p.last_seen_at == s.last_seen_at
+                && p.left_at.is_none() =>
+            {
                 flags |= OWNER_JOINED;
                 owner_name = p.name.clone().map(String::into_boxed_str);
             }
@@ -1128,7 +1220,15 @@ impl Engine {
     }
 
     /// Ends a live session and cascades to children whose kind says so.
-    fn finish(&mut self, now: Millis, idx: u32, reason: EndReason, detail: Option<String>, deadline: Option<Millis>, out: &mut Outcome) -> Arc<Session> {
+    fn finish(
+        &mut self,
+        now: Millis,
+        idx: u32,
+        reason: EndReason,
+        detail: Option<String>,
+        deadline: Option<Millis>,
+        out: &mut Outcome,
+    ) -> Arc<Session> {
         let mut s = self.snapshot(idx);
         s.status = Status::Ended;
         s.ended_at = Some(now);
@@ -1285,7 +1385,13 @@ mod tests {
                 0..=2 => {
                     let id = if n % 2 == 0 { format!("0192f3c4-5b6a-7c8d-9e0f-{n:012}") } else { format!("s{n}") };
                     let parent_id = (rnd(4) == 0).then(|| ids.last().cloned()).flatten();
-                    let req = NewSession { id: id.clone(), kind: kinds[rnd(5) as usize].into(), owner: user.into(), parent_id, ..NewSession::default() };
+                    let req = NewSession {
+                        id: id.clone(),
+                        kind: kinds[rnd(5) as usize].into(),
+                        owner: user.into(),
+                        parent_id,
+                        ..NewSession::default()
+                    };
                     if e.create(now, req).is_ok() {
                         ids.push(id);
                     }
@@ -1322,14 +1428,20 @@ mod tests {
         for round in 0..50u64 {
             for i in 0..1000u64 {
                 let id = format!("r{round}-{i}");
-                let req = NewSession { id: id.clone(), kind: "long".into(), owner: format!("u{i}"), ..NewSession::default() };
+                let req =
+                    NewSession { id: id.clone(), kind: "long".into(), owner: format!("u{i}"), ..NewSession::default() };
                 e.create(now + round as i64, req).unwrap();
                 if i >= 10 {
                     e.end(now + round as i64, &id, EndReason::Ended, None).unwrap();
                 }
             }
             e.check_invariants();
-            assert!(e.schedule.len() <= 2 * e.live_count() + 2 * 1024 + 2, "round {round}: {} entries for {} live", e.schedule.len(), e.live_count());
+            assert!(
+                e.schedule.len() <= 2 * e.live_count() + 2 * 1024 + 2,
+                "round {round}: {} entries for {} live",
+                e.schedule.len(),
+                e.live_count()
+            );
         }
         assert_eq!(e.live_count(), 500);
     }
@@ -1339,7 +1451,12 @@ mod tests {
         let mut e = engine();
         let t0 = 1_795_341_600_000i64;
         for i in 0..100u64 {
-            let req = NewSession { id: format!("s{i}"), kind: "idle".into(), owner: format!("u{i}"), ..NewSession::default() };
+            let req = NewSession {
+                id: format!("s{i}"),
+                kind: "idle".into(),
+                owner: format!("u{i}"),
+                ..NewSession::default()
+            };
             e.create(t0, req).unwrap();
         }
         // Every heartbeat moves the deadline later: far entries stay put.

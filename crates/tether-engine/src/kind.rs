@@ -119,10 +119,7 @@ impl Kinds {
         call.max_duration = Some(Dur::from_secs(180));
         call.owner_joins = false;
 
-        let kinds = [default, matching, call]
-            .into_iter()
-            .map(|k| (k.name.clone(), k))
-            .collect();
+        let kinds = [default, matching, call].into_iter().map(|k| (k.name.clone(), k)).collect();
         Kinds { kinds }
     }
 

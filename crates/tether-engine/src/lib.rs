@@ -14,8 +14,8 @@
 //! Every operation takes `now`, so tests drive every timeout by passing a later time.
 
 pub mod engine;
-pub mod kind;
 mod index;
+pub mod kind;
 mod live;
 pub mod schedule;
 pub mod session;

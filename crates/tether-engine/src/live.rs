@@ -63,7 +63,6 @@ impl<'a> KeyRef<'a> {
             None => KeyRef::Str(s.as_bytes()),
         }
     }
-
 }
 
 /// Hashes keys into the 32-bit tags of [`crate::index::SlotIndex`]: a
@@ -199,7 +198,8 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     };
     /// Where the 32 hex digits are.
     const DIGITS: [usize; 32] = [
-        0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
+        0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33,
+        34, 35,
     ];
     let b: &[u8; 36] = s.as_bytes().try_into().ok()?;
     if b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
@@ -426,7 +426,13 @@ impl Slot {
         if x.participants.is_none() {
             let mut list = Vec::new();
             if implicit_owner {
-                list.push(Part { id: owner, name: x.owner_name.take(), joined_at: created_at, last_seen_at, left_at: NONE });
+                list.push(Part {
+                    id: owner,
+                    name: x.owner_name.take(),
+                    joined_at: created_at,
+                    last_seen_at,
+                    left_at: NONE,
+                });
             }
             x.participants = Some(list);
         }
@@ -494,7 +500,11 @@ mod tests {
         let mut tags = std::collections::HashSet::new();
         let n = 100_000u64;
         for i in 0..n {
-            for key in [format!("0192f3c4-5b6a-7c8d-9e0f-{i:012}"), format!("user-{i}"), format!("an-identifier-longer-than-sixteen-bytes-{i}")] {
+            for key in [
+                format!("0192f3c4-5b6a-7c8d-9e0f-{i:012}"),
+                format!("user-{i}"),
+                format!("an-identifier-longer-than-sixteen-bytes-{i}"),
+            ] {
                 tags.insert(h.tag(KeyRef::new(&key)));
             }
         }

@@ -6,6 +6,7 @@ use crate::time::{rfc3339, Millis};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Waiting,
@@ -33,6 +34,7 @@ impl Status {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// By its user or backend.
@@ -150,9 +152,7 @@ pub struct Session {
 impl Session {
     /// Owner, members and participants (also those who left) may see a session.
     pub fn visible_to(&self, user: &str) -> bool {
-        self.user_id == user
-            || self.members.iter().any(|m| m == user)
-            || self.participants.iter().any(|p| p.id == user)
+        self.user_id == user || self.members.iter().any(|m| m == user) || self.participants.iter().any(|p| p.id == user)
     }
 
     /// Everyone who receives this session's events.

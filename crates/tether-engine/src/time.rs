@@ -30,9 +30,7 @@ impl Dur {
         if digits.is_empty() {
             return Err(format!("duration {text:?} must start with a number, like \"30s\""));
         }
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("duration {text:?} is too large"))?;
+        let n: u64 = digits.parse().map_err(|_| format!("duration {text:?} is too large"))?;
         let factor = match unit {
             "ms" => 1,
             "s" => 1_000,
@@ -81,12 +79,7 @@ pub fn format_rfc3339(ms: Millis) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z", sod / 3600, (sod / 60) % 60, sod % 60)
 }
 
 /// Parses the subset of RFC 3339 that `format_rfc3339` writes, plus any
@@ -158,9 +151,9 @@ pub mod rfc3339 {
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
             match Option::<String>::deserialize(d)? {
                 None => Ok(None),
-                Some(t) => parse_rfc3339(&t)
-                    .map(Some)
-                    .ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {t:?}"))),
+                Some(t) => {
+                    parse_rfc3339(&t).map(Some).ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {t:?}")))
+                }
             }
         }
     }

@@ -421,11 +421,7 @@ fn per_user_replace_supersedes_and_returns_the_old_ids() {
     assert_eq!(ends(&out), vec![("s1".into(), EndReason::Superseded, None)]);
     assert_eq!(
         events(&out),
-        vec![
-            ("s1".into(), EventType::Ended),
-            ("s2".into(), EventType::Started),
-            ("s2".into(), EventType::Activated)
-        ]
+        vec![("s1".into(), EventType::Ended), ("s2".into(), EventType::Started), ("s2".into(), EventType::Activated)]
     );
     assert_eq!(session_writes(&out).len(), 2);
     assert!(e.get("s1").is_none());
@@ -532,20 +528,14 @@ fn a_refused_create_loses_no_deadline_end() {
 
 #[test]
 fn a_blocking_session_whose_parent_is_past_its_deadline_does_not_block() {
-    let mut e = engine([
-        idle_kind("parent", "5m"),
-        policy("x", |k| k.per_user = PerUser::Reject),
-    ]);
+    let mut e = engine([idle_kind("parent", "5m"), policy("x", |k| k.per_user = PerUser::Reject)]);
     start(&mut e, T0, "p", "parent", "u1");
     create(&mut e, T0, child_req("c1", "x", "u1", "p"));
     let (_, superseded, out) = create(&mut e, T0 + 6 * MIN, req("c2", "x", "u1"));
     assert!(superseded.is_empty());
     assert_eq!(
         ends(&out),
-        vec![
-            ("p".into(), EndReason::IdleTimeout, Some(T0 + 5 * MIN)),
-            ("c1".into(), EndReason::ParentEnded, None)
-        ]
+        vec![("p".into(), EndReason::IdleTimeout, Some(T0 + 5 * MIN)), ("c1".into(), EndReason::ParentEnded, None)]
     );
 }
 
@@ -603,10 +593,7 @@ fn takeover_of_a_session_past_its_deadline_reports_its_real_reason() {
 #[test]
 fn unknown_kind() {
     let mut e = engine([]);
-    assert_eq!(
-        e.create(T0, req("s1", "nope", "u1")).map(|_| ()),
-        Err(EngineError::UnknownKind("nope".into()))
-    );
+    assert_eq!(e.create(T0, req("s1", "nope", "u1")).map(|_| ()), Err(EngineError::UnknownKind("nope".into())));
     assert_eq!(e.live_count(), 0);
 }
 
@@ -628,7 +615,10 @@ fn create_fills_the_session_record() {
     assert_eq!(s.metadata, json!({"room": 7}));
     assert_eq!(s.participants.len(), 1);
     let owner = &s.participants[0];
-    assert_eq!((owner.id.as_str(), owner.name.as_deref(), owner.joined_at, owner.left_at), ("u1", Some("Ada"), T0, None));
+    assert_eq!(
+        (owner.id.as_str(), owner.name.as_deref(), owner.joined_at, owner.left_at),
+        ("u1", Some("Ada"), T0, None)
+    );
     assert!(s.visible_to("u2") && s.visible_to("u1") && !s.visible_to("u3"));
     assert_eq!(s.audience(), vec!["u1".to_string(), "u2".to_string()]);
     assert_eq!(session_writes(&out), vec![&s]);
@@ -813,10 +803,7 @@ fn a_keep_child_shields_its_own_children() {
     assert!(e.get("k").is_some() && e.get("g").is_some());
     // Ending the keep child now cascades to its child.
     let (_, out) = e.end(T0 + 1, "k", EndReason::Ended, None).unwrap();
-    assert_eq!(
-        ends(&out),
-        vec![("k".into(), EndReason::Ended, None), ("g".into(), EndReason::ParentEnded, None)]
-    );
+    assert_eq!(ends(&out), vec![("k".into(), EndReason::Ended, None), ("g".into(), EndReason::ParentEnded, None)]);
 }
 
 #[test]
@@ -827,10 +814,7 @@ fn a_deadline_end_of_the_parent_cascades() {
     let out = expire(&mut e, T0 + 5 * MIN);
     assert_eq!(
         ends(&out),
-        vec![
-            ("p".into(), EndReason::IdleTimeout, Some(T0 + 5 * MIN)),
-            ("c".into(), EndReason::ParentEnded, None)
-        ]
+        vec![("p".into(), EndReason::IdleTimeout, Some(T0 + 5 * MIN)), ("c".into(), EndReason::ParentEnded, None)]
     );
     assert_eq!(out.events[1].session.ended_at, Some(T0 + 5 * MIN));
 }
@@ -848,16 +832,10 @@ fn a_child_ending_first_leaves_the_parent_alone() {
 #[test]
 fn create_with_a_parent_that_is_not_live() {
     let mut e = family_engine();
-    assert_eq!(
-        e.create(T0, child_req("c", "end", "u1", "nope")).map(|_| ()),
-        Err(EngineError::ParentNotLive)
-    );
+    assert_eq!(e.create(T0, child_req("c", "end", "u1", "nope")).map(|_| ()), Err(EngineError::ParentNotLive));
     start(&mut e, T0, "p", "top", "u1");
     e.end(T0 + 1, "p", EndReason::Ended, None).unwrap();
-    assert_eq!(
-        e.create(T0 + 2, child_req("c", "end", "u1", "p")).map(|_| ()),
-        Err(EngineError::ParentNotLive)
-    );
+    assert_eq!(e.create(T0 + 2, child_req("c", "end", "u1", "p")).map(|_| ()), Err(EngineError::ParentNotLive));
     assert_eq!(e.live_count(), 0);
 }
 
@@ -865,10 +843,7 @@ fn create_with_a_parent_that_is_not_live() {
 fn create_with_a_parent_past_its_deadline_is_refused_and_the_parent_end_is_not_lost() {
     let mut e = family_engine();
     start(&mut e, T0, "p", "top", "u1");
-    assert_eq!(
-        e.create(T0 + 6 * MIN, child_req("c", "end", "u1", "p")).map(|_| ()),
-        Err(EngineError::ParentNotLive)
-    );
+    assert_eq!(e.create(T0 + 6 * MIN, child_req("c", "end", "u1", "p")).map(|_| ()), Err(EngineError::ParentNotLive));
     assert!(e.get("c").is_none());
     let out = expire(&mut e, T0 + 6 * MIN);
     assert_eq!(ends(&out), vec![("p".into(), EndReason::IdleTimeout, Some(T0 + 5 * MIN))]);
@@ -931,10 +906,7 @@ fn invite_with_an_explicit_ttl() {
     check(&e, T0 + 11 * MIN - 1, &out);
     assert_eq!(types(&out), vec![EventType::ParticipantJoined]);
     assert_eq!(s.participant("guest-1").unwrap().name.as_deref(), Some("G"));
-    assert_eq!(
-        e.join_invite(T0 + 11 * MIN, "tok", "guest-2", None).map(|_| ()),
-        Err(EngineError::InviteExpired)
-    );
+    assert_eq!(e.join_invite(T0 + 11 * MIN, "tok", "guest-2", None).map(|_| ()), Err(EngineError::InviteExpired));
     assert_eq!(e.dead_invites(T0 + 11 * MIN - 1), Vec::<String>::new());
     assert_eq!(e.dead_invites(T0 + 11 * MIN), vec!["tok".to_string()]);
 }
@@ -1440,7 +1412,10 @@ fn end_of_a_session_that_is_not_live() {
     start(&mut e, T0, "s1", DEFAULT, "u");
     let (s, out) = e.end(T0 + 1, "s1", EndReason::Closed, None).unwrap();
     check(&e, T0 + 1, &out);
-    assert_eq!((s.status, s.end_reason, s.ended_at, s.expires_at), (Status::Ended, Some(EndReason::Closed), Some(T0 + 1), None));
+    assert_eq!(
+        (s.status, s.end_reason, s.ended_at, s.expires_at),
+        (Status::Ended, Some(EndReason::Closed), Some(T0 + 1), None)
+    );
     assert_eq!(session_writes(&out), vec![&s]);
     assert_eq!(e.end(T0 + 2, "s1", EndReason::Ended, None).map(|_| ()), Err(EngineError::NotLive));
     assert_eq!(e.next_deadline(), None);
@@ -1523,7 +1498,10 @@ fn builtin_kinds() {
     assert_eq!((default.idle_timeout, default.per_user), (d("60s"), PerUser::Allow));
     assert_eq!(default.retention, DEFAULT_RETENTION);
     let m = k.get(MATCHING).unwrap();
-    assert_eq!((m.idle_timeout, m.disconnect_grace, m.per_user, m.decision_timeout), (d("30s"), d("5s"), PerUser::Replace, d("30s")));
+    assert_eq!(
+        (m.idle_timeout, m.disconnect_grace, m.per_user, m.decision_timeout),
+        (d("30s"), d("5s"), PerUser::Replace, d("30s"))
+    );
     let c = k.get(CALL).unwrap();
     assert_eq!((c.quorum, c.waiting_timeout, c.max_duration, c.owner_joins), (2, d("60s"), d("180s"), false));
     // A new kind: every timeout off, on_parent_end = end.
@@ -1566,8 +1544,19 @@ fn session_json_matches_the_contract() {
     let s = create(&mut e, T0 + 123, r).0;
     let v = serde_json::to_value(&s).unwrap();
     for key in [
-        "id", "kind", "user_id", "status", "created_at", "activated_at", "last_seen_at", "expires_at", "ended_at",
-        "end_reason", "parent_id", "metadata", "participants",
+        "id",
+        "kind",
+        "user_id",
+        "status",
+        "created_at",
+        "activated_at",
+        "last_seen_at",
+        "expires_at",
+        "ended_at",
+        "end_reason",
+        "parent_id",
+        "metadata",
+        "participants",
     ] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
@@ -1599,8 +1588,18 @@ fn status_and_end_reason_spellings() {
     assert_eq!(Status::parse("Active"), None);
     assert!(!Status::Ended.is_live() && Status::Waiting.is_live());
     let contract = [
-        "ended", "closed", "superseded", "taken_over", "idle_timeout", "max_duration", "waiting_timeout",
-        "completing_timeout", "disconnected", "parent_ended", "partner_left", "admin",
+        "ended",
+        "closed",
+        "superseded",
+        "taken_over",
+        "idle_timeout",
+        "max_duration",
+        "waiting_timeout",
+        "completing_timeout",
+        "disconnected",
+        "parent_ended",
+        "partner_left",
+        "admin",
     ];
     let ours: Vec<_> = EndReason::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(ours, contract);
@@ -1651,8 +1650,26 @@ fn dur_parses_every_unit() {
 #[test]
 fn dur_rejects_bad_text_with_a_message() {
     for bad in [
-        "", " ", "5", "s", "ms", "5x", "5 s", "5S", "5sec", "1.5s", "-5s", "+5s", "5s5", "1h30m", "５s", "5µs",
-        "18446744073709551616ms", "36501d", "99999999999999999999d", "213503982334601d",
+        "",
+        " ",
+        "5",
+        "s",
+        "ms",
+        "5x",
+        "5 s",
+        "5S",
+        "5sec",
+        "1.5s",
+        "-5s",
+        "+5s",
+        "5s5",
+        "1h30m",
+        "５s",
+        "5µs",
+        "18446744073709551616ms",
+        "36501d",
+        "99999999999999999999d",
+        "213503982334601d",
     ] {
         let err = Dur::parse(bad).expect_err(bad);
         assert!(err.contains(&format!("{bad:?}")), "message {err:?} should quote {bad:?}");

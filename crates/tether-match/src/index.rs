@@ -150,7 +150,8 @@ pub(crate) struct Merge<'a> {
 
 impl<'a> Merge<'a> {
     pub fn new(groups: Vec<&'a [Entry]>) -> Self {
-        let heads: Vec<_> = groups.iter().enumerate().filter_map(|(i, g)| g.first().map(|e| Reverse((e.key, i)))).collect();
+        let heads: Vec<_> =
+            groups.iter().enumerate().filter_map(|(i, g)| g.first().map(|e| Reverse((e.key, i)))).collect();
         Merge { groups, heap: BinaryHeap::from(heads) }
     }
 }

@@ -26,8 +26,8 @@ pub fn blend_personality(own: Option<[f32; 5]>, ratings_sum: &[f64; 5], n: u32) 
     match own {
         Some(o) => {
             for i in 0..5 {
-                out[i] = ((f64::from(o[i]) * OWN_PERSONALITY_WEIGHT + ratings_sum[i])
-                    / (OWN_PERSONALITY_WEIGHT + n)) as f32;
+                out[i] =
+                    ((f64::from(o[i]) * OWN_PERSONALITY_WEIGHT + ratings_sum[i]) / (OWN_PERSONALITY_WEIGHT + n)) as f32;
             }
         }
         None if n > 0.0 => {

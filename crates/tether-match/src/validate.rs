@@ -361,11 +361,20 @@ mod tests {
         assert!(Profile::parse("u", ProfileInput { bio: Some("é".repeat(2000)), ..good_profile() }).is_ok());
         assert_eq!(err_field(Profile::parse("u", ProfileInput { interests: None, ..good_profile() })), "interests");
         let many: Vec<String> = (0..33).map(|i| format!("i{i}")).collect();
-        assert_eq!(err_field(Profile::parse("u", ProfileInput { interests: Some(many), ..good_profile() })), "interests");
+        assert_eq!(
+            err_field(Profile::parse("u", ProfileInput { interests: Some(many), ..good_profile() })),
+            "interests"
+        );
         let bad = vec!["a".into(), "b".into(), "c".into(), "  ".into()];
-        assert_eq!(err_field(Profile::parse("u", ProfileInput { interests: Some(bad), ..good_profile() })), "interests[3]");
+        assert_eq!(
+            err_field(Profile::parse("u", ProfileInput { interests: Some(bad), ..good_profile() })),
+            "interests[3]"
+        );
         let long = vec!["a".into(), "x".repeat(65)];
-        assert_eq!(err_field(Profile::parse("u", ProfileInput { interests: Some(long), ..good_profile() })), "interests[1]");
+        assert_eq!(
+            err_field(Profile::parse("u", ProfileInput { interests: Some(long), ..good_profile() })),
+            "interests[1]"
+        );
         let p = Some(vec![0.1, 0.2, 1.5, 0.4, 0.5]);
         assert_eq!(err_field(Profile::parse("u", ProfileInput { personality: p, ..good_profile() })), "personality[2]");
         let p = Some(vec![0.1, 0.2, f64::NAN, 0.4, 0.5]);
@@ -386,7 +395,12 @@ mod tests {
         assert_eq!(f(PreferencesInput { min_age: Some(40), max_age: Some(30), ..Default::default() }), "max_age");
         assert_eq!(f(PreferencesInput { min_age: Some(10), max_age: Some(30), ..Default::default() }), "min_age");
         assert_eq!(
-            f(PreferencesInput { min_age: Some(20), max_age: Some(30), personality_weight: Some(1.1), ..Default::default() }),
+            f(PreferencesInput {
+                min_age: Some(20),
+                max_age: Some(30),
+                personality_weight: Some(1.1),
+                ..Default::default()
+            }),
             "personality_weight"
         );
         assert_eq!(

@@ -159,7 +159,10 @@ impl App {
     /// Runs `op` under the core lock after applying anything already due
     /// (so an operation never acts on a session past its deadline), commits
     /// what it changed, and waits until that is durable.
-    pub async fn run<T, E: From<String>>(&self, op: impl FnOnce(&mut Core, Millis, &mut Change) -> Result<T, E>) -> Result<T, E> {
+    pub async fn run<T, E: From<String>>(
+        &self,
+        op: impl FnOnce(&mut Core, Millis, &mut Change) -> Result<T, E>,
+    ) -> Result<T, E> {
         let (value, ack) = {
             let mut core = self.core.lock();
             let now = self.now();
@@ -193,7 +196,7 @@ impl App {
     fn count_ends(&self, change: &Change) {
         // Grouped first: a mass expiry ends a million sessions of a few kinds.
         let mut ends: std::collections::HashMap<(&str, &'static str), u64> = std::collections::HashMap::new();
-        for e in change.events.iter().filter(|e| e.event_type == "session.ended") {
+        for e in change.events.iter().filter(|e| e.event_type == tether_engine::EventType::Ended) {
             if let Some(reason) = e.session.end_reason {
                 *ends.entry((e.session.kind.as_str(), reason.as_str())).or_default() += 1;
             }

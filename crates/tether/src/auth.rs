@@ -66,11 +66,13 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 0;
-        let data = decode::<Claims>(token, &self.decoding, &validation).map_err(|e| AuthError::Invalid(match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_string(),
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => "the token's signature is invalid".to_string(),
-            _ => format!("the token is not a valid API key or HS256 user token ({e})"),
-        }))?;
+        let data = decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
+            AuthError::Invalid(match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_string(),
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => "the token's signature is invalid".to_string(),
+                _ => format!("the token is not a valid API key or HS256 user token ({e})"),
+            })
+        })?;
         if data.claims.sub.is_empty() {
             return Err(AuthError::Invalid("the token's `sub` is empty".into()));
         }
@@ -79,10 +81,7 @@ impl Auth {
 
     /// Mints a user token (demo tokens, invite participant tokens).
     pub fn mint(&self, user: &str, scope: Option<&str>, ttl_secs: u64) -> String {
-        let exp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
             + ttl_secs;
         let claims = Claims { sub: user.to_string(), exp, sid: scope.map(str::to_string) };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 encoding cannot fail")

@@ -98,9 +98,8 @@ pub fn resolve(args: &ServeArgs) -> Result<(String, Settings, LogFormat), String
     let listen = args.listen.clone().or(file.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let store = args.store.clone().or(file.store.clone()).unwrap_or_else(|| DEFAULT_STORE.to_string());
     let demo = args.demo || file.auth.demo;
-    let addr: std::net::SocketAddr = listen
-        .parse()
-        .map_err(|_| format!("listen: {listen:?} is not an address like 127.0.0.1:7878"))?;
+    let addr: std::net::SocketAddr =
+        listen.parse().map_err(|_| format!("listen: {listen:?} is not an address like 127.0.0.1:7878"))?;
     if demo && !addr.ip().is_loopback() {
         return Err(format!(
             "listen: demo mode mints tokens without auth, so it only listens on loopback; {listen} is not a loopback address"
@@ -111,7 +110,8 @@ pub fn resolve(args: &ServeArgs) -> Result<(String, Settings, LogFormat), String
         Some(_) => LogFormat::Human,
         None => file.log_format.unwrap_or(LogFormat::Human),
     };
-    let settings = Settings { store, jwt_secret: file.auth.jwt_secret, api_keys: file.auth.api_keys, demo, kinds: file.kinds };
+    let settings =
+        Settings { store, jwt_secret: file.auth.jwt_secret, api_keys: file.auth.api_keys, demo, kinds: file.kinds };
     Ok((listen, settings, log))
 }
 

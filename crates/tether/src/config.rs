@@ -74,14 +74,8 @@ pub struct AuthConfig {
 impl fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthConfig")
-            .field(
-                "jwt_secret",
-                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "api_keys",
-                &format_args!("[<{} redacted>]", self.api_keys.len()),
-            )
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
+            .field("api_keys", &format_args!("[<{} redacted>]", self.api_keys.len()))
             .field("demo", &self.demo)
             .finish()
     }
@@ -137,19 +131,13 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
 
 /// Parses configuration text; `file_label` names the file in errors.
 pub fn parse(text: &str, file_label: &str) -> Result<FileConfig, ConfigError> {
-    let cx = Cx {
-        file: file_label,
-        text,
-    };
+    let cx = Cx { file: file_label, text };
     let root: SpNode = toml::from_str(text).map_err(|e| ConfigError {
         file: file_label.to_string(),
         line: e.span().map(|s| cx.line_at(s.start)),
         key: None,
         // toml's message may span lines ("invalid array\nexpected `]`"): keep one line.
-        message: format!(
-            "invalid TOML: {}",
-            e.message().trim().lines().collect::<Vec<_>>().join(": ")
-        ),
+        message: format!("invalid TOML: {}", e.message().trim().lines().collect::<Vec<_>>().join(": ")),
     })?;
     let Node::Table(entries) = root.node else {
         return Err(cx.err(None, None, "expected a TOML document".into()));
@@ -199,11 +187,7 @@ struct Cx<'a> {
 impl Cx<'_> {
     fn line_at(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1
+        self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
     }
 
     fn err(&self, span: Option<&Range<usize>>, key: Option<&str>, message: String) -> ConfigError {
@@ -217,18 +201,11 @@ impl Cx<'_> {
 
     /// An error about entry `e` (reported at its key, else at its value).
     fn at(&self, e: &Entry, path: &str, message: String) -> ConfigError {
-        self.err(
-            e.key_span.as_ref().or(e.value.span.as_ref()),
-            Some(path),
-            message,
-        )
+        self.err(e.key_span.as_ref().or(e.value.span.as_ref()), Some(path), message)
     }
 
     fn unknown_key(&self, e: &Entry, path: &str, known: &[&str]) -> ConfigError {
-        let hint = match known
-            .iter()
-            .filter(|k| edit_distance(k, &e.key) <= 2)
-            .min_by_key(|k| edit_distance(k, &e.key))
+        let hint = match known.iter().filter(|k| edit_distance(k, &e.key) <= 2).min_by_key(|k| edit_distance(k, &e.key))
         {
             Some(k) => format!(" (did you mean {k:?}?)"),
             None => format!(" (known keys: {})", known.join(", ")),
@@ -237,11 +214,7 @@ impl Cx<'_> {
     }
 
     fn wrong_type(&self, e: &Entry, path: &str, expected: &str) -> ConfigError {
-        self.at(
-            e,
-            path,
-            format!("expected {expected}, found {}", e.value.node.describe()),
-        )
+        self.at(e, path, format!("expected {expected}, found {}", e.value.node.describe()))
     }
 
     fn table<'n>(&self, e: &'n Entry, path: &str) -> Result<&'n [Entry], ConfigError> {
@@ -273,12 +246,7 @@ impl Cx<'_> {
         }
     }
 
-    fn choice<T: Copy>(
-        &self,
-        e: &Entry,
-        path: &str,
-        choices: &[(&str, T)],
-    ) -> Result<T, ConfigError> {
+    fn choice<T: Copy>(&self, e: &Entry, path: &str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
         let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
         let expected = names.join(" | ");
         let Node::Str(s) = &e.value.node else {
@@ -288,13 +256,7 @@ impl Cx<'_> {
             .iter()
             .find(|(n, _)| n == s)
             .map(|(_, v)| *v)
-            .ok_or_else(|| {
-                self.at(
-                    e,
-                    path,
-                    format!("unknown value {s:?} (expected {expected})"),
-                )
-            })
+            .ok_or_else(|| self.at(e, path, format!("unknown value {s:?} (expected {expected})")))
     }
 
     /// A duration, or `None` for `"off"`.
@@ -314,11 +276,7 @@ impl Cx<'_> {
             return Err(self.wrong_type(e, path, "a duration string like \"7d\""));
         };
         if s == "off" {
-            return Err(self.at(
-                e,
-                path,
-                "cannot be \"off\"; give a duration like \"7d\"".into(),
-            ));
+            return Err(self.at(e, path, "cannot be \"off\"; give a duration like \"7d\"".into()));
         }
         self.parse_dur(e, path, s)
     }
@@ -328,22 +286,14 @@ impl Cx<'_> {
             Ok(Dur(0)) => Err(self.at(
                 e,
                 path,
-                format!(
-                    "bad duration {s:?}: must be longer than zero (use \"off\" to switch it off)"
-                ),
+                format!("bad duration {s:?}: must be longer than zero (use \"off\" to switch it off)"),
             )),
             Ok(d) => Ok(d),
             Err(why) => {
                 // Dur::parse says `duration "5x" has unknown unit ...`; keep the reason only.
                 let prefix = format!("duration {s:?} ");
-                let reason = why
-                    .strip_prefix(prefix.as_str())
-                    .map(|r| r.strip_prefix("has ").unwrap_or(r));
-                Err(self.at(
-                    e,
-                    path,
-                    format!("bad duration {s:?}: {}", reason.unwrap_or(&why)),
-                ))
+                let reason = why.strip_prefix(prefix.as_str()).map(|r| r.strip_prefix("has ").unwrap_or(r));
+                Err(self.at(e, path, format!("bad duration {s:?}: {}", reason.unwrap_or(&why))))
             }
         }
     }
@@ -364,18 +314,10 @@ impl Cx<'_> {
                         match &item.node {
                             Node::Str(s) if !s.trim().is_empty() => auth.api_keys.push(s.clone()),
                             Node::Str(_) => {
-                                return Err(self.err(
-                                    at,
-                                    Some(&path),
-                                    format!("item {} is empty", i + 1),
-                                ));
+                                return Err(self.err(at, Some(&path), format!("item {} is empty", i + 1)));
                             }
                             other => {
-                                let msg = format!(
-                                    "item {} must be a string, found {}",
-                                    i + 1,
-                                    other.describe()
-                                );
+                                let msg = format!("item {} must be a string, found {}", i + 1, other.describe());
                                 return Err(self.err(at, Some(&path), msg));
                             }
                         }
@@ -428,38 +370,21 @@ impl Cx<'_> {
                 p.decision_timeout = self.timeout(f, path)?;
             }
             "per_user" => {
-                let choices = [
-                    ("replace", PerUser::Replace),
-                    ("reject", PerUser::Reject),
-                    ("allow", PerUser::Allow),
-                ];
+                let choices = [("replace", PerUser::Replace), ("reject", PerUser::Reject), ("allow", PerUser::Allow)];
                 p.per_user = self.choice(f, path, &choices)?;
             }
-            "presence" => {
-                p.presence = self.choice(
-                    f,
-                    path,
-                    &[("owner", Presence::Owner), ("any", Presence::Any)],
-                )?
-            }
+            "presence" => p.presence = self.choice(f, path, &[("owner", Presence::Owner), ("any", Presence::Any)])?,
             "on_parent_end" => {
-                p.on_parent_end = self.choice(
-                    f,
-                    path,
-                    &[("end", OnParentEnd::End), ("keep", OnParentEnd::Keep)],
-                )?
+                p.on_parent_end = self.choice(f, path, &[("end", OnParentEnd::End), ("keep", OnParentEnd::Keep)])?
             }
             "quorum" => {
                 let Node::Int(n) = f.value.node else {
                     return Err(self.wrong_type(f, path, "an integer >= 1"));
                 };
-                p.quorum = u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    self.at(
-                        f,
-                        path,
-                        format!("must be an integer from 1 to {}, found {n}", u32::MAX),
-                    )
-                })?;
+                p.quorum = u32::try_from(n)
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| self.at(f, path, format!("must be an integer from 1 to {}, found {n}", u32::MAX)))?;
             }
             _ => return Err(self.unknown_key(f, path, KIND_KEYS)),
         }
@@ -469,9 +394,7 @@ impl Cx<'_> {
 
 /// `1..=64` characters of `a-z`, `0-9`, `_`, `-`.
 fn check_kind_name(name: &str) -> Result<(), String> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+    let ok_chars = name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
     if name.is_empty() || name.len() > 64 || !ok_chars {
         return Err(format!(
             "bad kind name {name:?}: use 1 to 64 characters of lowercase letters, digits, '_' and '-'"
@@ -482,10 +405,7 @@ fn check_kind_name(name: &str) -> Result<(), String> {
 
 /// A key as written in TOML: bare when possible, else quoted.
 fn key_display(key: &str) -> String {
-    let bare = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if bare {
         key.to_string()
     } else {
@@ -572,10 +492,7 @@ impl<'de> Deserialize<'de> for Key {
                 f.write_str("a key")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(Key {
-                    name: v.to_string(),
-                    span: None,
-                })
+                Ok(Key { name: v.to_string(), span: None })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Key, A::Error> {
                 let (mut start, mut end, mut name) = (None, None, None);
@@ -630,9 +547,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(bare(Node::Int(v)))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<SpNode, E> {
-        i64::try_from(v)
-            .map(|v| bare(Node::Int(v)))
-            .map_err(|_| E::custom("integer out of range"))
+        i64::try_from(v).map(|v| bare(Node::Int(v))).map_err(|_| E::custom("integer out of range"))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<SpNode, E> {
         Ok(bare(Node::Float(v)))
@@ -664,10 +579,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
                 }
             }
             let node = value.ok_or_else(|| de::Error::missing_field(SPANNED_VALUE))?;
-            return Ok(SpNode {
-                span: Some(start..end),
-                node,
-            });
+            return Ok(SpNode { span: Some(start..end), node });
         }
         if first.span.is_none() && first.name == DATETIME_FIELD {
             return Ok(bare(Node::Datetime(m.next_value::<String>()?)));
@@ -676,11 +588,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
         let mut key = Some(first);
         while let Some(k) = key {
             let value = m.next_value::<SpNode>()?;
-            entries.push(Entry {
-                key: k.name,
-                key_span: k.span,
-                value,
-            });
+            entries.push(Entry { key: k.name, key_span: k.span, value });
             key = m.next_key::<Key>()?;
         }
         Ok(bare(Node::Table(entries)))
@@ -783,8 +691,7 @@ retention          = "7d"        # ended sessions kept this long, then purged
 
     #[test]
     fn builtin_override_keeps_other_builtin_keys() {
-        let cfg =
-            ok("[kinds.matching]\nidle_timeout = \"45s\"\n\n[kinds.call]\nmax_duration = \"5m\"\n");
+        let cfg = ok("[kinds.matching]\nidle_timeout = \"45s\"\n\n[kinds.call]\nmax_duration = \"5m\"\n");
         let m = cfg.kinds.get("matching").unwrap();
         let mut want = Kinds::builtin().get("matching").unwrap().clone();
         want.idle_timeout = secs(45);
@@ -813,29 +720,18 @@ retention          = "7d"        # ended sessions kept this long, then purged
         assert_eq!(cfg.kinds.get("call").unwrap().waiting_timeout, None);
 
         let e = err("[kinds.x]\nretention = \"off\"\n");
-        assert_eq!(
-            (e.line, e.key.as_deref()),
-            (Some(2), Some("kinds.x.retention"))
-        );
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("kinds.x.retention")));
     }
 
     #[test]
     fn decision_timeout_only_in_matching() {
         let cfg = ok("[kinds.matching]\ndecision_timeout = \"1m\"\n");
-        assert_eq!(
-            cfg.kinds.get("matching").unwrap().decision_timeout,
-            secs(60)
-        );
+        assert_eq!(cfg.kinds.get("matching").unwrap().decision_timeout, secs(60));
         for kind in ["call", "default", "interview"] {
-            let e = err(&format!(
-                "# c\n[kinds.{kind}]\nidle_timeout = \"1m\"\ndecision_timeout = \"30s\"\n"
-            ));
+            let e = err(&format!("# c\n[kinds.{kind}]\nidle_timeout = \"1m\"\ndecision_timeout = \"30s\"\n"));
             assert_eq!(e.line, Some(4), "{e}");
             assert_eq!(e.key, Some(format!("kinds.{kind}.decision_timeout")));
-            assert!(
-                e.message.contains("only allowed in [kinds.matching]"),
-                "{e}"
-            );
+            assert!(e.message.contains("only allowed in [kinds.matching]"), "{e}");
         }
     }
 
@@ -851,15 +747,8 @@ retention          = "7d"        # ended sessions kept this long, then purged
         );
         for bad in ["5", "s", "-5s", "1.5s", "0s", "0ms", "99999999999d", ""] {
             let e = err(&format!("[kinds.k]\n\nmax_duration = {bad:?}\n"));
-            assert_eq!(
-                (e.line, e.key.as_deref()),
-                (Some(3), Some("kinds.k.max_duration")),
-                "{bad}: {e}"
-            );
-            assert!(
-                e.message.starts_with(&format!("bad duration {bad:?}")),
-                "{e}"
-            );
+            assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("kinds.k.max_duration")), "{bad}: {e}");
+            assert!(e.message.starts_with(&format!("bad duration {bad:?}")), "{e}");
         }
     }
 
@@ -873,23 +762,14 @@ retention          = "7d"        # ended sessions kept this long, then purged
         assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("auth.jwt")));
 
         let e = err("[kinds.interview]\nidle_timeout = \"5m\"\n\nidle_timout = \"5m\"\n");
-        assert_eq!(
-            (e.line, e.key.as_deref()),
-            (Some(4), Some("kinds.interview.idle_timout"))
-        );
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("kinds.interview.idle_timout")));
         assert!(e.message.contains("did you mean \"idle_timeout\""), "{e}");
 
         // Dotted keys and inline tables are located too.
         let e = err("store = \"memory\"\nkinds.chat.ttl = \"5m\"\n");
-        assert_eq!(
-            (e.line, e.key.as_deref()),
-            (Some(2), Some("kinds.chat.ttl"))
-        );
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("kinds.chat.ttl")));
         let e = err("[kinds]\nroom = {}\nchat = { idle_timeout = \"5m\", bogus = 1 }\n");
-        assert_eq!(
-            (e.line, e.key.as_deref()),
-            (Some(3), Some("kinds.chat.bogus"))
-        );
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("kinds.chat.bogus")));
     }
 
     #[test]
@@ -898,37 +778,21 @@ retention          = "7d"        # ended sessions kept this long, then purged
             ("listen = 7878\n", 1, "listen"),
             ("\n[auth]\ndemo = \"yes\"\n", 3, "auth.demo"),
             ("[auth]\napi_keys = \"k\"\n", 2, "auth.api_keys"),
-            (
-                "[auth]\napi_keys = [\n  \"a\",\n  5,\n]\n",
-                4,
-                "auth.api_keys",
-            ),
+            ("[auth]\napi_keys = [\n  \"a\",\n  5,\n]\n", 4, "auth.api_keys"),
             ("[auth]\napi_keys = [\"a\", \"\"]\n", 2, "auth.api_keys"),
             ("[auth]\njwt_secret = \"\"\n", 2, "auth.jwt_secret"),
             ("auth = 1\n", 1, "auth"),
             ("kinds = \"x\"\n", 1, "kinds"),
             ("[kinds]\nchat = 5\n", 2, "kinds.chat"),
-            (
-                "[kinds.chat]\nidle_timeout = 300\n",
-                2,
-                "kinds.chat.idle_timeout",
-            ),
-            (
-                "[kinds.chat]\nidle_timeout = 1979-05-27\n",
-                2,
-                "kinds.chat.idle_timeout",
-            ),
+            ("[kinds.chat]\nidle_timeout = 300\n", 2, "kinds.chat.idle_timeout"),
+            ("[kinds.chat]\nidle_timeout = 1979-05-27\n", 2, "kinds.chat.idle_timeout"),
             ("[kinds.chat]\nquorum = \"2\"\n", 2, "kinds.chat.quorum"),
             ("[kinds.chat]\nper_user = true\n", 2, "kinds.chat.per_user"),
             ("log = [\"json\"]\n", 1, "log"),
         ];
         for (text, line, key) in cases {
             let e = err(text);
-            assert_eq!(
-                (e.line, e.key.as_deref()),
-                (Some(*line), Some(*key)),
-                "{text}: {e}"
-            );
+            assert_eq!((e.line, e.key.as_deref()), (Some(*line), Some(*key)), "{text}: {e}");
         }
         let e = err("[kinds.chat]\nidle_timeout = 1979-05-27\n");
         assert!(e.message.contains("found datetime 1979-05-27"), "{e}");
@@ -958,36 +822,20 @@ retention          = "7d"        # ended sessions kept this long, then purged
     #[test]
     fn quorum_bounds() {
         let e = err("[kinds.room]\n\nquorum = 0\n");
-        assert_eq!(
-            (e.line, e.key.as_deref()),
-            (Some(3), Some("kinds.room.quorum"))
-        );
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("kinds.room.quorum")));
         let e = err("[kinds.room]\nquorum = -3\n");
         assert_eq!(e.line, Some(2));
         let e = err("[kinds.room]\nquorum = 1.5\n");
         assert_eq!(e.line, Some(2));
-        assert_eq!(
-            ok("[kinds.room]\nquorum = 4\n")
-                .kinds
-                .get("room")
-                .unwrap()
-                .quorum,
-            4
-        );
+        assert_eq!(ok("[kinds.room]\nquorum = 4\n").kinds.get("room").unwrap().quorum, 4);
     }
 
     #[test]
     fn kind_names() {
         let e = err("# x\n[kinds.Interview]\nidle_timeout = \"5m\"\n");
-        assert_eq!(
-            (e.line, e.key.as_deref()),
-            (Some(2), Some("kinds.Interview"))
-        );
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("kinds.Interview")));
         let e = err("[kinds.\"two words\"]\n");
-        assert_eq!(
-            (e.line, e.key.as_deref()),
-            (Some(1), Some("kinds.\"two words\""))
-        );
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("kinds.\"two words\"")));
         let long = "k".repeat(65);
         let e = err(&format!("[kinds.{long}]\n"));
         assert_eq!(e.line, Some(1));
@@ -1002,11 +850,7 @@ retention          = "7d"        # ended sessions kept this long, then purged
         let e = err("listen = \"a\"\n\n[auth\ndemo = true\n");
         assert_eq!(e.line, Some(3), "{e}");
         assert_eq!(e.key, None);
-        assert!(
-            e.to_string()
-                .starts_with("tether.toml line 3: invalid TOML"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("tether.toml line 3: invalid TOML"), "{e}");
         let e = err("[kinds.a]\nidle_timeout = \"5m\"\nidle_timeout = \"6m\"\n");
         assert_eq!(e.line, Some(3), "duplicate key: {e}");
         let e = err("[kinds.a]\n[kinds.a]\n");
@@ -1017,34 +861,22 @@ retention          = "7d"        # ended sessions kept this long, then purged
     fn crlf_and_implicit_tables_have_lines() {
         let e = err("# a\r\n[kinds.x.y]\r\nz = 1\r\n");
         // kinds.x is an implicit table holding a table `y`: `y` is an unknown key of kind x.
-        assert_eq!(
-            (e.line, e.key.as_deref()),
-            (Some(2), Some("kinds.x.y")),
-            "{e}"
-        );
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("kinds.x.y")), "{e}");
     }
 
     #[test]
     fn load_names_the_file() {
-        let path =
-            std::env::temp_dir().join(format!("tether-config-test-{}.toml", std::process::id()));
+        let path = std::env::temp_dir().join(format!("tether-config-test-{}.toml", std::process::id()));
         std::fs::write(&path, "[kinds.chat]\nidle_timeout = \"5x\"\n").unwrap();
         let e = load(&path).unwrap_err();
         assert_eq!(e.file, path.display().to_string());
         assert_eq!(e.line, Some(2));
         std::fs::write(&path, "[kinds.chat]\nidle_timeout = \"5m\"\n").unwrap();
-        assert_eq!(
-            load(&path).unwrap().kinds.get("chat").unwrap().idle_timeout,
-            secs(300)
-        );
+        assert_eq!(load(&path).unwrap().kinds.get("chat").unwrap().idle_timeout, secs(300));
         std::fs::remove_file(&path).unwrap();
         let e = load(&path).unwrap_err();
         assert_eq!((e.line, &e.key), (None, &None));
-        assert!(
-            e.to_string()
-                .starts_with(&format!("{}: cannot read the config file", path.display())),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with(&format!("{}: cannot read the config file", path.display())), "{e}");
     }
 
     #[test]

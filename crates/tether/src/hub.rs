@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tether_engine::{time::format_rfc3339, Millis, Session};
+use tether_engine::{time::format_rfc3339, EventType, Millis, Session};
 use tokio::sync::broadcast;
 
 /// How many events the resume log keeps at most…
@@ -25,7 +25,7 @@ const MAX_BURST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// An event before publication.
 #[derive(Clone, Debug)]
 pub struct Draft {
-    pub event_type: &'static str,
+    pub event_type: EventType,
     pub at: Millis,
     /// Shared with the engine's write of the same change.
     pub session: Arc<Session>,
@@ -38,7 +38,7 @@ pub struct Draft {
 }
 
 impl Draft {
-    pub fn new(event_type: &'static str, at: Millis, session: impl Into<Arc<Session>>) -> Draft {
+    pub fn new(event_type: EventType, at: Millis, session: impl Into<Arc<Session>>) -> Draft {
         Draft { event_type, at, session: session.into(), extra: Map::new(), audience: None, deadline: None }
     }
     pub fn with(mut self, key: &str, value: Value) -> Draft {
@@ -49,7 +49,7 @@ impl Draft {
 
 impl From<tether_engine::Event> for Draft {
     fn from(e: tether_engine::Event) -> Draft {
-        let mut d = Draft::new(e.kind.as_str(), e.at, e.session);
+        let mut d = Draft::new(e.kind, e.at, e.session);
         if let Some(r) = e.reason {
             d.extra.insert("reason".into(), Value::String(r.as_str().into()));
         }
@@ -65,7 +65,7 @@ impl From<tether_engine::Event> for Draft {
 #[derive(Debug)]
 pub struct Published {
     pub seq: u64,
-    pub event_type: &'static str,
+    pub event_type: EventType,
     pub kind: String,
     pub session_id: String,
     pub audience: Vec<String>,
@@ -140,14 +140,15 @@ impl Hub {
                 let session_json = match &last_session {
                     Some((ptr, json)) if *ptr == Arc::as_ptr(&d.session) => json.clone(),
                     _ => {
-                        let json: Arc<str> = serde_json::to_string(&*d.session).unwrap_or_else(|_| "null".into()).into();
+                        let json: Arc<str> =
+                            serde_json::to_string(&*d.session).unwrap_or_else(|_| "null".into()).into();
                         last_session = Some((Arc::as_ptr(&d.session), json.clone()));
                         json
                     }
                 };
                 let mut tail = String::with_capacity(session_json.len() + 96);
                 tail.push_str(",\"type\":\"");
-                tail.push_str(d.event_type);
+                tail.push_str(d.event_type.as_str());
                 tail.push_str("\",\"at\":\"");
                 tail.push_str(&format_rfc3339(d.at));
                 tail.push_str("\",\"session\":");

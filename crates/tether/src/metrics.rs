@@ -140,7 +140,9 @@ impl Metrics {
     /// Renders everything; `live` holds (kind, status, count) read from the engine.
     pub fn render(&self, live: &[(String, &'static str, usize)], pool_size: usize) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str("# HELP tether_sessions_live Live sessions by kind and status.\n# TYPE tether_sessions_live gauge\n");
+        out.push_str(
+            "# HELP tether_sessions_live Live sessions by kind and status.\n# TYPE tether_sessions_live gauge\n",
+        );
         for (kind, status, n) in live {
             let _ = writeln!(out, "tether_sessions_live{{kind=\"{}\",status=\"{status}\"}} {n}", escape(kind));
         }
@@ -160,7 +162,9 @@ impl Metrics {
         let _ = writeln!(out, "tether_matching_pairs_total {}", self.pairs.load(Ordering::Relaxed));
         out.push_str("# HELP tether_matching_time_to_pair_seconds Entering the pool to being paired.\n# TYPE tether_matching_time_to_pair_seconds histogram\n");
         self.time_to_pair.render(&mut out, "tether_matching_time_to_pair_seconds", "");
-        out.push_str("# HELP tether_call_outcomes_total Calls by outcome.\n# TYPE tether_call_outcomes_total counter\n");
+        out.push_str(
+            "# HELP tether_call_outcomes_total Calls by outcome.\n# TYPE tether_call_outcomes_total counter\n",
+        );
         self.call_outcomes.render(&mut out, "tether_call_outcomes_total");
         out.push_str("# HELP tether_call_signals_relayed_total WebRTC signals relayed.\n# TYPE tether_call_signals_relayed_total counter\n");
         let _ = writeln!(out, "tether_call_signals_relayed_total {}", self.signals_relayed.load(Ordering::Relaxed));

@@ -120,7 +120,11 @@ async fn the_newcomer_gets_the_best_of_several_waiting_users() {
         got.push((s(&n["match"]["partner"]["user_id"]), n["match"]["compatibility_score"].as_f64().unwrap()));
     }
     // Scores (personality weight 0): (wanted∩theirs / |wanted| + Jaccard(theirs, mine)) / 2.
-    let expected = [("best", (3.0 / 4.0 + 1.0) / 2.0), ("mid", (2.0 / 4.0 + 2.0 / 3.0) / 2.0), ("low", (1.0 / 4.0 + 1.0 / 3.0) / 2.0)];
+    let expected = [
+        ("best", (3.0 / 4.0 + 1.0) / 2.0),
+        ("mid", (2.0 / 4.0 + 2.0 / 3.0) / 2.0),
+        ("low", (1.0 / 4.0 + 1.0 / 3.0) / 2.0),
+    ];
     for ((user, score), (want_user, want_score)) in got.iter().zip(expected) {
         assert_eq!(user, want_user, "newcomers should get the best remaining candidate: {got:?}");
         assert!((score - want_score).abs() < 0.002, "{user}: score {score}, expected {want_score}");
@@ -177,7 +181,8 @@ async fn signals_arrive_in_order_to_the_other_side_only() {
     let signals = format!("/v1/calls/{call}/signals");
 
     // Seven signals from alice: HTTP, then WebSocket, then HTTP again.
-    let kinds = ["offer", "ice-candidate", "ice-candidate", "ice-candidate", "ice-candidate", "ice-candidate", "ice-candidate"];
+    let kinds =
+        ["offer", "ice-candidate", "ice-candidate", "ice-candidate", "ice-candidate", "ice-candidate", "ice-candidate"];
     for (seq, kind) in kinds.iter().enumerate().take(3) {
         let r = app.post(&signals, Some(&alice), json!({"type": kind, "data": {"seq": seq, "sdp": "v=0"}})).await;
         r.expect(202);
@@ -210,21 +215,35 @@ async fn signals_arrive_in_order_to_the_other_side_only() {
 
     // Bob answers over the WebSocket; the first call.signal alice ever sees is that answer
     // (events arrive in order, so any echo of her own would have come first).
-    bob_ws.send(json!({"type": "signal", "call_id": call, "signal": {"type": "answer", "data": {"sdp": "answer"}}})).await;
+    bob_ws
+        .send(json!({"type": "signal", "call_id": call, "signal": {"type": "answer", "data": {"sdp": "answer"}}}))
+        .await;
     let e = alice_ws.events.wait_for(WAIT, "call.signal", |e| e.event == "call.signal").await;
     assert_eq!(e.data["signal"]["type"], "answer");
     assert_eq!(e.data["signal"]["from"], "bob");
-    assert!(alice_ws.events.seen.iter().filter(|e| e.event == "call.signal").all(|e| e.data["signal"]["from"] == "bob"));
+    assert!(alice_ws
+        .events
+        .seen
+        .iter()
+        .filter(|e| e.event == "call.signal")
+        .all(|e| e.data["signal"]["from"] == "bob"));
     let for_alice = app.get(&signals, Some(&alice)).await;
     let for_alice = for_alice.expect(200)["signals"].as_array().unwrap().clone();
     assert_eq!(for_alice.len(), 1);
     assert_eq!(for_alice[0]["type"], "answer");
     // The backend may relay for a user of the call.
-    app.post(&signals, Some(API_KEY), json!({"type": "ice-candidate", "data": {"c": 1}, "user_id": "bob"})).await.expect(202);
+    app.post(&signals, Some(API_KEY), json!({"type": "ice-candidate", "data": {"c": 1}, "user_id": "bob"}))
+        .await
+        .expect(202);
     let e = alice_ws.events.wait_for(WAIT, "call.signal", |e| e.event == "call.signal").await;
     assert_eq!(e.data["signal"]["data"]["c"], 1);
     bob_ws.sync().await;
-    assert!(bob_ws.events.seen.iter().filter(|e| e.event == "call.signal").all(|e| e.data["signal"]["from"] == "alice"));
+    assert!(bob_ws
+        .events
+        .seen
+        .iter()
+        .filter(|e| e.event == "call.signal")
+        .all(|e| e.data["signal"]["from"] == "alice"));
 
     // An outsider: 404 on the call and its signals, whatever the channel.
     app.get(&format!("/v1/calls/{call}"), Some(&carol)).await.expect(404);
@@ -268,7 +287,10 @@ async fn the_timer_starts_on_the_second_join_and_the_call_ends_at_max_duration()
     let second = second.expect(200).clone();
     assert_eq!(second["timer_started"], true, "{second}");
     let ends_at = ts(&second["ends_at"]);
-    assert!(ends_at >= before + 1000 - 5 && ends_at <= after + 1000 + 5, "ends_at {ends_at} should be ~1s after the second join ({before}..{after})");
+    assert!(
+        ends_at >= before + 1000 - 5 && ends_at <= after + 1000 + 5,
+        "ends_at {ends_at} should be ~1s after the second join ({before}..{after})"
+    );
 
     let activated = events.wait_event(WAIT, "session.activated", &p.call).await;
     assert_eq!(ts(&activated.data["session"]["activated_at"]) + 1000, ends_at);
@@ -310,7 +332,9 @@ async fn a_partner_who_leaves_ends_the_call_with_410() {
         }
     }
     app.post(&format!("/v1/calls/{}/join", p.call), Some(&bob), json!({})).await.expect(410);
-    app.post(&format!("/v1/calls/{}/signals", p.call), Some(&bob), json!({"type": "offer", "data": {}})).await.expect(410);
+    app.post(&format!("/v1/calls/{}/signals", p.call), Some(&bob), json!({"type": "offer", "data": {}}))
+        .await
+        .expect(410);
     app.get(&format!("/v1/calls/{}/signals", p.call), Some(&bob)).await.expect(410);
     app.post(&format!("/v1/calls/{}/end", p.call), Some(&bob), json!({})).await.expect(410);
     // The call was active: bob owes a decision, then is back in the pool.
@@ -356,7 +380,8 @@ async fn a_call_nobody_joins_ends_waiting_timeout_and_frees_both() {
     let ended = events.wait_event(WAIT, "session.ended", &p.call).await;
     assert_eq!(ended.reason(), "waiting_timeout");
     // Never active: no decision owed, no exclusion — they are paired again at once.
-    let found = events.wait_for(WAIT, "a new match.found", |e| e.event == "match.found" && e.session_id() != p.call).await;
+    let found =
+        events.wait_for(WAIT, "a new match.found", |e| e.event == "match.found" && e.session_id() != p.call).await;
     let again = call_of(&found);
     assert_eq!(app.current_call(&p.a_session).await, Some(again.clone()));
     assert_eq!(app.current_call(&p.b_session).await, Some(again));
@@ -435,7 +460,9 @@ async fn both_continue_makes_a_mutual_match_skip_does_not() {
     assert_eq!(r.expect(409)["call_status"], "active", "{}", r.text);
     // Outsiders and unknown calls: 404.
     decide(&user_token("mallory"), "continue").await.expect(404);
-    app.post("/v1/matching/decision", Some(&alice), json!({"call_id": "no-such-call", "decision": "skip"})).await.expect(404);
+    app.post("/v1/matching/decision", Some(&alice), json!({"call_id": "no-such-call", "decision": "skip"}))
+        .await
+        .expect(404);
 
     app.post(&format!("/v1/calls/{}/end", p.call), Some(&alice), json!({})).await.expect(200);
     let r = decide(&alice, "continue").await;
@@ -610,7 +637,15 @@ async fn bad_profiles_preferences_signals_and_decisions_are_clear_4xx() {
     }
     let r = app.put_profile("pat", json!(null)).await;
     assert!(r.status.is_client_error());
-    let r = app.send("PUT", "/v1/profiles/pat", app.req(reqwest::Method::PUT, "/v1/profiles/pat", Some(API_KEY)).header("content-type", "application/json").body("{\"name\":")).await;
+    let r = app
+        .send(
+            "PUT",
+            "/v1/profiles/pat",
+            app.req(reqwest::Method::PUT, "/v1/profiles/pat", Some(API_KEY))
+                .header("content-type", "application/json")
+                .body("{\"name\":"),
+        )
+        .await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.text);
     // Nothing bad was stored; a good profile is accepted and normalised.
     app.get("/v1/profiles/pat", Some(API_KEY)).await.expect(404);
@@ -626,7 +661,10 @@ async fn bad_profiles_preferences_signals_and_decisions_are_clear_4xx() {
         (json!({"user_id": "pat", "min_age": 40, "max_age": 30}), "max_age"),
         (json!({"user_id": "pat", "max_age": 30}), "min_age"),
         (json!({"user_id": "pat", "min_age": 20, "max_age": 30, "personality_weight": 1.5}), "personality_weight"),
-        (json!({"user_id": "pat", "min_age": 20, "max_age": 30, "preferred_interests": too_many}), "preferred_interests"),
+        (
+            json!({"user_id": "pat", "min_age": 20, "max_age": 30, "preferred_interests": too_many}),
+            "preferred_interests",
+        ),
     ];
     for (body, field) in start_cases {
         let r = app.post("/v1/matching/start", Some(API_KEY), body.clone()).await;
@@ -653,7 +691,11 @@ async fn bad_profiles_preferences_signals_and_decisions_are_clear_4xx() {
         assert_eq!(r.status.as_u16(), 422, "{}: {}", body.to_string().chars().take(80).collect::<String>(), r.text);
         assert_eq!(r.body["field"], field, "{}", r.text);
     }
-    assert_eq!(app.get(&signals, Some(&user_token("kim"))).await.expect(200)["signals"], json!([]), "no bad signal was relayed");
+    assert_eq!(
+        app.get(&signals, Some(&user_token("kim"))).await.expect(200)["signals"],
+        json!([]),
+        "no bad signal was relayed"
+    );
     let mut ws = app.ws(&sam).await;
     for (frame, field) in [
         (json!({"type": "signal", "call_id": p.call, "signal": {"type": "bogus", "data": {}}}), "type"),
@@ -674,7 +716,10 @@ async fn bad_profiles_preferences_signals_and_decisions_are_clear_4xx() {
         (json!({"call_id": p.call, "decision": "maybe"}), "decision"),
         (json!({"call_id": p.call}), "decision"),
         (json!({"decision": "skip"}), "call_id"),
-        (json!({"call_id": p.call, "decision": "skip", "personality_rating": [0.5, 2, 0.5, 0.5, 0.5]}), "personality_rating[1]"),
+        (
+            json!({"call_id": p.call, "decision": "skip", "personality_rating": [0.5, 2, 0.5, 0.5, 0.5]}),
+            "personality_rating[1]",
+        ),
         (json!({"call_id": p.call, "decision": "skip", "personality_rating": [0.5, 0.5]}), "personality_rating"),
     ];
     for (body, field) in decision_cases {
@@ -683,7 +728,11 @@ async fn bad_profiles_preferences_signals_and_decisions_are_clear_4xx() {
         assert_eq!(r.body["field"], field, "{body}: {}", r.text);
     }
     let ok = app
-        .post("/v1/matching/decision", Some(&sam), json!({"call_id": p.call, "decision": "skip", "personality_rating": [0.1, 0.2, 0.3, 0.4, 0.5]}))
+        .post(
+            "/v1/matching/decision",
+            Some(&sam),
+            json!({"call_id": p.call, "decision": "skip", "personality_rating": [0.1, 0.2, 0.3, 0.4, 0.5]}),
+        )
         .await;
     ok.expect(200);
 }
@@ -729,9 +778,7 @@ async fn profiles_ratings_exclusions_blocks_and_matches_survive_kill_9() {
     let p = app.pair_up("alice", "bob").await;
     app.activate(&p).await;
     app.end_call(&p.call, "alice").await.expect(200);
-    let rate = |user: &str, value: f64| {
-        json!({"call_id": p.call, "decision": "continue", "user_id": user, "personality_rating": vec![value; 5]})
-    };
+    let rate = |user: &str, value: f64| json!({"call_id": p.call, "decision": "continue", "user_id": user, "personality_rating": vec![value; 5]});
     app.post("/v1/matching/decision", Some(API_KEY), rate("alice", 1.0)).await.expect(200);
     let r = app.post("/v1/matching/decision", Some(API_KEY), rate("bob", 0.0)).await;
     assert_eq!(r.expect(200)["mutual"], true);

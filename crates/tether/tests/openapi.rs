@@ -21,11 +21,12 @@ const ROUTER_SOURCES: &[(&str, &str)] = &[
 
 /// Documented paths no `.route` registers: pages the static-file fallback
 /// serves from `web/`, with the file that must exist for each.
-const FALLBACK_PAGES: &[(&str, &str)] = &[("/admin", "admin/index.html"), ("/demo", "demo/index.html"), ("/sdk/tether.js", "sdk/tether.js")];
+const FALLBACK_PAGES: &[(&str, &str)] =
+    &[("/admin", "admin/index.html"), ("/demo", "demo/index.html"), ("/sdk/tether.js", "sdk/tether.js")];
 
 /// `/v1` operations that take no `Authorization` header.
 const UNAUTHENTICATED_V1: &[(&str, &str)] = &[
-    ("post", "/v1/sessions/{id}/beacon"),  // token in the body
+    ("post", "/v1/sessions/{id}/beacon"), // token in the body
     ("post", "/v1/invites/{token}/join"), // the invitation is the credential
     ("post", "/v1/demo/token"),           // demo mode only
 ];
@@ -93,7 +94,8 @@ impl<'a> Scanner<'a> {
 
     /// At `r"`, `r#"`, `br"`, …: skips the raw string literal and returns true.
     fn skip_raw_string(&mut self) -> bool {
-        let prev_is_ident = self.pos > 0 && (self.src[self.pos - 1].is_ascii_alphanumeric() || self.src[self.pos - 1] == b'_');
+        let prev_is_ident =
+            self.pos > 0 && (self.src[self.pos - 1].is_ascii_alphanumeric() || self.src[self.pos - 1] == b'_');
         let mut p = self.pos;
         if prev_is_ident {
             return false;
@@ -245,7 +247,8 @@ impl<'a> Scanner<'a> {
                 }
                 Some(b'.') => {
                     s.pos += 1;
-                    let registers = ["route(", "nest(", "nest_service(", "route_service("].iter().any(|c| s.starts_with(c));
+                    let registers =
+                        ["route(", "nest(", "nest_service(", "route_service("].iter().any(|c| s.starts_with(c));
                     if !strict {
                         if registers {
                             found.push(Route { file, line: s.line(), path: String::new(), methods: vec![] });
@@ -337,8 +340,15 @@ fn the_scanner_reads_the_routers() {
     "##;
     let parsed = Scanner::routes("synthetic", synthetic, true);
     let got: Vec<(String, Vec<String>)> = parsed.into_iter().map(|r| (r.path, r.methods)).collect();
-    assert_eq!(got, vec![("/a/{id}".to_string(), vec!["get".to_string(), "post".to_string()]), ("/b".to_string(), vec!["delete".to_string()])]);
-    let refused = std::panic::catch_unwind(|| Scanner::routes("synthetic", r#"Router::new().route("/x", any(h))"#, true));
+    assert_eq!(
+        got,
+        vec![
+            ("/a/{id}".to_string(), vec!["get".to_string(), "post".to_string()]),
+            ("/b".to_string(), vec!["delete".to_string()])
+        ]
+    );
+    let refused =
+        std::panic::catch_unwind(|| Scanner::routes("synthetic", r#"Router::new().route("/x", any(h))"#, true));
     assert!(refused.is_err(), "an unknown method router must fail the scan");
     assert_eq!(openapi_path("/a/:id/b/{x}/*rest"), "/a/{id}/b/{x}/{rest}");
     assert_eq!(openapi_path("/files/{*path}"), "/files/{path}");
@@ -354,7 +364,11 @@ fn no_other_source_file_registers_routes() {
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
-                let rel = path.strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = path
+                    .strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR")))
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 if ROUTER_SOURCES.iter().any(|(f, _)| *f == rel) {
                     continue;
                 }
@@ -410,7 +424,10 @@ fn every_documented_operation_is_registered() {
         }
         match FALLBACK_PAGES.iter().find(|(p, _)| p == path) {
             Some((_, file)) if method == "get" => {
-                assert!(web.join(file).is_file(), "{path} is documented as served from web/{file}, which does not exist");
+                assert!(
+                    web.join(file).is_file(),
+                    "{path} is documented as served from web/{file}, which does not exist"
+                );
             }
             _ => extra.push(format!("{} {path}", method.to_uppercase())),
         }
@@ -424,7 +441,10 @@ fn every_operation_documents_its_errors_as_problem_json() {
     let mut bad = Vec::new();
     for ((method, path), op) in operations(&doc) {
         let responses = op["responses"].as_object().unwrap_or_else(|| panic!("{method} {path} has no responses"));
-        assert!(responses.keys().any(|s| s.starts_with('2') || s.starts_with('1') || s.starts_with('3')), "{method} {path}: no success response");
+        assert!(
+            responses.keys().any(|s| s.starts_with('2') || s.starts_with('1') || s.starts_with('3')),
+            "{method} {path}: no success response"
+        );
         let problem_4xx: Vec<&String> = responses
             .iter()
             .filter(|(status, _)| status.starts_with('4'))
@@ -443,7 +463,10 @@ fn every_operation_documents_its_errors_as_problem_json() {
         for (status, r) in responses.iter().filter(|(s, _)| s.starts_with('4') || s.starts_with('5')) {
             if let Some(content) = resolve(&doc, r)["content"].as_object() {
                 if content.contains_key("application/json") {
-                    bad.push(format!("{} {path}: {status} is application/json, not application/problem+json", method.to_uppercase()));
+                    bad.push(format!(
+                        "{} {path}: {status} is application/json, not application/problem+json",
+                        method.to_uppercase()
+                    ));
                 }
             }
         }
@@ -460,7 +483,8 @@ fn path_parameters_and_security_are_declared() {
             .as_array()
             .map(|ps| ps.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect())
             .unwrap_or_default();
-        let templated: BTreeSet<&str> = path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+        let templated: BTreeSet<&str> =
+            path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
         if declared != templated {
             bad.push(format!("{method} {path}: path parameters {declared:?}, template {templated:?}"));
         }
@@ -495,18 +519,51 @@ fn every_reference_resolves_and_components_are_complete() {
                     walk(doc, child, &format!("{at}/{k}"));
                 }
             }
-            Value::Array(items) => items.iter().enumerate().for_each(|(i, child)| walk(doc, child, &format!("{at}/{i}"))),
+            Value::Array(items) => {
+                items.iter().enumerate().for_each(|(i, child)| walk(doc, child, &format!("{at}/{i}")))
+            }
             _ => {}
         }
     }
     walk(&doc, &doc, "#");
     let schemas = &doc["components"]["schemas"];
     for name in [
-        "Problem", "Session", "Participant", "EndReason", "Status", "CreateSession", "CreatedSession", "SessionList", "Invite",
-        "InviteJoin", "InviteJoined", "Event", "EventType", "WsClientMessage", "WsReply", "HealthReport", "CleanupPreview",
-        "CleanupResult", "Kinds", "KindInfo", "Profile", "ProfileInput", "MatchingStart", "MatchingStarted", "NextMatch",
-        "Match", "MutualMatch", "CallJoin", "Signal", "ReceivedSignal", "SignalList", "WebrtcSetup", "Decision",
-        "DecisionResult", "Matches", "Block",
+        "Problem",
+        "Session",
+        "Participant",
+        "EndReason",
+        "Status",
+        "CreateSession",
+        "CreatedSession",
+        "SessionList",
+        "Invite",
+        "InviteJoin",
+        "InviteJoined",
+        "Event",
+        "EventType",
+        "WsClientMessage",
+        "WsReply",
+        "HealthReport",
+        "CleanupPreview",
+        "CleanupResult",
+        "Kinds",
+        "KindInfo",
+        "Profile",
+        "ProfileInput",
+        "MatchingStart",
+        "MatchingStarted",
+        "NextMatch",
+        "Match",
+        "MutualMatch",
+        "CallJoin",
+        "Signal",
+        "ReceivedSignal",
+        "SignalList",
+        "WebrtcSetup",
+        "Decision",
+        "DecisionResult",
+        "Matches",
+        "Block",
     ] {
         assert!(schemas[name].is_object(), "schema {name} missing");
     }
@@ -534,8 +591,15 @@ fn enums_match_the_engine() {
     assert_eq!(strings("Status"), engine_statuses);
     let events = strings("EventType");
     for t in [
-        "session.started", "session.activated", "session.completing", "session.ended", "participant.joined",
-        "participant.left", "match.found", "match.mutual", "call.signal",
+        "session.started",
+        "session.activated",
+        "session.completing",
+        "session.ended",
+        "participant.joined",
+        "participant.left",
+        "match.found",
+        "match.mutual",
+        "call.signal",
     ] {
         assert!(events.iter().any(|e| e == t), "EventType lacks {t}");
     }

@@ -165,8 +165,13 @@ impl Server {
     }
 
     async fn start(&self, kind: &str, user: &str) -> Value {
-        let (status, body) =
-            self.call(reqwest::Method::POST, "/v1/sessions", Some(json!({"kind": kind, "user_id": user, "metadata": {"u": user}}))).await;
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/sessions",
+                Some(json!({"kind": kind, "user_id": user, "metadata": {"u": user}})),
+            )
+            .await;
         assert_eq!(status, 201, "start {kind}: {body}");
         body["session"].clone()
     }
@@ -207,7 +212,9 @@ async fn sigkill_restart_on_postgres_keeps_every_acknowledged_session() {
 
     // History: an ended and a superseded session.
     let ended = server.start("plain", "u-ended").await;
-    let (st, _) = server.call(reqwest::Method::POST, &format!("/v1/sessions/{}/end", id_of(&ended)), Some(json!({"reason": "done"}))).await;
+    let (st, _) = server
+        .call(reqwest::Method::POST, &format!("/v1/sessions/{}/end", id_of(&ended)), Some(json!({"reason": "done"})))
+        .await;
     assert_eq!(st, 200);
     let old_swipe = server.start("swipe", "u-swipe").await;
     let new_swipe = server.start("swipe", "u-swipe").await;
@@ -220,7 +227,13 @@ async fn sigkill_restart_on_postgres_keeps_every_acknowledged_session() {
         let client = server.client.clone();
         let url = format!("{}/v1/sessions", server.base);
         tasks.push(tokio::spawn(async move {
-            let r = client.post(url).bearer_auth(API_KEY).json(&json!({"kind": "plain", "user_id": format!("burst{i}")})).send().await.unwrap();
+            let r = client
+                .post(url)
+                .bearer_auth(API_KEY)
+                .json(&json!({"kind": "plain", "user_id": format!("burst{i}")}))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status().as_u16(), 201);
             r.json::<Value>().await.unwrap()["session"].clone()
         }));
@@ -232,11 +245,16 @@ async fn sigkill_restart_on_postgres_keeps_every_acknowledged_session() {
     live.push(new_swipe.clone());
     // A participant and an invite.
     let (st, joined) = server
-        .call(reqwest::Method::POST, &format!("/v1/sessions/{}/participants", id_of(&live[0])), Some(json!({"user_id": "guest", "name": "G"})))
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/sessions/{}/participants", id_of(&live[0])),
+            Some(json!({"user_id": "guest", "name": "G"})),
+        )
         .await;
     assert_eq!(st, 201, "{joined}");
     live[0] = joined;
-    let (st, invite) = server.call(reqwest::Method::POST, &format!("/v1/sessions/{}/invites", id_of(&live[1])), Some(json!({}))).await;
+    let (st, invite) =
+        server.call(reqwest::Method::POST, &format!("/v1/sessions/{}/invites", id_of(&live[1])), Some(json!({}))).await;
     assert_eq!(st, 201, "{invite}");
     let idle = server.start("brief", "u-idle").await; // idle_timeout 1500ms
     let capped = server.start("capped", "u-capped").await; // max_duration 4s
@@ -259,7 +277,18 @@ async fn sigkill_restart_on_postgres_keeps_every_acknowledged_session() {
     }
     for s in &live {
         let now = server.session(&id_of(s)).await;
-        for field in ["id", "kind", "user_id", "status", "created_at", "activated_at", "metadata", "parent_id", "ended_at", "end_reason"] {
+        for field in [
+            "id",
+            "kind",
+            "user_id",
+            "status",
+            "created_at",
+            "activated_at",
+            "metadata",
+            "parent_id",
+            "ended_at",
+            "end_reason",
+        ] {
             assert_eq!(now[field], s[field], "{field} of {}", id_of(s));
         }
         assert_eq!(now["participants"].as_array().unwrap().len(), s["participants"].as_array().unwrap().len(), "{now}");
@@ -268,7 +297,13 @@ async fn sigkill_restart_on_postgres_keeps_every_acknowledged_session() {
     assert_eq!(st, 200);
     assert_eq!(listed["sessions"].as_array().unwrap().len(), 41, "{listed}");
     // The invite still works.
-    let (st, _) = server.call(reqwest::Method::POST, &format!("/v1/invites/{}/join", invite["token"].as_str().unwrap()), Some(json!({}))).await;
+    let (st, _) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/invites/{}/join", invite["token"].as_str().unwrap()),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(st, 201);
 
     // A second node on the same schema is refused (checked while the rest runs).
@@ -330,7 +365,10 @@ async fn sigkill_restart_on_postgres_keeps_every_acknowledged_session() {
     let name = schema.name.clone();
     let (rows, live_rows): (i64, i64) = schema.with_client(move |c| {
         let r = c
-            .query_one(&format!("SELECT count(*), count(*) FILTER (WHERE status <> 'ended') FROM \"{name}\".sessions"), &[])
+            .query_one(
+                &format!("SELECT count(*), count(*) FILTER (WHERE status <> 'ended') FROM \"{name}\".sessions"),
+                &[],
+            )
             .unwrap();
         (r.get(0), r.get(1))
     });

@@ -244,16 +244,25 @@ fn list_filters_and_cursor_paging() {
         assert_eq!(everything, by_id, "records round-trip");
 
         let pick = |f: ListFilter| ids(&s.list(&f).unwrap());
-        let expect = |pred: &dyn Fn(&Session) -> bool| ids(&by_id.iter().filter(|x| pred(x)).cloned().collect::<Vec<_>>());
+        let expect =
+            |pred: &dyn Fn(&Session) -> bool| ids(&by_id.iter().filter(|x| pred(x)).cloned().collect::<Vec<_>>());
         assert_eq!(pick(ListFilter { kind: Some("job".into()), ..filter(100) }), expect(&|x| x.kind == "job"));
-        assert_eq!(pick(ListFilter { user_id: Some("alice".into()), ..filter(100) }), expect(&|x| x.user_id == "alice"));
+        assert_eq!(
+            pick(ListFilter { user_id: Some("alice".into()), ..filter(100) }),
+            expect(&|x| x.user_id == "alice")
+        );
         assert_eq!(
             pick(ListFilter { statuses: vec!["active".into(), "waiting".into()], ..filter(100) }),
             expect(&|x| ["active", "waiting"].contains(&x.status.as_str()))
         );
         assert_eq!(pick(ListFilter { statuses: vec!["ended".into()], ..filter(100) }), vec!["_x", "a_2"]);
         assert_eq!(
-            pick(ListFilter { kind: Some("chat".into()), user_id: Some("bob".into()), statuses: vec!["active".into()], ..filter(100) }),
+            pick(ListFilter {
+                kind: Some("chat".into()),
+                user_id: Some("bob".into()),
+                statuses: vec!["active".into()],
+                ..filter(100)
+            }),
             vec!["z"]
         );
         assert_eq!(pick(ListFilter { visible_to: Some("guest".into()), ..filter(100) }), vec!["z"]);
@@ -298,8 +307,14 @@ fn big_batches_and_visibility_beyond_one_chunk() {
             .collect();
         s.commit(&writes).unwrap();
         assert_eq!(s.list(&filter(5000)).unwrap().len(), 1500);
-        assert_eq!(ids(&s.list(&ListFilter { visible_to: Some("needle".into()), ..filter(10) }).unwrap()), vec!["s00699", "s01399"]);
-        assert_eq!(ids(&s.list(&ListFilter { visible_to: Some("needle".into()), ..filter(1) }).unwrap()), vec!["s00699"]);
+        assert_eq!(
+            ids(&s.list(&ListFilter { visible_to: Some("needle".into()), ..filter(10) }).unwrap()),
+            vec!["s00699", "s01399"]
+        );
+        assert_eq!(
+            ids(&s.list(&ListFilter { visible_to: Some("needle".into()), ..filter(1) }).unwrap()),
+            vec!["s00699"]
+        );
         assert_eq!(s.load_live().unwrap().0.len(), 1500);
     });
 }
@@ -308,7 +323,11 @@ fn big_batches_and_visibility_beyond_one_chunk() {
 fn load_live_returns_live_sessions_and_all_invites() {
     each("live", |b| {
         let s = b.store.as_ref();
-        let live = [session("l1", "k", "u", "active"), session("l2", "k", "u", "waiting"), session("l3", "k", "u", "completing")];
+        let live = [
+            session("l1", "k", "u", "active"),
+            session("l2", "k", "u", "waiting"),
+            session("l3", "k", "u", "completing"),
+        ];
         let dead = ended_at(session("d1", "k", "u", "active"), T0 + 10);
         let mut w: Vec<StoreWrite> = live.iter().map(put).collect();
         w.push(put(&dead));
@@ -332,7 +351,8 @@ fn invites_upsert_and_delete() {
     each("invites", |b| {
         let s = b.store.as_ref();
         let tokens = |s: &dyn Store| {
-            let mut v: Vec<(String, Option<Millis>)> = s.load_live().unwrap().1.into_iter().map(|i| (i.token, i.fixed_expiry)).collect();
+            let mut v: Vec<(String, Option<Millis>)> =
+                s.load_live().unwrap().1.into_iter().map(|i| (i.token, i.fixed_expiry)).collect();
             v.sort();
             v
         };
@@ -345,8 +365,13 @@ fn invites_upsert_and_delete() {
         s.commit(&[del_invite("a"), del_invite("missing")]).unwrap();
         assert_eq!(tokens(s), vec![("b".into(), None)]);
         // In one batch, order decides: put then delete is gone, delete then put stays.
-        s.commit(&[put_invite(&invite("c", "s2", None)), del_invite("c"), del_invite("b"), put_invite(&invite("b", "s3", Some(T0)))])
-            .unwrap();
+        s.commit(&[
+            put_invite(&invite("c", "s2", None)),
+            del_invite("c"),
+            del_invite("b"),
+            put_invite(&invite("b", "s3", Some(T0))),
+        ])
+        .unwrap();
         assert_eq!(tokens(s), vec![("b".into(), Some(T0))]);
         assert_eq!(s.load_live().unwrap().1[0].session_id, "s3");
     });
@@ -357,8 +382,12 @@ fn docs_by_collection() {
     each("docs", |b| {
         let s = b.store.as_ref();
         assert!(s.docs("profiles").unwrap().is_empty());
-        s.commit(&[doc("profiles", "u1", Some(r#"{"age":30}"#)), doc("profiles", "u2", Some("{}")), doc("matches", "u1|u2", Some("[1]"))])
-            .unwrap();
+        s.commit(&[
+            doc("profiles", "u1", Some(r#"{"age":30}"#)),
+            doc("profiles", "u2", Some("{}")),
+            doc("matches", "u1|u2", Some("[1]")),
+        ])
+        .unwrap();
         let docs = |c: &str| sorted(s.docs(c).unwrap());
         assert_eq!(docs("profiles"), vec![("u1".into(), r#"{"age":30}"#.into()), ("u2".into(), "{}".into())]);
         assert_eq!(docs("matches"), vec![("u1|u2".into(), "[1]".into())]);
@@ -407,7 +436,7 @@ fn purge_dry_run_counts_and_real_run_deletes() {
             ended_at(session("s-new", "short", "u", "active"), T0 + 100), // exactly at cutoff: kept
             ended_at(session("l-old", "long", "u", "active"), T0 + 9_999), // purgeable
             ended_at(session("l-new", "long", "u", "active"), T0 + 10_001), // kept
-            session("live-short", "short", "u", "active"),                // live: never purged
+            session("live-short", "short", "u", "active"),               // live: never purged
             session("live-long", "long", "u", "waiting"),
         ];
         s.commit(&sessions.iter().map(put).collect::<Vec<_>>()).unwrap();
@@ -472,7 +501,8 @@ async fn postgres_inside_runtime() {
     assert_eq!(s.meta_get("k").unwrap().as_deref(), Some("v"));
     assert_eq!(s.purge(&|_| i64::MAX, true).unwrap(), 0);
     let s2 = s.clone();
-    let from_blocking = tokio::task::spawn_blocking(move || s2.list(&filter(10)).map(|v| v.len())).await.unwrap().unwrap();
+    let from_blocking =
+        tokio::task::spawn_blocking(move || s2.list(&filter(10)).map(|v| v.len())).await.unwrap().unwrap();
     assert_eq!(from_blocking, 1);
     drop(s); // dropping inside the runtime must not panic either
 }
@@ -491,7 +521,10 @@ fn postgres_store_reconnects_after_its_connections_are_killed() {
     let mut admin = schema.client();
     for round in 0..3 {
         let killed: i64 = admin
-            .query_one("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", &[&app_name])
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app_name],
+            )
             .unwrap()
             .get(0);
         assert_eq!(killed, 2, "round {round}: the writer and the reader");

@@ -192,29 +192,39 @@ impl EtcdPeer {
     }
 
     /// Opens a watch on `prefix` and records the receipt time of each DELETE.
-    async fn watch_deletes(&self, prefix: &str) -> Result<(Arc<Mutex<HashMap<String, f64>>>, tokio::task::JoinHandle<()>)> {
+    async fn watch_deletes(
+        &self,
+        prefix: &str,
+    ) -> Result<(Arc<Mutex<HashMap<String, f64>>>, tokio::task::JoinHandle<()>)> {
         let mut end = prefix.as_bytes().to_vec();
         *end.last_mut().unwrap() += 1;
         let body = json!({"create_request": {"key": b64(prefix), "range_end": b64(std::str::from_utf8(&end)?)}});
         let seen: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
         let s2 = seen.clone();
         let (created_tx, created_rx) = tokio::sync::oneshot::channel();
-        let h = stream_lines(self.addr, "/v3/watch", vec![Bytes::from(body.to_string())], None, move |line, t| {
-            let Ok(v) = serde_json::from_slice::<Value>(line) else { return };
-            if let Some(r) = v.get("result") {
-                if r.get("created").and_then(Value::as_bool) == Some(true) {
-                    // signalled once below
-                }
-                if let Some(evs) = r.get("events").and_then(Value::as_array) {
-                    let mut m = s2.lock().unwrap();
-                    for e in evs {
-                        if e["type"] == "DELETE" {
-                            m.insert(unb64(e["kv"]["key"].as_str().unwrap_or("")), t);
+        let h = stream_lines(
+            self.addr,
+            "/v3/watch",
+            vec![Bytes::from(body.to_string())],
+            None,
+            move |line, t| {
+                let Ok(v) = serde_json::from_slice::<Value>(line) else { return };
+                if let Some(r) = v.get("result") {
+                    if r.get("created").and_then(Value::as_bool) == Some(true) {
+                        // signalled once below
+                    }
+                    if let Some(evs) = r.get("events").and_then(Value::as_array) {
+                        let mut m = s2.lock().unwrap();
+                        for e in evs {
+                            if e["type"] == "DELETE" {
+                                m.insert(unb64(e["kv"]["key"].as_str().unwrap_or("")), t);
+                            }
                         }
                     }
                 }
-            }
-        }, Some(created_tx))
+            },
+            Some(created_tx),
+        )
         .await?;
         let _ = tokio::time::timeout(Duration::from_secs(5), created_rx).await;
         Ok((seen, h))
@@ -256,7 +266,13 @@ impl EtcdPeer {
     /// Mass expiry: N leases of the same TTL granted as fast as possible, a key
     /// `m/{i}` each. Returns (last deadline → last DELETE in ms, or None if not
     /// all arrived within `window`; how many arrived; spread of the deadlines in ms).
-    pub async fn mass_expiry(&self, n: usize, ttl_s: u64, window: Duration, conns: usize) -> Result<(Option<f64>, usize, f64)> {
+    pub async fn mass_expiry(
+        &self,
+        n: usize,
+        ttl_s: u64,
+        window: Duration,
+        conns: usize,
+    ) -> Result<(Option<f64>, usize, f64)> {
         let (seen, h) = self.watch_deletes("m/").await?;
         let first = now_ms();
         self.fan_out(n, conns, move |mut c, i| async move {

@@ -211,7 +211,8 @@ impl PgPeer {
                 &[&(rows as i64)],
             )
             .await?;
-        let r = self.admin.query_one(&format!("SELECT min(id), max(id) FROM {} WHERE kind='hb'", self.table), &[]).await?;
+        let r =
+            self.admin.query_one(&format!("SELECT min(id), max(id) FROM {} WHERE kind='hb'", self.table), &[]).await?;
         let (lo, hi): (i64, i64) = (r.get(0), r.get(1));
         let sql = Arc::new(format!("UPDATE {} SET last_active = now() WHERE id = $1", self.table));
         self.run_workers(conns, dur, move |c, w, i| {

@@ -15,15 +15,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
-use std::sync::Mutex;
 use rand::Rng;
+use std::sync::Mutex;
 
 use super::PeerInfo;
 use crate::http::{free_port, now_ms};
 use crate::stats::Samples;
 
 /// A value of the size an app would store per session (about 120 bytes).
-const VALUE: &str = r#"{"user_id":"u000000","kind":"interview","status":"active","created_at":"2026-11-22T10:00:00.000Z","meta":{}}"#;
+const VALUE: &str =
+    r#"{"user_id":"u000000","kind":"interview","status":"active","created_at":"2026-11-22T10:00:00.000Z","meta":{}}"#;
 
 /// A `redis-server` child process owned by the harness.
 pub struct RedisPeer {
@@ -57,19 +58,10 @@ impl RedisPeer {
             }
         };
         let info: String = redis::cmd("INFO").arg("server").query_async(&mut con).await?;
-        let version = info
-            .lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .unwrap_or("?")
-            .trim()
-            .to_string();
+        let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string();
         let hz: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("hz").query_async(&mut con).await.unwrap_or_default();
-        let effort: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("active-expire-effort")
-            .query_async(&mut con)
-            .await
-            .unwrap_or_default();
+        let effort: Vec<String> =
+            redis::cmd("CONFIG").arg("GET").arg("active-expire-effort").query_async(&mut con).await.unwrap_or_default();
         let info = PeerInfo {
             name: "Redis".into(),
             version: format!("redis-server {version}"),
@@ -77,7 +69,11 @@ impl RedisPeer {
                 format!("own process on 127.0.0.1:{port}, started by the harness"),
                 "--save \"\" --appendonly no (nothing persisted: not durable)".into(),
                 "--notify-keyspace-events Ex; ended = `__keyevent@0__:expired` message".into(),
-                format!("hz {}, active-expire-effort {} (defaults)", hz.get(1).cloned().unwrap_or_default(), effort.get(1).cloned().unwrap_or_default()),
+                format!(
+                    "hz {}, active-expire-effort {} (defaults)",
+                    hz.get(1).cloned().unwrap_or_default(),
+                    effort.get(1).cloned().unwrap_or_default()
+                ),
                 "one key per session (~120-byte JSON value), renewal = PEXPIRE".into(),
             ],
         };
@@ -102,11 +98,7 @@ impl RedisPeer {
     pub async fn used_memory(&self) -> Result<u64> {
         let mut c = self.con().await?;
         let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
-        Ok(info
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0))
+        Ok(info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0))
     }
 
     /// N background keys `bg:{i}` with TTLs spread between 75 and 240 minutes.
@@ -129,7 +121,10 @@ impl RedisPeer {
 
     /// Subscribes to expired events and records the receipt time of every key
     /// starting with `prefix`. Returns the shared map (key → receipt ms).
-    async fn watch_expired(&self, prefix: &'static str) -> Result<(Arc<Mutex<HashMap<String, f64>>>, tokio::task::JoinHandle<()>)> {
+    async fn watch_expired(
+        &self,
+        prefix: &'static str,
+    ) -> Result<(Arc<Mutex<HashMap<String, f64>>>, tokio::task::JoinHandle<()>)> {
         let mut ps = self.client.get_async_pubsub().await?;
         ps.subscribe("__keyevent@0__:expired").await?;
         let seen: Arc<Mutex<HashMap<String, f64>>> = Arc::default();

@@ -29,7 +29,8 @@ fn query_token(parts: &Parts) -> Option<String> {
 }
 
 pub fn authenticate(app: &App, token: Option<String>) -> Result<Principal, ApiError> {
-    let token = token.ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer <API key or user JWT>)"))?;
+    let token = token
+        .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer <API key or user JWT>)"))?;
     app.auth.verify(&token).map_err(|e| match e {
         AuthError::Missing => ApiError::unauthorized("missing bearer token"),
         AuthError::Invalid(why) => ApiError::unauthorized(why),
@@ -93,7 +94,13 @@ pub async fn stored(app: &App, id: &str) -> Result<Option<Session>, ApiError> {
 /// path that does not wait for the journal: `410` with its end when the store
 /// has it ended and the caller may see it (and `is_wanted` accepts it, e.g.
 /// "is a call"), else `404` naming `what`.
-pub fn ended_or_missing(app: &App, p: &Principal, id: &str, what: &str, is_wanted: impl Fn(&Session) -> bool) -> ApiError {
+pub fn ended_or_missing(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    what: &str,
+    is_wanted: impl Fn(&Session) -> bool,
+) -> ApiError {
     match app.store.get(id).ok().flatten() {
         Some(s) if is_wanted(&s) && may_see(p, &s) => ApiError::gone(&s),
         _ => ApiError::not_found(what),
@@ -105,7 +112,9 @@ pub fn acting_user(p: &Principal, body_user: Option<&str>) -> Result<String, Api
     match (p, body_user) {
         (Principal::ApiKey, Some(u)) if !u.trim().is_empty() && u.len() <= 256 => Ok(u.to_string()),
         (Principal::ApiKey, Some(_)) => Err(ApiError::invalid("user_id", "user_id must be 1..=256 characters")),
-        (Principal::ApiKey, None) => Err(ApiError::invalid("user_id", "user_id is required when calling with an API key")),
+        (Principal::ApiKey, None) => {
+            Err(ApiError::invalid("user_id", "user_id is required when calling with an API key"))
+        }
         (Principal::User { id, .. }, Some(u)) if u != id => {
             Err(ApiError::forbidden("a user token may act only for its own user (user_id must match the token's sub)"))
         }

@@ -54,7 +54,8 @@ pub fn health_report(app: &App) -> Value {
     if let Some(p99) = app.metrics.expiry_lateness.quantile_bound(0.99) {
         if p99 > 0.1 {
             problems.push(json!({"code":"expiry_lateness","detail":format!("p99 expiry lateness is above 100 ms (bucket ≤ {p99} s)")}));
-            recommendations.push("Expiry is late: the machine may be saturated; see tether_expiry_lateness_seconds.".to_string());
+            recommendations
+                .push("Expiry is late: the machine may be saturated; see tether_expiry_lateness_seconds.".to_string());
         }
     }
     let live: usize = by_status.values().sum();
@@ -74,7 +75,8 @@ pub async fn cleanup_preview(State(app): State<Arc<App>>, Caller(p): Caller) -> 
     let now = app.now();
     let (would_end, orphans, expired_invites) = {
         let core = app.core.lock();
-        let would_end: Vec<Value> = core.engine.overdue(now).into_iter().map(|(id, r, _)| json!({"id": id, "reason": r.as_str()})).collect();
+        let would_end: Vec<Value> =
+            core.engine.overdue(now).into_iter().map(|(id, r, _)| json!({"id": id, "reason": r.as_str()})).collect();
         (would_end, core.engine.orphans(), core.engine.dead_invites(now).len())
     };
     let app2 = app.clone();
@@ -82,7 +84,9 @@ pub async fn cleanup_preview(State(app): State<Arc<App>>, Caller(p): Caller) -> 
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    Ok(Json(json!({"would_end": would_end, "orphans": orphans, "expired_invites": expired_invites, "purgeable": purgeable})))
+    Ok(Json(
+        json!({"would_end": would_end, "orphans": orphans, "expired_invites": expired_invites, "purgeable": purgeable}),
+    ))
 }
 
 pub async fn cleanup_execute(State(app): State<Arc<App>>, Caller(p): Caller) -> Result<Json<Value>, ApiError> {
@@ -91,7 +95,7 @@ pub async fn cleanup_execute(State(app): State<Arc<App>>, Caller(p): Caller) -> 
         let mut core = app.core.lock();
         let now = app.now();
         let mut change = core.tick(now);
-        let ended = change.events.iter().filter(|e| e.event_type == "session.ended").count();
+        let ended = change.events.iter().filter(|e| e.event_type == tether_engine::EventType::Ended).count();
         let orphan_ids = core.engine.orphans();
         for id in &orphan_ids {
             if let Ok((_, out)) = core.engine.end(now, id, EndReason::ParentEnded, None) {

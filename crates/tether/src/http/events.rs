@@ -8,8 +8,8 @@ use super::problem::{ApiError, QueryParams};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::hub::{Published, Subscriber};
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -71,7 +71,7 @@ pub async fn sse(
         for e in backlog {
             feed.last = e.seq;
             if e.visible(&feed.filter) {
-                sse_frame(&mut buf, &e.seq.to_string(), e.event_type, &e.json);
+                sse_frame(&mut buf, &e.seq.to_string(), e.event_type.as_str(), &e.json);
             }
         }
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
@@ -85,7 +85,7 @@ pub async fn sse(
                     Some(items) => {
                         for item in items {
                             match item {
-                                Item::Event(e) => sse_frame(&mut buf, &e.seq.to_string(), e.event_type, &e.json),
+                                Item::Event(e) => sse_frame(&mut buf, &e.seq.to_string(), e.event_type.as_str(), &e.json),
                                 Item::Gap { from, to } => {
                                     let data = json!({"type": "stream.gap", "from": from, "to": to}).to_string();
                                     sse_frame(&mut buf, &(to).to_string(), "stream.gap", &data);
@@ -156,7 +156,9 @@ impl Feed {
         while bytes < BATCH_BYTES {
             match self.rx.try_recv() {
                 Ok(e) => self.take(Ok(e), &mut items, &mut bytes)?,
-                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => self.take(Err(RecvError::Lagged(n)), &mut items, &mut bytes)?,
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                    self.take(Err(RecvError::Lagged(n)), &mut items, &mut bytes)?
+                }
                 Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
                 Err(tokio::sync::broadcast::error::TryRecvError::Closed) => return None,
             }
@@ -202,9 +204,7 @@ pub async fn ws(
         Ok(u) => u,
         Err(r) => return ApiError::new(r.status(), "WebSocket upgrade required", r.body_text()).into_response(),
     };
-    upgrade
-        .max_message_size(super::problem::BODY_LIMIT)
-        .on_upgrade(move |socket| serve_socket(app, p, q.kind, socket))
+    upgrade.max_message_size(super::problem::BODY_LIMIT).on_upgrade(move |socket| serve_socket(app, p, q.kind, socket))
 }
 
 /// A user's open event stream or WebSocket, for `disconnect_grace`: opening
@@ -309,7 +309,10 @@ fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<Va
             (Some(call), Some(ms)) => crate::matching::http::record_setup(app, p, call, ms),
             _ => Err(ApiError::invalid("setup_ms", "call_id and setup_ms are required")),
         },
-        other => Err(ApiError::invalid("type", format!("unknown message type {other:?} (heartbeat, signal, webrtc.connected, ping)"))),
+        other => Err(ApiError::invalid(
+            "type",
+            format!("unknown message type {other:?} (heartbeat, signal, webrtc.connected, ping)"),
+        )),
     };
     result.err().map(|e| {
         let mut v = json!({"type":"error","status":e.status.as_u16(),"title":e.title,"detail":e.detail});

@@ -63,7 +63,8 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     let status = response.status();
     app.metrics.requests.inc(format!("method=\"{method}\",route=\"{route}\",status=\"{}\"", status.as_u16()), 1);
     if status == StatusCode::METHOD_NOT_ALLOWED && response.headers().get(header::CONTENT_TYPE).is_none() {
-        return ApiError::new(status, "Method not allowed", format!("{method} is not allowed on {route}")).into_response();
+        return ApiError::new(status, "Method not allowed", format!("{method} is not allowed on {route}"))
+            .into_response();
     }
     response
 }
@@ -101,13 +102,19 @@ struct DemoTokenBody {
 }
 
 /// Demo mode only: mints a user token without auth (loopback demos).
-async fn demo_token(State(app): State<Arc<App>>, JsonBody(body): JsonBody<DemoTokenBody>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn demo_token(
+    State(app): State<Arc<App>>,
+    JsonBody(body): JsonBody<DemoTokenBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if !app.demo {
         return Err(ApiError::not_found("resource"));
     }
     let id = body.user_id.trim();
     if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(ApiError::invalid("user_id", "user_id must be 1..=64 characters of letters, digits, '-', '_' or '.'"));
+        return Err(ApiError::invalid(
+            "user_id",
+            "user_id must be 1..=64 characters of letters, digits, '-', '_' or '.'",
+        ));
     }
     Ok(Json(json!({"token": app.auth.mint(id, None, 12 * 3600), "user_id": id})))
 }
@@ -123,7 +130,8 @@ async fn static_asset(State(app): State<Arc<App>>, req: Request) -> Response {
         return ApiError::not_found("endpoint").into_response();
     }
     if path.starts_with("demo") && !app.demo {
-        return ApiError::new(StatusCode::NOT_FOUND, "Not found", "the demo is off; start with `tether serve --demo`").into_response();
+        return ApiError::new(StatusCode::NOT_FOUND, "Not found", "the demo is off; start with `tether serve --demo`")
+            .into_response();
     }
     let candidates = [path.to_string(), format!("{path}/index.html"), format!("{path}.html")];
     for name in candidates.iter().filter(|n| !n.is_empty()) {
@@ -134,7 +142,10 @@ async fn static_asset(State(app): State<Arc<App>>, req: Request) -> Response {
             } else {
                 mime_guess::from_path(name).first_or_octet_stream().as_ref().to_string()
             };
-            return ([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache".to_string())], file.data.into_owned())
+            return (
+                [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache".to_string())],
+                file.data.into_owned(),
+            )
                 .into_response();
         }
     }
@@ -143,7 +154,11 @@ async fn static_asset(State(app): State<Arc<App>>, req: Request) -> Response {
 
 /// Serves until `shutdown` resolves, then closes event streams and sockets,
 /// lets in-flight requests finish and flushes the journal.
-pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let timer = tokio::spawn(app.clone().run_timer());
     let flusher = tokio::spawn(app.clone().run_flusher());
     let purger = tokio::spawn(app.clone().run_purger());

@@ -73,7 +73,8 @@ impl IntoResponse for ApiError {
         body.insert("status".into(), Value::from(self.status.as_u16()));
         body.insert("detail".into(), Value::from(self.detail));
         body.extend(self.extra);
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string()).into_response()
+        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string())
+            .into_response()
     }
 }
 
@@ -162,8 +163,13 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
     use futures::StreamExt;
-    let too_large =
-        || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Body too large", format!("request bodies are limited to {BODY_LIMIT} bytes"));
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Body too large",
+            format!("request bodies are limited to {BODY_LIMIT} bytes"),
+        )
+    };
     let unreadable = |e: axum::Error| ApiError::bad_request(format!("could not read the request body: {e}"));
     let mut stream = req.into_body().into_data_stream();
     let mut buf = bytes::BytesMut::new();
@@ -195,12 +201,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
-        serde_path_to_error::deserialize(de)
-            .map(QueryParams)
-            .map_err(|e| {
-                let field = e.path().to_string();
-                ApiError::invalid(&field, format!("query parameter {field}: {}", e.into_inner()))
-            })
+        serde_path_to_error::deserialize(de).map(QueryParams).map_err(|e| {
+            let field = e.path().to_string();
+            ApiError::invalid(&field, format!("query parameter {field}: {}", e.into_inner()))
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! Session endpoints (contract section 4): start, read, list, heartbeat,
 //! end, complete, beacon, participants and invites.
 
-use super::access::{acting_user, find_session, may_see, may_see_live, stored, ended_or_missing, Caller};
+use super::access::{acting_user, ended_or_missing, find_session, may_see, may_see_live, stored, Caller};
 use super::problem::{read_body, ApiError, JsonBody, QueryParams};
 use crate::app::{new_id, App};
 use crate::auth::Principal;
@@ -33,7 +33,11 @@ pub struct CreateSession {
     pub name: Option<String>,
 }
 
-pub async fn create(State(app): AppState, Caller(p): Caller, JsonBody(body): JsonBody<CreateSession>) -> Result<Response, ApiError> {
+pub async fn create(
+    State(app): AppState,
+    Caller(p): Caller,
+    JsonBody(body): JsonBody<CreateSession>,
+) -> Result<Response, ApiError> {
     if matches!(&p, Principal::User { scope: Some(_), .. }) {
         return Err(ApiError::forbidden("an invitation token can only act on its own session"));
     }
@@ -41,7 +45,9 @@ pub async fn create(State(app): AppState, Caller(p): Caller, JsonBody(body): Jso
     let takeover = match body.on_conflict.as_deref() {
         None => false,
         Some("takeover") => true,
-        Some(other) => return Err(ApiError::invalid("on_conflict", format!("on_conflict must be \"takeover\", not {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::invalid("on_conflict", format!("on_conflict must be \"takeover\", not {other:?}")))
+        }
     };
     if body.kind.is_empty() {
         return Err(ApiError::invalid("kind", "kind must not be empty"));
@@ -60,7 +66,9 @@ pub async fn create(State(app): AppState, Caller(p): Caller, JsonBody(body): Jso
     };
     if let Some(parent) = &body.parent_id {
         // The parent must be one the caller may see; an ended one is refused by the engine.
-        find_session(&app, &p, parent).await.map_err(|_| ApiError::invalid("parent_id", "the parent session does not exist"))?;
+        find_session(&app, &p, parent)
+            .await
+            .map_err(|_| ApiError::invalid("parent_id", "the parent session does not exist"))?;
     }
     let (session, superseded, ack) = {
         let mut core = app.core.lock();
@@ -80,7 +88,7 @@ pub async fn create(State(app): AppState, Caller(p): Caller, JsonBody(body): Jso
         (session, superseded, ack)
     };
     ack.wait().await.map_err(ApiError::unavailable)?;
-    Ok((StatusCode::CREATED, Json(json!({"session": session, "superseded": superseded})) ).into_response())
+    Ok((StatusCode::CREATED, Json(json!({"session": session, "superseded": superseded}))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -92,7 +100,11 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-pub async fn list(State(app): AppState, Caller(p): Caller, QueryParams(q): QueryParams<ListQuery>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(app): AppState,
+    Caller(p): Caller,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Response, ApiError> {
     // `status` takes one status, a comma-separated list, or `live` (waiting, active, completing).
     let mut statuses = Vec::new();
     for st in q.status.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -101,7 +113,12 @@ pub async fn list(State(app): AppState, Caller(p): Caller, QueryParams(q): Query
         } else if tether_engine::Status::parse(st).is_some() {
             statuses.push(st.to_string());
         } else {
-            return Err(ApiError::invalid("status", format!("status must be waiting, active, completing, ended or live (or a comma-separated list), not {st:?}")));
+            return Err(ApiError::invalid(
+                "status",
+                format!(
+                    "status must be waiting, active, completing, ended or live (or a comma-separated list), not {st:?}"
+                ),
+            ));
         }
     }
     let limit = q.limit.unwrap_or(100);
@@ -125,11 +142,7 @@ pub async fn list(State(app): AppState, Caller(p): Caller, QueryParams(q): Query
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let sessions: Vec<Session> = {
         let core = app.core.lock();
-        found
-            .into_iter()
-            .map(|s| core.engine.get(&s.id).unwrap_or(s))
-            .filter(|s| may_see(&p, s))
-            .collect()
+        found.into_iter().map(|s| core.engine.get(&s.id).unwrap_or(s)).filter(|s| may_see(&p, s)).collect()
     };
     let next_cursor = (sessions.len() == limit).then(|| sessions.last().map(|s| s.id.clone())).flatten();
     Ok(Json(json!({"sessions": sessions, "next_cursor": next_cursor})).into_response())
@@ -152,15 +165,13 @@ async fn on_live<T>(
         let now = app.now();
         app.catch_up(&mut core, now);
         match core.engine.get(id) {
-            Some(s) if may_see(p, &s) => {
-                match op(&mut core, now, &s) {
-                    Ok((value, change)) => {
-                        let ack = app.commit(&mut core, now, change);
-                        Some(Ok((value, ack)))
-                    }
-                    Err(e) => Some(Err(e)),
+            Some(s) if may_see(p, &s) => match op(&mut core, now, &s) {
+                Ok((value, change)) => {
+                    let ack = app.commit(&mut core, now, change);
+                    Some(Ok((value, ack)))
                 }
-            }
+                Err(e) => Some(Err(e)),
+            },
             Some(_) => return Err(ApiError::not_found("session")),
             None => None,
         }
@@ -182,7 +193,11 @@ fn engine_err(e: EngineError) -> ApiError {
     ApiError::from(e)
 }
 
-pub async fn heartbeat(State(app): AppState, Caller(p): Caller, Path(id): Path<String>) -> Result<Json<Session>, ApiError> {
+pub async fn heartbeat(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Session>, ApiError> {
     let session = beat(&app, &p, &id)?;
     Ok(Json(session))
 }
@@ -232,11 +247,17 @@ pub struct EndBody {
     reason: Option<String>,
 }
 
-pub async fn end(State(app): AppState, Caller(p): Caller, Path(id): Path<String>, JsonBody(body): JsonBody<EndBody>) -> Result<Json<Session>, ApiError> {
+pub async fn end(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<EndBody>,
+) -> Result<Json<Session>, ApiError> {
     if body.reason.as_ref().is_some_and(|r| r.len() > 500) {
         return Err(ApiError::invalid("reason", "reason is limited to 500 characters"));
     }
-    let reason = if p.is_api_key() && body.reason.as_deref() == Some("admin") { EndReason::Admin } else { EndReason::Ended };
+    let reason =
+        if p.is_api_key() && body.reason.as_deref() == Some("admin") { EndReason::Admin } else { EndReason::Ended };
     let detail = body.reason.filter(|r| r != "admin" || reason != EndReason::Admin);
     let r = on_live(&app, &p, &id, |core, now, s| {
         may_end(&p, s)?;
@@ -253,11 +274,17 @@ fn may_end(p: &Principal, s: &Session) -> Result<(), ApiError> {
     match p.user_id() {
         None => Ok(()),
         Some(u) if s.user_id == u || s.members.iter().any(|m| m == u) => Ok(()),
-        Some(_) => Err(ApiError::forbidden("only the session's owner may end it; participants leave with DELETE /v1/sessions/{id}/participants/me")),
+        Some(_) => Err(ApiError::forbidden(
+            "only the session's owner may end it; participants leave with DELETE /v1/sessions/{id}/participants/me",
+        )),
     }
 }
 
-pub async fn complete(State(app): AppState, Caller(p): Caller, Path(id): Path<String>) -> Result<Json<Session>, ApiError> {
+pub async fn complete(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Session>, ApiError> {
     let r = on_live(&app, &p, &id, |core, now, s| {
         may_end(&p, s)?;
         let (s, out) = core.engine.complete(now, &id).map_err(engine_err)?;
@@ -301,7 +328,12 @@ pub struct JoinBody {
     name: Option<String>,
 }
 
-pub async fn join(State(app): AppState, Caller(p): Caller, Path(id): Path<String>, JsonBody(body): JsonBody<JoinBody>) -> Result<Response, ApiError> {
+pub async fn join(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<JoinBody>,
+) -> Result<Response, ApiError> {
     let user = acting_user(&p, body.user_id.as_deref())?;
     check_name(&body.name)?;
     let r = on_live(&app, &p, &id, |core, now, s| {
@@ -338,7 +370,11 @@ fn me(p: &Principal) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::forbidden("`participants/me` needs a user token (an API key is not a participant)"))
 }
 
-pub async fn participant_heartbeat(State(app): AppState, Caller(p): Caller, Path(id): Path<String>) -> Result<Json<Session>, ApiError> {
+pub async fn participant_heartbeat(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Session>, ApiError> {
     let user = me(&p)?;
     {
         let core = app.core.lock();
@@ -367,12 +403,13 @@ pub struct InviteBody {
     ttl: Option<String>,
 }
 
-pub async fn create_invite(State(app): AppState, Caller(p): Caller, Path(id): Path<String>, JsonBody(body): JsonBody<InviteBody>) -> Result<Response, ApiError> {
-    let ttl = body
-        .ttl
-        .as_deref()
-        .map(|t| Dur::parse(t).map_err(|e| ApiError::invalid("ttl", e)))
-        .transpose()?;
+pub async fn create_invite(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<InviteBody>,
+) -> Result<Response, ApiError> {
+    let ttl = body.ttl.as_deref().map(|t| Dur::parse(t).map_err(|e| ApiError::invalid("ttl", e))).transpose()?;
     if ttl == Some(Dur(0)) {
         return Err(ApiError::invalid("ttl", "ttl must be longer than 0"));
     }
@@ -404,7 +441,11 @@ pub struct InviteJoinBody {
 /// How long an invite's participant token lasts.
 const PARTICIPANT_TOKEN_SECS: u64 = 24 * 3600;
 
-pub async fn join_invite(State(app): AppState, Path(token): Path<String>, JsonBody(body): JsonBody<InviteJoinBody>) -> Result<Response, ApiError> {
+pub async fn join_invite(
+    State(app): AppState,
+    Path(token): Path<String>,
+    JsonBody(body): JsonBody<InviteJoinBody>,
+) -> Result<Response, ApiError> {
     check_name(&body.name)?;
     let participant_id = format!("guest_{}", uuid::Uuid::now_v7().simple());
     let (session, ack) = {
@@ -416,5 +457,9 @@ pub async fn join_invite(State(app): AppState, Path(token): Path<String>, JsonBo
     };
     ack.wait().await.map_err(ApiError::unavailable)?;
     let participant_token = app.auth.mint(&participant_id, Some(&session.id), PARTICIPANT_TOKEN_SECS);
-    Ok((StatusCode::CREATED, Json(json!({"session": session, "participant_id": participant_id, "token": participant_token}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"session": session, "participant_id": participant_id, "token": participant_token})),
+    )
+        .into_response())
 }

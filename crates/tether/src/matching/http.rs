@@ -6,7 +6,7 @@
 use super::{call_users, Decision, DecisionError, Signal};
 use crate::app::{App, Core};
 use crate::auth::Principal;
-use crate::http::access::{acting_user, find_session, may_see, ended_or_missing, Caller};
+use crate::http::access::{acting_user, ended_or_missing, find_session, may_see, Caller};
 use crate::http::problem::{ApiError, JsonBody, QueryParams};
 use crate::hub::Draft;
 use crate::journal::Change;
@@ -48,11 +48,18 @@ fn may_write_profile(app: &App, p: &Principal, user: &str) -> Result<(), ApiErro
     match p {
         Principal::ApiKey => Ok(()),
         Principal::User { id, scope: None } if app.demo && id == user => Ok(()),
-        _ => Err(ApiError::forbidden("profiles are written by the app's backend (API key), or by the user itself when [auth].demo is on")),
+        _ => Err(ApiError::forbidden(
+            "profiles are written by the app's backend (API key), or by the user itself when [auth].demo is on",
+        )),
     }
 }
 
-pub async fn put_profile(State(app): AppState, Caller(p): Caller, Path(user): Path<String>, JsonBody(body): JsonBody<ProfileInput>) -> Result<Json<Value>, ApiError> {
+pub async fn put_profile(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(user): Path<String>,
+    JsonBody(body): JsonBody<ProfileInput>,
+) -> Result<Json<Value>, ApiError> {
     may_write_profile(&app, &p, &user)?;
     let profile = Profile::parse(user, body).map_err(field_error)?;
     let shown = serde_json::to_value(&profile).unwrap_or(Value::Null);
@@ -65,7 +72,11 @@ pub async fn put_profile(State(app): AppState, Caller(p): Caller, Path(user): Pa
     Ok(Json(shown))
 }
 
-pub async fn get_profile(State(app): AppState, Caller(p): Caller, Path(user): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get_profile(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(user): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let core = app.core.lock();
     let m = &core.matching;
     // A user sees its own profile and its current call partner's.
@@ -92,7 +103,11 @@ pub struct StartBody {
     user_id: Option<String>,
 }
 
-pub async fn start(State(app): AppState, Caller(p): Caller, JsonBody(body): JsonBody<StartBody>) -> Result<Response, ApiError> {
+pub async fn start(
+    State(app): AppState,
+    Caller(p): Caller,
+    JsonBody(body): JsonBody<StartBody>,
+) -> Result<Response, ApiError> {
     if matches!(&p, Principal::User { scope: Some(_), .. }) {
         return Err(ApiError::forbidden("an invitation token cannot start matching"));
     }
@@ -108,7 +123,13 @@ pub async fn start(State(app): AppState, Caller(p): Caller, JsonBody(body): Json
     let session = app
         .run(|core: &mut Core, now, change: &mut Change| {
             let Core { engine, matching } = core;
-            let req = NewSession { id: crate::app::new_id(), kind: MATCHING.into(), owner: user.clone(), metadata, ..NewSession::default() };
+            let req = NewSession {
+                id: crate::app::new_id(),
+                kind: MATCHING.into(),
+                owner: user.clone(),
+                metadata,
+                ..NewSession::default()
+            };
             let (session, _, out) = engine.create(now, req)?;
             change.absorb(out);
             // React to the superseded session first (its call ends partner_left), then enter.
@@ -119,7 +140,8 @@ pub async fn start(State(app): AppState, Caller(p): Caller, JsonBody(body): Json
             Ok::<_, ApiError>(session)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"session_id": session.id, "status": session.status, "session": session}))).into_response())
+    Ok((StatusCode::CREATED, Json(json!({"session_id": session.id, "status": session.status, "session": session})))
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -127,8 +149,13 @@ pub struct NextQuery {
     session_id: Option<String>,
 }
 
-pub async fn next(State(app): AppState, Caller(p): Caller, QueryParams(q): QueryParams<NextQuery>) -> Result<Json<Value>, ApiError> {
-    let id = q.session_id.ok_or_else(|| ApiError::invalid("session_id", "session_id is required (the matching session)"))?;
+pub async fn next(
+    State(app): AppState,
+    Caller(p): Caller,
+    QueryParams(q): QueryParams<NextQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id =
+        q.session_id.ok_or_else(|| ApiError::invalid("session_id", "session_id is required (the matching session)"))?;
     let session = crate::http::sessions::beat(&app, &p, &id)?;
     if session.kind != MATCHING {
         return Err(ApiError::invalid("session_id", "session_id must name a matching session"));
@@ -160,7 +187,11 @@ fn cancelled(s: &Session) -> bool {
     s.end_reason == Some(EndReason::PartnerLeft)
 }
 
-pub async fn get_call(State(app): AppState, Caller(p): Caller, Path(id): Path<String>) -> Result<Json<Session>, ApiError> {
+pub async fn get_call(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Session>, ApiError> {
     let s = find_call(&app, &p, &id).await?;
     if cancelled(&s) {
         return Err(ApiError::gone(&s));
@@ -171,7 +202,9 @@ pub async fn get_call(State(app): AppState, Caller(p): Caller, Path(id): Path<St
 /// Which of the call's users acts: the token's user, or `user_id` for API keys.
 fn call_member(p: &Principal, s: &Session, body_user: Option<&str>) -> Result<String, ApiError> {
     let user = match (p, body_user) {
-        (Principal::ApiKey, None) => return Err(ApiError::invalid("user_id", "user_id (one of the call's users) is required with an API key")),
+        (Principal::ApiKey, None) => {
+            return Err(ApiError::invalid("user_id", "user_id (one of the call's users) is required with an API key"))
+        }
         _ => acting_user(p, body_user)?,
     };
     if call_users(s).is_some_and(|u| u.contains(&user)) {
@@ -187,7 +220,12 @@ pub struct CallActor {
     user_id: Option<String>,
 }
 
-pub async fn join_call(State(app): AppState, Caller(p): Caller, Path(id): Path<String>, JsonBody(body): JsonBody<CallActor>) -> Result<Json<Value>, ApiError> {
+pub async fn join_call(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<CallActor>,
+) -> Result<Json<Value>, ApiError> {
     let s = find_call(&app, &p, &id).await?;
     let user = call_member(&p, &s, body.user_id.as_deref())?;
     if !s.status.is_live() {
@@ -214,7 +252,12 @@ pub async fn join_call(State(app): AppState, Caller(p): Caller, Path(id): Path<S
     })))
 }
 
-pub async fn end_call(State(app): AppState, Caller(p): Caller, Path(id): Path<String>, JsonBody(body): JsonBody<CallActor>) -> Result<Json<Session>, ApiError> {
+pub async fn end_call(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<CallActor>,
+) -> Result<Json<Session>, ApiError> {
     let s = find_call(&app, &p, &id).await?;
     call_member(&p, &s, body.user_id.as_deref())?;
     if cancelled(&s) {
@@ -259,20 +302,29 @@ pub const SIGNAL_TYPES: [&str; 3] = ["offer", "answer", "ice-candidate"];
 /// A signal's `data` is at most this many bytes of JSON (SDP offers are a few KB).
 const SIGNAL_DATA_LIMIT: usize = 32 * 1024;
 
-pub async fn post_signal(State(app): AppState, Caller(p): Caller, Path(id): Path<String>, JsonBody(body): JsonBody<SignalBody>) -> Result<Response, ApiError> {
+pub async fn post_signal(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<SignalBody>,
+) -> Result<Response, ApiError> {
     relay_signal(&app, &p, &id, body)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"accepted": true}))).into_response())
 }
 
 /// A signal from the WebSocket: `{"type":"signal","call_id","signal":{"type","data"}}`.
 pub fn relay_signal_value(app: &Arc<App>, p: &Principal, call: &str, signal: Value) -> Result<(), ApiError> {
-    let body: SignalBody = serde_json::from_value(signal).map_err(|e| ApiError::invalid("signal", format!("signal: {e}")))?;
+    let body: SignalBody =
+        serde_json::from_value(signal).map_err(|e| ApiError::invalid("signal", format!("signal: {e}")))?;
     relay_signal(app, p, call, body)
 }
 
 fn relay_signal(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Result<(), ApiError> {
     if !SIGNAL_TYPES.contains(&body.kind.as_str()) {
-        return Err(ApiError::invalid("type", format!("type must be one of offer, answer, ice-candidate, not {:?}", body.kind)));
+        return Err(ApiError::invalid(
+            "type",
+            format!("type must be one of offer, answer, ice-candidate, not {:?}", body.kind),
+        ));
     }
     let data = match body.data {
         Some(d @ Value::Object(_)) => d,
@@ -294,14 +346,19 @@ fn relay_signal(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Re
     let json_signal = signal.to_json();
     let to = core.matching.relay(call_id, &from, signal).ok_or_else(|| ApiError::not_found("call"))?;
     app.metrics.signals_relayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut draft = Draft::new("call.signal", now, session).with("signal", json_signal);
+    let mut draft = Draft::new(tether_engine::EventType::CallSignal, now, session).with("signal", json_signal);
     draft.audience = Some(vec![to]);
     // Signals are not durable: straight to the hub, in order, without waiting for a commit.
     app.hub.publish(vec![draft]);
     Ok(())
 }
 
-pub async fn drain_signals(State(app): AppState, Caller(p): Caller, Path(id): Path<String>, QueryParams(q): QueryParams<CallActor>) -> Result<Json<Value>, ApiError> {
+pub async fn drain_signals(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<CallActor>,
+) -> Result<Json<Value>, ApiError> {
     let s = find_call(&app, &p, &id).await?;
     let user = call_member(&p, &s, q.user_id.as_deref())?;
     if cancelled(&s) {
@@ -318,7 +375,12 @@ pub struct SetupBody {
     user_id: Option<String>,
 }
 
-pub async fn webrtc(State(app): AppState, Caller(p): Caller, Path(id): Path<String>, JsonBody(body): JsonBody<SetupBody>) -> Result<StatusCode, ApiError> {
+pub async fn webrtc(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<SetupBody>,
+) -> Result<StatusCode, ApiError> {
     let s = find_call(&app, &p, &id).await?;
     call_member(&p, &s, body.user_id.as_deref())?;
     observe_setup(&app, body.setup_ms)?;
@@ -355,11 +417,20 @@ pub struct DecisionBody {
     user_id: Option<String>,
 }
 
-pub async fn decision(State(app): AppState, Caller(p): Caller, JsonBody(body): JsonBody<DecisionBody>) -> Result<Json<Value>, ApiError> {
+pub async fn decision(
+    State(app): AppState,
+    Caller(p): Caller,
+    JsonBody(body): JsonBody<DecisionBody>,
+) -> Result<Json<Value>, ApiError> {
     let decision = match body.decision.as_str() {
         "skip" => Decision::Skip,
         "continue" => Decision::Continue,
-        other => return Err(ApiError::invalid("decision", format!("decision must be \"skip\" or \"continue\", not {other:?}"))),
+        other => {
+            return Err(ApiError::invalid(
+                "decision",
+                format!("decision must be \"skip\" or \"continue\", not {other:?}"),
+            ))
+        }
     };
     let rating = body
         .personality_rating
@@ -369,18 +440,25 @@ pub async fn decision(State(app): AppState, Caller(p): Caller, JsonBody(body): J
     let call = find_call(&app, &p, &body.call_id).await?;
     let user = call_member(&p, &call, body.user_id.as_deref())?;
     if call.status.is_live() {
-        return Err(ApiError::conflict("the call is still live: decide after it ends").with("call_status", Value::from(call.status.as_str())));
+        return Err(ApiError::conflict("the call is still live: decide after it ends")
+            .with("call_status", Value::from(call.status.as_str())));
     }
     if call.activated_at.is_none() {
-        return Err(ApiError::conflict("the call never became active: no decision is owed, both users are back in the pool"));
+        return Err(ApiError::conflict(
+            "the call never became active: no decision is owed, both users are back in the pool",
+        ));
     }
     let call_id = body.call_id.clone();
     let mutual = app
         .run(|core: &mut Core, now, change: &mut Change| {
             let Core { engine, matching } = core;
             matching.decide(now, &user, &call_id, decision, rating, engine, change).map_err(|e| match e {
-                DecisionError::NotOwed => ApiError::conflict("no decision is owed on this call any more (its decision window passed)"),
-                DecisionError::AlreadyDecided(d) => ApiError::conflict(format!("you already decided {d:?} on this call")),
+                DecisionError::NotOwed => {
+                    ApiError::conflict("no decision is owed on this call any more (its decision window passed)")
+                }
+                DecisionError::AlreadyDecided(d) => {
+                    ApiError::conflict(format!("you already decided {d:?} on this call"))
+                }
                 DecisionError::Invalid(field, msg) => ApiError::invalid(&field, msg),
             })
         })
@@ -393,7 +471,11 @@ pub struct MatchesQuery {
     user_id: Option<String>,
 }
 
-pub async fn matches(State(app): AppState, Caller(p): Caller, QueryParams(q): QueryParams<MatchesQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn matches(
+    State(app): AppState,
+    Caller(p): Caller,
+    QueryParams(q): QueryParams<MatchesQuery>,
+) -> Result<Json<Value>, ApiError> {
     let user = acting_user(&p, q.user_id.as_deref())?;
     let core = app.core.lock();
     let list: Vec<Value> = core
@@ -417,10 +499,16 @@ pub struct BlockBody {
     by: Option<String>,
 }
 
-pub async fn block(State(app): AppState, Caller(p): Caller, JsonBody(body): JsonBody<BlockBody>) -> Result<Json<Value>, ApiError> {
+pub async fn block(
+    State(app): AppState,
+    Caller(p): Caller,
+    JsonBody(body): JsonBody<BlockBody>,
+) -> Result<Json<Value>, ApiError> {
     // The blocker is `by` here (`user_id` names the blocked user): say so in errors.
     let me = acting_user(&p, body.by.as_deref()).map_err(|e| match e.status {
-        StatusCode::UNPROCESSABLE_ENTITY => ApiError::invalid("by", e.detail.replace("user_id", "by (the user who blocks)")),
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            ApiError::invalid("by", e.detail.replace("user_id", "by (the user who blocks)"))
+        }
         _ => e,
     })?;
     let other = body.user_id.trim().to_string();

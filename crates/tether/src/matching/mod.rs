@@ -27,7 +27,7 @@ use crate::store::{Store, StoreError, StoreWrite};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use tether_engine::kind::{CALL, MATCHING};
-use tether_engine::{EndReason, Engine, Millis, NewSession, Session};
+use tether_engine::{EndReason, Engine, EventType, Millis, NewSession, Session};
 use tether_match::{ExclusionKind, Pairing, Pool, Preferences, PreferencesInput, Profile, ProfileInput};
 
 pub const PROFILES: &str = "profiles";
@@ -128,7 +128,11 @@ impl Matching {
     /// and matches from their documents; live calls from the engine's call
     /// sessions; users of live matching sessions go back to the pool on the
     /// first tick (decisions owed before the restart are forgiven).
-    pub fn restore(store: &dyn Store, engine: &Engine, metrics: std::sync::Arc<Metrics>) -> Result<Matching, StoreError> {
+    pub fn restore(
+        store: &dyn Store,
+        engine: &Engine,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Result<Matching, StoreError> {
         let mut m = Matching {
             metrics,
             pool: Pool::new(),
@@ -143,7 +147,10 @@ impl Matching {
             pending_free: Vec::new(),
         };
         for (user, value) in store.docs(PROFILES)? {
-            match serde_json::from_str::<ProfileInput>(&value).map_err(|e| e.to_string()).and_then(|i| Profile::parse(user.clone(), i).map_err(|e| e.to_string())) {
+            match serde_json::from_str::<ProfileInput>(&value)
+                .map_err(|e| e.to_string())
+                .and_then(|i| Profile::parse(user.clone(), i).map_err(|e| e.to_string()))
+            {
                 Ok(p) => m.pool.upsert_profile(p),
                 Err(e) => tracing::warn!(user, error = %e, "skipping unreadable profile"),
             }
@@ -217,7 +224,13 @@ impl Matching {
         self.matches
             .iter()
             .filter_map(|m| {
-                let other = if m.users[0] == user { &m.users[1] } else if m.users[1] == user { &m.users[0] } else { return None };
+                let other = if m.users[0] == user {
+                    &m.users[1]
+                } else if m.users[1] == user {
+                    &m.users[0]
+                } else {
+                    return None;
+                };
                 Some((other.clone(), m.matched_at))
             })
             .collect()
@@ -263,7 +276,15 @@ impl Matching {
 
     /// A user's new matching session: it enters the pool (the engine already
     /// ended its previous one, and [`Matching::settle`] took that one's call down).
-    pub fn enter(&mut self, now: Millis, user: &str, session_id: &str, prefs: Preferences, engine: &mut Engine, change: &mut Change) {
+    pub fn enter(
+        &mut self,
+        now: Millis,
+        user: &str,
+        session_id: &str,
+        prefs: Preferences,
+        engine: &mut Engine,
+        change: &mut Change,
+    ) {
         if let Some((_, at)) = self.owing.remove(user) {
             self.decision_deadlines.remove(&(at, user.to_string()));
         }
@@ -312,22 +333,38 @@ impl Matching {
         let ended = self.ended_calls.get_mut(call_id).ok_or(DecisionError::NotOwed)?;
         let partner = ended.users.iter().find(|u| u.as_str() != user).cloned().ok_or(DecisionError::NotOwed)?;
         if let Some(previous) = ended.decisions.get(user) {
-            return if *previous == decision { Ok(false) } else { Err(DecisionError::AlreadyDecided(previous.as_str())) };
+            return if *previous == decision {
+                Ok(false)
+            } else {
+                Err(DecisionError::AlreadyDecided(previous.as_str()))
+            };
         }
         if let Some(r) = rating {
             self.pool.record_rating(&partner, r).map_err(|e| DecisionError::Invalid(e.field, e.message))?;
-            change.writes.push(doc(RATINGS, format!("{call_id}:{user}"), &json!({"rated": partner, "by": user, "rating": r})));
+            change.writes.push(doc(
+                RATINGS,
+                format!("{call_id}:{user}"),
+                &json!({"rated": partner, "by": user, "rating": r}),
+            ));
         }
         ended.decisions.insert(user.to_string(), decision);
         self.metrics.decisions.inc(format!("decision=\"{}\"", decision.as_str()), 1);
         let mutual = decision == Decision::Continue && ended.decisions.get(&partner) == Some(&Decision::Continue);
         if mutual {
             let session = ended.session.clone();
-            let mm = MutualMatch { users: [user.to_string(), partner.clone()], call_id: call_id.to_string(), matched_at: now };
-            change.writes.push(doc(MATCHES, pair_key(user, &partner), &serde_json::to_value(&mm).unwrap_or(Value::Null)));
+            let mm = MutualMatch {
+                users: [user.to_string(), partner.clone()],
+                call_id: call_id.to_string(),
+                matched_at: now,
+            };
+            change.writes.push(doc(
+                MATCHES,
+                pair_key(user, &partner),
+                &serde_json::to_value(&mm).unwrap_or(Value::Null),
+            ));
             self.matches.push(mm);
             for (me, other) in [(user, partner.as_str()), (partner.as_str(), user)] {
-                let mut d = Draft::new("match.mutual", now, session.clone()).with("match", json!({"call_id": call_id, "user_id": other, "name": self.pool.profile(other).map(|p| p.name().to_string()), "matched_at": tether_engine::time::format_rfc3339(now)}));
+                let mut d = Draft::new(EventType::MatchMutual, now, session.clone()).with("match", json!({"call_id": call_id, "user_id": other, "name": self.pool.profile(other).map(|p| p.name().to_string()), "matched_at": tether_engine::time::format_rfc3339(now)}));
                 d.audience = Some(vec![me.to_string()]);
                 change.events.push(d);
             }
@@ -352,15 +389,19 @@ impl Matching {
             change.settled += 1;
             let (event_type, session) = (e.event_type, e.session.clone());
             match (event_type, session.kind.as_str()) {
-                ("session.ended", MATCHING) => self.matching_ended(now, &session, engine, change),
-                ("session.activated", CALL) => {
+                (EventType::Ended, MATCHING) => self.matching_ended(now, &session, engine, change),
+                (EventType::Activated, CALL) => {
                     if let Some([a, b]) = call_users(&session) {
                         self.pool.exclude_pair(&a, &b);
-                        change.writes.push(doc(EXCLUSIONS, pair_key(&a, &b), &json!({"kind": "had_call", "call_id": session.id})));
+                        change.writes.push(doc(
+                            EXCLUSIONS,
+                            pair_key(&a, &b),
+                            &json!({"kind": "had_call", "call_id": session.id}),
+                        ));
                         self.metrics.call_outcomes.inc("outcome=\"activated\"".into(), 1);
                     }
                 }
-                ("session.ended", CALL) => self.call_ended(now, &session, engine, change),
+                (EventType::Ended, CALL) => self.call_ended(now, &session, engine, change),
                 _ => {}
             }
         }
@@ -376,7 +417,9 @@ impl Matching {
             self.decision_deadlines.remove(&(at, user.clone()));
         }
         if let Some(call) = self.in_call.get(user).cloned() {
-            if let Ok((_, out)) = engine.end(now, &call, EndReason::PartnerLeft, Some(format!("{user}'s matching session ended"))) {
+            if let Ok((_, out)) =
+                engine.end(now, &call, EndReason::PartnerLeft, Some(format!("{user}'s matching session ended")))
+            {
                 change.absorb(out);
             }
         }
@@ -397,14 +440,18 @@ impl Matching {
         };
         self.metrics.call_outcomes.inc(format!("outcome=\"{outcome}\""), 1);
         if session.activated_at.is_some() {
-            let timeout = engine.kinds().get(MATCHING).and_then(|k| k.decision_timeout).map(|d| d.millis()).unwrap_or(30_000);
+            let timeout =
+                engine.kinds().get(MATCHING).and_then(|k| k.decision_timeout).map(|d| d.millis()).unwrap_or(30_000);
             for u in &call.users {
                 let at = now + timeout;
                 self.owing.insert(u.clone(), (session.id.clone(), at));
                 self.decision_deadlines.insert((at, u.clone()));
             }
             self.ended_expiry.insert((now + timeout, session.id.clone()));
-            self.ended_calls.insert(session.id.clone(), EndedCall { users: call.users.clone(), session: session.clone(), decisions: HashMap::new() });
+            self.ended_calls.insert(
+                session.id.clone(),
+                EndedCall { users: call.users.clone(), session: session.clone(), decisions: HashMap::new() },
+            );
         } else {
             for u in &call.users {
                 self.make_free(now, u, engine, change);
@@ -437,7 +484,14 @@ impl Matching {
             "matching_sessions": {p.a.clone(): p.a_session, p.b.clone(): p.b_session},
             "compatibility_score": p.score,
         });
-        let req = NewSession { id: id.clone(), kind: CALL.into(), owner: p.a.clone(), metadata, members: vec![p.a.clone(), p.b.clone()], ..NewSession::default() };
+        let req = NewSession {
+            id: id.clone(),
+            kind: CALL.into(),
+            owner: p.a.clone(),
+            metadata,
+            members: vec![p.a.clone(), p.b.clone()],
+            ..NewSession::default()
+        };
         let (session, _, out) = match engine.create(now, req) {
             Ok(r) => r,
             Err(e) => {
@@ -452,10 +506,12 @@ impl Matching {
                 self.metrics.time_to_pair.observe((now - since) as f64 / 1000.0);
             }
         }
-        self.calls.insert(id.clone(), LiveCall { users: [p.a.clone(), p.b.clone()], score: p.score, queues: HashMap::new() });
+        self.calls
+            .insert(id.clone(), LiveCall { users: [p.a.clone(), p.b.clone()], score: p.score, queues: HashMap::new() });
         self.metrics.pairs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for (me, other) in [(&p.a, &p.b), (&p.b, &p.a)] {
-            let mut d = Draft::new("match.found", now, session.clone()).with("match", self.match_info(&id, other, p.score));
+            let mut d = Draft::new(EventType::MatchFound, now, session.clone())
+                .with("match", self.match_info(&id, other, p.score));
             d.audience = Some(vec![me.clone()]);
             change.events.push(d);
         }

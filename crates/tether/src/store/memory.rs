@@ -77,10 +77,7 @@ impl Store for MemoryStore {
 
     fn docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError> {
         let g = self.inner.lock();
-        Ok(g.docs
-            .get(collection)
-            .map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default())
+        Ok(g.docs.get(collection).map(|c| c.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default())
     }
 
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {

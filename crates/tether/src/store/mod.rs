@@ -35,7 +35,11 @@ impl From<rusqlite::Error> for StoreError {
 pub enum StoreWrite {
     Engine(Write),
     /// Upsert (`Some`) or delete (`None`) a JSON document in a collection.
-    Doc { collection: &'static str, key: String, value: Option<String> },
+    Doc {
+        collection: &'static str,
+        key: String,
+        value: Option<String>,
+    },
 }
 
 /// Which sessions `GET /v1/sessions` lists.

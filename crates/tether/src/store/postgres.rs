@@ -202,7 +202,11 @@ impl Link {
         }
         if self.conn.is_none() {
             let client = self.target.config.connect(NoTls).map_err(|e| {
-                StoreError::Backend(format!("cannot connect to PostgreSQL ({}): {}", describe_target(&self.target), pg_message(&e)))
+                StoreError::Backend(format!(
+                    "cannot connect to PostgreSQL ({}): {}",
+                    describe_target(&self.target),
+                    pg_message(&e)
+                ))
             })?;
             let mut conn = Conn { client, stmts: HashMap::new() };
             self.setup(&mut conn)?;
@@ -216,7 +220,8 @@ impl Link {
         let c = &mut conn.client;
         if let Some(schema) = &self.target.schema {
             if self.role == Role::Writer {
-                let exists: bool = c.query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[schema])?.get(0);
+                let exists: bool =
+                    c.query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[schema])?.get(0);
                 if !exists {
                     c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))?;
                 }
@@ -235,11 +240,15 @@ impl Link {
         let sync: String = c.query_one("SHOW synchronous_commit", &[])?.get(0);
         if sync == "off" {
             c.batch_execute("SET synchronous_commit = on")?;
-            tracing::info!("PostgreSQL store: synchronous_commit was off for this role/database; the writer turns it on");
+            tracing::info!(
+                "PostgreSQL store: synchronous_commit was off for this role/database; the writer turns it on"
+            );
         }
         let fsync: String = c.query_one("SHOW fsync", &[])?.get(0);
         if fsync != "on" {
-            tracing::warn!("PostgreSQL runs with fsync={fsync}: acknowledged changes may not survive a crash of the database host");
+            tracing::warn!(
+                "PostgreSQL runs with fsync={fsync}: acknowledged changes may not survive a crash of the database host"
+            );
         }
         self.take_lock(c, &current)?;
         c.batch_execute(SCHEMA)?;
@@ -497,7 +506,8 @@ impl PostgresStore {
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
         let target = parse_url(url)?;
         let writer = Worker::start(target.clone(), Role::Writer)?;
-        let schema: String = writer.call(|c| Ok(c.client.query_one("SELECT current_schema()", &[])?.get::<_, String>(0)))?;
+        let schema: String =
+            writer.call(|c| Ok(c.client.query_one("SELECT current_schema()", &[])?.get::<_, String>(0)))?;
         let reader = Worker::start(target.clone(), Role::Reader)?;
         let description = format!("{} schema {schema} (single node, synchronous commit)", describe_target(&target));
         tracing::warn!(
@@ -523,11 +533,19 @@ impl Store for PostgresStore {
             let live = c.prepared("SELECT record FROM sessions WHERE status <> 'ended'")?;
             let invites = c.prepared("SELECT record FROM invites")?;
             // One snapshot for both, so an invite never outlives its session's row.
-            let mut tx = c.client.build_transaction().read_only(true).isolation_level(::postgres::IsolationLevel::RepeatableRead).start()?;
+            let mut tx = c
+                .client
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+                .start()?;
             let sessions =
                 tx.query(&live, &[])?.iter().map(|r| from_json::<Session>(r.get(0))).collect::<Result<Vec<_>, _>>()?;
-            let invites =
-                tx.query(&invites, &[])?.iter().map(|r| from_json::<Invite>(r.get(0))).collect::<Result<Vec<_>, _>>()?;
+            let invites = tx
+                .query(&invites, &[])?
+                .iter()
+                .map(|r| from_json::<Invite>(r.get(0)))
+                .collect::<Result<Vec<_>, _>>()?;
             tx.commit()?;
             Ok((sessions, invites))
         })
@@ -665,7 +683,8 @@ mod tests {
 
     #[test]
     fn schema_option_is_stripped_and_the_rest_kept() {
-        let t = parse_url("postgres://u:secret@db.example:5433/app?schema=t%20x&connect_timeout=3&application_name=a").unwrap();
+        let t = parse_url("postgres://u:secret@db.example:5433/app?schema=t%20x&connect_timeout=3&application_name=a")
+            .unwrap();
         assert_eq!(t.schema.as_deref(), Some("t x"));
         assert_eq!(t.config.get_connect_timeout(), Some(&Duration::from_secs(3)));
         assert_eq!(t.config.get_application_name(), Some("a"));

@@ -55,7 +55,8 @@ impl SqliteStore {
     pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = std::path::Path::new(path).parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
             }
         }
         let writer = connect(path)?;
@@ -104,7 +105,14 @@ impl Store for SqliteStore {
             for w in writes {
                 match w {
                     StoreWrite::Engine(Write::Session(s)) => {
-                        upsert.execute(params![s.id, s.kind, s.user_id, s.status.as_str(), s.ended_at, to_json(&**s)?])?;
+                        upsert.execute(params![
+                            s.id,
+                            s.kind,
+                            s.user_id,
+                            s.status.as_str(),
+                            s.ended_at,
+                            to_json(&**s)?
+                        ])?;
                     }
                     StoreWrite::Engine(Write::Invite(i)) => {
                         tx.execute(

@@ -39,7 +39,10 @@ async fn bad_bodies_are_clear_problems() {
     names_field(&app.post("/v1/sessions", Some(&u), json!({"kind": "plain", "metadata": "x"})).await, "metadata");
     names_field(&app.post("/v1/sessions", Some(&u), json!({"kind": "plain", "parent_id": 7})).await, "parent_id");
     names_field(&app.post("/v1/sessions", Some(&u), json!({"kind": "plain", "parent_id": "nope"})).await, "parent_id");
-    names_field(&app.post("/v1/sessions", Some(&u), json!({"kind": "plain", "on_conflict": true})).await, "on_conflict");
+    names_field(
+        &app.post("/v1/sessions", Some(&u), json!({"kind": "plain", "on_conflict": true})).await,
+        "on_conflict",
+    );
     names_field(&app.post("/v1/sessions", Some(&u), json!({"kind": "plain", "colour": "red"})).await, "colour");
     names_field(&app.post("/v1/sessions", Some(API_KEY), json!({"kind": "plain"})).await, "user_id");
     names_field(&app.post("/v1/sessions", Some(API_KEY), json!({"kind": "plain", "user_id": 42})).await, "user_id");
@@ -53,8 +56,15 @@ async fn bad_bodies_are_clear_problems() {
     names_field(&app.post(&format!("/v1/sessions/{s}/invites"), Some(&u), json!({"ttl": "5x"})).await, "ttl");
     names_field(&app.post(&format!("/v1/sessions/{s}/invites"), Some(&u), json!({"ttl": 60})).await, "ttl");
     names_field(&app.post(&format!("/v1/sessions/{s}/invites"), Some(&u), json!({"ttl": "0s"})).await, "ttl");
-    names_field(&app.post(&format!("/v1/sessions/{s}/participants"), Some(API_KEY), json!({"user_id": "x", "name": ["a"]})).await, "name");
-    names_field(&app.post(&format!("/v1/sessions/{s}/participants"), Some(API_KEY), json!({"name": "no user"})).await, "user_id");
+    names_field(
+        &app.post(&format!("/v1/sessions/{s}/participants"), Some(API_KEY), json!({"user_id": "x", "name": ["a"]}))
+            .await,
+        "name",
+    );
+    names_field(
+        &app.post(&format!("/v1/sessions/{s}/participants"), Some(API_KEY), json!({"name": "no user"})).await,
+        "user_id",
+    );
     names_field(&app.post("/v1/invites/whatever/join", None, json!({"name": 1})).await, "name");
     let r = app.post_raw("/v1/invites/whatever/join", None, "application/json", "{".to_string()).await;
     r.expect(400);
@@ -92,7 +102,11 @@ async fn bad_query_params_and_routes() {
 
     // Bad Last-Event-ID.
     let r = app
-        .send("GET", "/v1/events", app.req(Method::GET, "/v1/events", Some(API_KEY)).header("Last-Event-ID", "yesterday"))
+        .send(
+            "GET",
+            "/v1/events",
+            app.req(Method::GET, "/v1/events", Some(API_KEY)).header("Last-Event-ID", "yesterday"),
+        )
         .await;
     names_field(&r, "Last-Event-ID");
 

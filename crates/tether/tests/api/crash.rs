@@ -11,26 +11,43 @@ async fn sigkill_restart_keeps_sessions_and_regrants_idle() {
 
     // History: ended sessions with different reasons.
     let ended = app.start_for("u-ended", "plain").await;
-    app.post(&format!("/v1/sessions/{}/end", id_of(&ended)), Some(API_KEY), json!({"reason": "done"})).await.expect(200);
+    app.post(&format!("/v1/sessions/{}/end", id_of(&ended)), Some(API_KEY), json!({"reason": "done"}))
+        .await
+        .expect(200);
     let old_swipe = app.start_for("u-swipe", "swipe").await;
     let new_swipe = app.start_for("u-swipe", "swipe").await;
     let parent = app.start_for("u-parent", "job").await;
-    let child = app.start_session(API_KEY, json!({"kind": "chat", "user_id": "u-parent", "parent_id": id_of(&parent)})).await["session"].clone();
+    let child = app
+        .start_session(API_KEY, json!({"kind": "chat", "user_id": "u-parent", "parent_id": id_of(&parent)}))
+        .await["session"]
+        .clone();
     app.post(&format!("/v1/sessions/{}/end", id_of(&parent)), Some(API_KEY), json!({})).await.expect(200);
     let another = app.start_for("u-another", "plain").await;
 
     // Live sessions, acknowledged one after the other right up to the kill.
     let mut live = Vec::new();
     for i in 0..15 {
-        let s = app.start_session(API_KEY, json!({"kind": "plain", "user_id": format!("u{i}"), "metadata": {"n": i}})).await;
+        let s = app
+            .start_session(API_KEY, json!({"kind": "plain", "user_id": format!("u{i}"), "metadata": {"n": i}}))
+            .await;
         live.push(s["session"].clone());
     }
     let waiting = app.start_for("u-request", "request").await; // waiting_timeout 700ms
     let idle = app.start_for("u-idle", "brief").await; // idle_timeout 1s
     let capped = app.start_for("u-capped", "capped").await; // max_duration 3s
-    let joined = app.post(&format!("/v1/sessions/{}/participants", id_of(&live[0])), Some(API_KEY), json!({"user_id": "guest", "name": "G"})).await;
+    let joined = app
+        .post(
+            &format!("/v1/sessions/{}/participants", id_of(&live[0])),
+            Some(API_KEY),
+            json!({"user_id": "guest", "name": "G"}),
+        )
+        .await;
     live[0] = joined.expect(201).clone();
-    let invite = app.post(&format!("/v1/sessions/{}/invites", id_of(&live[1])), Some(API_KEY), json!({})).await.expect(201).clone();
+    let invite = app
+        .post(&format!("/v1/sessions/{}/invites", id_of(&live[1])), Some(API_KEY), json!({}))
+        .await
+        .expect(201)
+        .clone();
     let last = app.start_for("u-last", "plain").await;
     live.push(last);
 
@@ -59,7 +76,18 @@ async fn sigkill_restart_keeps_sessions_and_regrants_idle() {
     }
     for s in live.iter().chain([&new_swipe, &another]) {
         let now = app.session(&id_of(s)).await;
-        for field in ["id", "kind", "user_id", "status", "created_at", "activated_at", "metadata", "parent_id", "ended_at", "end_reason"] {
+        for field in [
+            "id",
+            "kind",
+            "user_id",
+            "status",
+            "created_at",
+            "activated_at",
+            "metadata",
+            "parent_id",
+            "ended_at",
+            "end_reason",
+        ] {
             assert_eq!(now[field], s[field], "{field} of {}", id_of(s));
         }
         assert_eq!(now["participants"].as_array().unwrap().len(), s["participants"].as_array().unwrap().len(), "{now}");
@@ -83,7 +111,11 @@ async fn sigkill_restart_keeps_sessions_and_regrants_idle() {
     let e = events.wait_event(ms(4000), "session.ended", &id_of(&idle)).await;
     assert_eq!(e.reason(), "idle_timeout");
     let ended_at = ts(&e.data["session"]["ended_at"]);
-    assert!(ended_at - restart_at >= 1000 - 50, "ended {} ms after restart, before its idle timeout passed again", ended_at - restart_at);
+    assert!(
+        ended_at - restart_at >= 1000 - 50,
+        "ended {} ms after restart, before its idle timeout passed again",
+        ended_at - restart_at
+    );
     assert!(ended_at - app.spawned_at <= 1000 + 1500, "ended {} ms after restart", ended_at - app.spawned_at);
 
     let c = events.wait_event(ms(4000), "session.ended", &id_of(&capped)).await;
@@ -105,7 +137,13 @@ async fn every_acknowledged_start_survives_sigkill() {
         let client = app.client.clone();
         let url = app.url("/v1/sessions");
         tasks.push(tokio::spawn(async move {
-            let r = client.post(url).bearer_auth(API_KEY).json(&json!({"kind": "plain", "user_id": format!("burst{i}")})).send().await.unwrap();
+            let r = client
+                .post(url)
+                .bearer_auth(API_KEY)
+                .json(&json!({"kind": "plain", "user_id": format!("burst{i}")}))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status().as_u16(), 201);
             r.json::<Value>().await.unwrap()["session"]["id"].as_str().unwrap().to_string()
         }));

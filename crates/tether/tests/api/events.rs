@@ -24,7 +24,8 @@ async fn sse_last_event_id_resumes_missed_events() {
 
     let mut resumed = app.sse(API_KEY, "", Some(last_id)).await;
     let e = resumed.wait_event(ms(2000), "participant.joined", &s2).await;
-    let got: Vec<(String, String)> = resumed.seen.iter().map(|e| (e.event.clone(), e.session_id().to_string())).collect();
+    let got: Vec<(String, String)> =
+        resumed.seen.iter().map(|e| (e.event.clone(), e.session_id().to_string())).collect();
     let want: Vec<(String, String)> = [
         ("session.ended", &s1),
         ("session.started", &other),
@@ -85,9 +86,13 @@ async fn websocket_receives_the_same_events_as_sse() {
     wes_ws.events.wait_event(ms(3000), "session.ended", &s).await;
     let from_sse: Vec<_> = sse.seen.iter().map(|e| e.data.clone()).collect();
     let from_ws: Vec<_> = ws.events.seen.iter().filter(|e| e.event != "pong").map(|e| e.data.clone()).collect();
-    let from_user_ws: Vec<_> = wes_ws.events.seen.iter().filter(|e| e.event != "pong").map(|e| e.data.clone()).collect();
+    let from_user_ws: Vec<_> =
+        wes_ws.events.seen.iter().filter(|e| e.event != "pong").map(|e| e.data.clone()).collect();
     let types: Vec<&str> = from_sse.iter().map(|d| d["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["session.started", "session.activated", "participant.joined", "session.completing", "session.ended"]);
+    assert_eq!(
+        types,
+        ["session.started", "session.activated", "participant.joined", "session.completing", "session.ended"]
+    );
     assert_eq!(from_ws, from_sse, "the WebSocket carries the same events");
     assert_eq!(from_user_ws, from_sse, "the owner's WebSocket too");
 }

@@ -218,7 +218,12 @@ pub fn check_answer(method: &str, path: &str, r: &Resp) {
         for field in ["type", "title", "detail"] {
             assert!(r.body[field].is_string(), "{method} {path}: problem lacks {field}: {}", r.text);
         }
-        assert_eq!(r.body["status"].as_u64(), Some(r.status.as_u16() as u64), "{method} {path}: problem status: {}", r.text);
+        assert_eq!(
+            r.body["status"].as_u64(),
+            Some(r.status.as_u16() as u64),
+            "{method} {path}: problem status: {}",
+            r.text
+        );
     }
 }
 
@@ -249,8 +254,17 @@ impl TestApp {
         std::fs::write(&cfg, config).unwrap();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
         let stream_client = reqwest::Client::builder().build().unwrap();
-        let mut app =
-            TestApp { base: String::new(), host: String::new(), child: None, dir, db, config: cfg, client, stream_client, spawned_at: 0 };
+        let mut app = TestApp {
+            base: String::new(),
+            host: String::new(),
+            child: None,
+            dir,
+            db,
+            config: cfg,
+            client,
+            stream_client,
+            spawned_at: 0,
+        };
         app.spawn().await;
         app
     }
@@ -368,12 +382,8 @@ impl TestApp {
     pub async fn send(&self, method: &str, path: &str, b: reqwest::RequestBuilder) -> Resp {
         let r = b.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
         let status = r.status();
-        let content_type = r
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let content_type =
+            r.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         let resp = Resp { status, content_type, text, body };
@@ -408,7 +418,13 @@ impl TestApp {
     }
 
     /// POST with a raw body and content type.
-    pub async fn post_raw(&self, path: &str, token: Option<&str>, content_type: &str, body: impl Into<reqwest::Body>) -> Resp {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Resp {
         let b = self.req(Method::POST, path, token).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
         self.send("POST", path, b).await
     }
@@ -697,7 +713,10 @@ pub struct Ws {
 
 impl Ws {
     pub async fn send(&mut self, v: Value) {
-        self.sink.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into())).await.expect("WebSocket send");
+        self.sink
+            .send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into()))
+            .await
+            .expect("WebSocket send");
     }
 
     /// Ping → pong: everything sent before has been handled, and the server's
@@ -712,10 +731,9 @@ impl Ws {
         let _ = self.sink.send(tokio_tungstenite::tungstenite::Message::Close(None)).await;
         let _ = self.sink.close().await;
         // The reader task ends when the server's close frame (or EOF) arrives.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Some(_e) = self.events.rx.recv().await {}
-        })
-        .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), async { while let Some(_e) = self.events.rx.recv().await {} })
+                .await;
     }
 }
 

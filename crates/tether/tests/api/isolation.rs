@@ -23,7 +23,8 @@ fn session_endpoints(id: &str) -> Vec<(Method, String, Option<Value>)> {
 async fn another_users_session_is_404_everywhere() {
     let app = TestApp::start().await;
     let (alice, bob) = (user_token("alice"), user_token("bob"));
-    let a = app.start_session(&alice, json!({"kind": "plain", "metadata": {"secret": "alice's"}})).await["session"].clone();
+    let a =
+        app.start_session(&alice, json!({"kind": "plain", "metadata": {"secret": "alice's"}})).await["session"].clone();
     let a_id = id_of(&a);
     let b_id = id_of(&app.start_session(&bob, json!({"kind": "plain"})).await["session"]);
 
@@ -33,9 +34,15 @@ async fn another_users_session_is_404_everywhere() {
         // Exactly like a session that does not exist.
         let missing_path = path.replace(&a_id, "0190aaaa-0000-7000-8000-000000000000");
         let m = app.call(method.clone(), &missing_path, Some(&bob), body).await;
-        assert_eq!((m.status, m.body["title"].clone(), m.body["detail"].clone()), (r.status, r.body["title"].clone(), r.body["detail"].clone()), "{method} {path}");
+        assert_eq!(
+            (m.status, m.body["title"].clone(), m.body["detail"].clone()),
+            (r.status, r.body["title"].clone(), r.body["detail"].clone()),
+            "{method} {path}"
+        );
     }
-    let beacon = app.post_raw(&format!("/v1/sessions/{a_id}/beacon"), None, "text/plain", json!({"token": bob}).to_string()).await;
+    let beacon = app
+        .post_raw(&format!("/v1/sessions/{a_id}/beacon"), None, "text/plain", json!({"token": bob}).to_string())
+        .await;
     assert_eq!(beacon.status.as_u16(), 404, "beacon with bob's token: {}", beacon.text);
     // Acting for another user is refused.
     let r = app.post("/v1/sessions", Some(&bob), json!({"kind": "plain", "user_id": "alice"})).await;
@@ -61,7 +68,11 @@ async fn another_users_session_is_404_everywhere() {
 
     // An invite guest sees only its session.
     let inv = app.post(&format!("/v1/sessions/{a_id}/invites"), Some(&alice), json!({})).await.expect(201).clone();
-    let join = app.post(&format!("/v1/invites/{}/join", inv["token"].as_str().unwrap()), None, json!({})).await.expect(201).clone();
+    let join = app
+        .post(&format!("/v1/invites/{}/join", inv["token"].as_str().unwrap()), None, json!({}))
+        .await
+        .expect(201)
+        .clone();
     let guest = join["token"].as_str().unwrap();
     app.get(&format!("/v1/sessions/{a_id}"), Some(guest)).await.expect(200);
     app.get(&format!("/v1/sessions/{b_id}"), Some(guest)).await.expect(404);
@@ -94,7 +105,12 @@ async fn another_users_events_are_never_delivered() {
         stream.wait_event(ms(3000), "session.ended", &b).await;
         let lifecycle: Vec<&Event> = stream.seen.iter().filter(|e| e.event != "pong").collect();
         let types: Vec<&str> = lifecycle.iter().map(|e| e.event.as_str()).collect();
-        assert_eq!(types, vec!["session.started", "session.activated", "session.ended"], "{name}: {:?}", stream.summary());
+        assert_eq!(
+            types,
+            vec!["session.started", "session.activated", "session.ended"],
+            "{name}: {:?}",
+            stream.summary()
+        );
         assert!(lifecycle.iter().all(|e| e.session_id() == b), "{name} leaked: {:?}", stream.summary());
     }
 
@@ -110,7 +126,9 @@ async fn another_users_events_are_never_delivered() {
 async fn admin_needs_api_key_and_bad_tokens_are_401() {
     let app = TestApp::start().await;
     let bob = user_token("bob");
-    for (method, path) in [(Method::GET, "/v1/admin/health"), (Method::GET, "/v1/admin/cleanup"), (Method::POST, "/v1/admin/cleanup")] {
+    for (method, path) in
+        [(Method::GET, "/v1/admin/health"), (Method::GET, "/v1/admin/cleanup"), (Method::POST, "/v1/admin/cleanup")]
+    {
         let r = app.call(method.clone(), path, Some(&bob), None).await;
         assert_eq!(r.status.as_u16(), 403, "{method} {path} with a user token: {}", r.text);
         let r = app.call(method.clone(), path, Some(API_KEY), None).await;
@@ -150,7 +168,13 @@ async fn admin_needs_api_key_and_bad_tokens_are_401() {
     app.get(&format!("/v1/events?token={forged}"), None).await.expect(401);
     app.get(&format!("/v1/sessions/{s}?token={bob}"), None).await.expect(401);
     // Wrong scheme.
-    let r = app.send("GET", "/v1/sessions", app.req(Method::GET, "/v1/sessions", None).header("Authorization", format!("Basic {bob}"))).await;
+    let r = app
+        .send(
+            "GET",
+            "/v1/sessions",
+            app.req(Method::GET, "/v1/sessions", None).header("Authorization", format!("Basic {bob}")),
+        )
+        .await;
     r.expect(401);
     // The session is untouched by all that.
     assert_eq!(app.session(&s).await["status"], "active");

@@ -28,7 +28,10 @@ async fn health_ready_metrics_admin() {
     assert_eq!(metric_value(&text, "tether_sessions_live{kind=\"plain\",status=\"active\"}"), Some(1.0), "{text}");
     assert!(text.contains("tether_expiry_lateness_seconds"), "{text}");
     assert_eq!(metric_value(&text, "tether_expiry_lateness_seconds_count"), Some(1.0), "{text}");
-    assert!(metric_value(&text, "tether_sessions_ended_total{kind=\"late\",reason=\"idle_timeout\"}") == Some(1.0), "{text}");
+    assert!(
+        metric_value(&text, "tether_sessions_ended_total{kind=\"late\",reason=\"idle_timeout\"}") == Some(1.0),
+        "{text}"
+    );
 
     let h = app.get("/v1/admin/health", Some(API_KEY)).await.expect(200).clone();
     assert!(h["health"] == "healthy" || h["health"] == "degraded", "{h}");

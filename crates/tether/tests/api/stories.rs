@@ -150,7 +150,13 @@ async fn waiting_request_times_out_and_customer_can_start_again() {
     assert_eq!(r2["session"]["status"], "waiting");
 
     // A mechanic accepting reaches the quorum.
-    let joined = app.post(&format!("/v1/sessions/{r2_id}/participants"), Some(API_KEY), json!({"user_id": "mechanic-mo", "name": "Mo"})).await;
+    let joined = app
+        .post(
+            &format!("/v1/sessions/{r2_id}/participants"),
+            Some(API_KEY),
+            json!({"user_id": "mechanic-mo", "name": "Mo"}),
+        )
+        .await;
     let joined = joined.expect(201);
     assert_eq!(joined["status"], "active");
     assert!(joined["activated_at"].is_string());
@@ -206,15 +212,27 @@ async fn room_lives_while_any_participant_heartbeats() {
     let room = app.start_session(&olga, json!({"kind": "room", "name": "Olga"})).await["session"].clone();
     let room_id = id_of(&room);
 
-    let joined = app.post(&format!("/v1/sessions/{room_id}/participants"), Some(API_KEY), json!({"user_id": "pete", "name": "Pete"})).await;
+    let joined = app
+        .post(
+            &format!("/v1/sessions/{room_id}/participants"),
+            Some(API_KEY),
+            json!({"user_id": "pete", "name": "Pete"}),
+        )
+        .await;
     let joined = joined.expect(201);
     assert_eq!(joined["participants"].as_array().unwrap().len(), 2);
-    events.wait_for(ms(2000), "participant.joined", |e| e.is("participant.joined", &room_id) && e.data["participant"]["id"] == "pete").await;
+    events
+        .wait_for(ms(2000), "participant.joined", |e| {
+            e.is("participant.joined", &room_id) && e.data["participant"]["id"] == "pete"
+        })
+        .await;
 
     let hb = app.keep_alive(&format!("/v1/sessions/{room_id}/participants/me/heartbeat"), &user_token("pete"), ms(200));
     // The owner stays silent for more than twice the idle timeout (800ms).
     let until = ts(&room["created_at"]) + 2000;
-    events.expect_none(ms((until - now_ms()).max(0) as u64), "end of the room", |e| e.is("session.ended", &room_id)).await;
+    events
+        .expect_none(ms((until - now_ms()).max(0) as u64), "end of the room", |e| e.is("session.ended", &room_id))
+        .await;
     let s = app.get(&format!("/v1/sessions/{room_id}"), Some(&olga)).await.expect(200).clone();
     assert_eq!(s["status"], "active", "{s}");
     hb.stop();
@@ -242,7 +260,10 @@ async fn invites_expire_with_410() {
     assert_eq!(join["session"]["id"], s.as_str());
     let seen = app.get(&format!("/v1/sessions/{s}"), Some(&guest)).await;
     let seen = seen.expect(200);
-    assert!(seen["participants"].as_array().unwrap().iter().any(|p| p["id"] == pid.as_str() && p["name"] == "Guest"), "{seen}");
+    assert!(
+        seen["participants"].as_array().unwrap().iter().any(|p| p["id"] == pid.as_str() && p["name"] == "Guest"),
+        "{seen}"
+    );
     app.post_empty(&format!("/v1/sessions/{s}/participants/me/heartbeat"), Some(&guest)).await.expect(200);
 
     // A short explicit ttl.

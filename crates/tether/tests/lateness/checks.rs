@@ -12,7 +12,8 @@ async fn deadline_to_sse_receipt_within_100ms() {
     // Sessions with idle deadlines (400ms), spread over the time it takes to start them.
     let mut deadlines = HashMap::new();
     for i in 0..25 {
-        let s = app.start_session(API_KEY, json!({"kind": "late", "user_id": format!("late{i}")})).await["session"].clone();
+        let s =
+            app.start_session(API_KEY, json!({"kind": "late", "user_id": format!("late{i}")})).await["session"].clone();
         deadlines.insert(id_of(&s), ts(&s["expires_at"]));
     }
     // A few heartbeats move deadlines; the new expires_at is the one that counts.

@@ -133,7 +133,12 @@ impl TestApp {
 
     /// `POST /v1/matching/decision` for `user` (API key).
     pub async fn decide(&self, call: &str, user: &str, decision: &str) -> Resp {
-        self.post("/v1/matching/decision", Some(API_KEY), json!({"call_id": call, "decision": decision, "user_id": user})).await
+        self.post(
+            "/v1/matching/decision",
+            Some(API_KEY),
+            json!({"call_id": call, "decision": decision, "user_id": user}),
+        )
+        .await
     }
 
     /// `GET /v1/matches` of `user` (API key): the partners' user ids.
