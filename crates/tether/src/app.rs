@@ -140,6 +140,12 @@ impl App {
         self.clock.now()
     }
 
+    /// Reads under the core lock. Nothing due is applied first: a read may see
+    /// a session whose deadline passed a moment ago and is about to be ended.
+    pub fn read<T>(&self, f: impl FnOnce(&Core) -> T) -> T {
+        f(&self.core.lock())
+    }
+
     /// Lets matching react, counts ends, queues the change and wakes the timer
     /// if a deadline moved earlier. Call with the core lock held.
     pub fn commit(&self, core: &mut Core, now: Millis, change: Change) -> Ack {
