@@ -41,7 +41,7 @@ const INLINE: usize = 22;
 /// kept as their 16 bytes they need no allocation and hash and compare
 /// faster. Short user ids (`user-42`, a JWT `sub`) fit inline. Only ids that
 /// print back to exactly the same text are packed, so the packing is invisible.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
     Uuid([u8; 16]),
     Inline { len: u8, bytes: [u8; INLINE] },
@@ -366,6 +366,9 @@ pub(crate) const OWNER_JOINED: u8 = 8;
 /// The session heads its owner's list of sessions (and is the one the
 /// engine's user index points at).
 pub(crate) const OWNER_HEAD: u8 = 16;
+
+/// The session is in `Engine::orphans`: its kind cascades but its parent is not live.
+pub(crate) const ORPHAN: u8 = 32;
 
 /// One live session (104 bytes).
 ///
