@@ -112,6 +112,16 @@ impl DeadlineQueue {
         Some(entries.into_iter().map(|e| unpack(g, e)).collect())
     }
 
+    /// Every entry at or before `now`, without changing the queue: the near
+    /// ones in order, then those of the far granules that have begun (which
+    /// may be stale or early, and a granule may hold an entry twice). Costs
+    /// what it returns plus the rest of the last granule begun.
+    pub fn due(&self, now: Millis) -> impl Iterator<Item = (Millis, u32)> + '_ {
+        let near = self.near.range(..=(now, u32::MAX)).copied();
+        let far = self.far.range(..=granule(now)).flat_map(|(&g, entries)| entries.iter().map(move |&e| unpack(g, e)));
+        near.chain(far.filter(move |&(at, _)| at <= now))
+    }
+
     /// Keeps only the far entries for which `keep` holds.
     pub fn retain_far(&mut self, mut keep: impl FnMut(Millis, u32) -> bool) {
         self.far.retain(|&g, entries| {
@@ -203,6 +213,12 @@ mod tests {
                 q.insert(at, slot);
             }
             assert_eq!(q.len(), model.len());
+            if step % 997 == 0 {
+                // No stale entries here, so `due` is exactly the model's prefix.
+                let mut due: Vec<(Millis, u32)> = q.due(at).collect();
+                due.sort_unstable();
+                assert_eq!(due, model.range(..=(at, u32::MAX)).copied().collect::<Vec<_>>(), "step {step}");
+            }
             if step % 5000 == 0 {
                 q.retain_far(|at, slot| (at + slot as i64) % 7 != 0);
                 let near_until = q.near_until;

@@ -67,15 +67,43 @@ impl Engine {
         out
     }
 
-    /// Live sessions past a deadline right now. The scheduler keeps this
-    /// empty; anything here is a bug or a stalled timer (admin health).
+    /// Live sessions past a deadline that ends them at `now` (inclusive),
+    /// as (id, reason, deadline), earliest deadline first. The scheduler
+    /// keeps this empty; anything here is a bug or a stalled timer (admin
+    /// health). Costs O(entries due + far granules begun), not O(sessions).
     pub fn overdue(&self, now: Millis) -> Vec<(String, EndReason, Millis)> {
-        self.live_slots()
-            .filter_map(|i| {
-                let d = self.deadlines(i, self.slot(i))?.end?;
-                (d.0 <= now).then(|| (self.slot(i).id.to_string(), d.1, d.0))
-            })
+        self.overdue_slots(now)
+            .into_iter()
+            .map(|(at, idx, reason)| (self.slot(idx).id.to_string(), reason, at))
             .collect()
+    }
+
+    /// How many sessions [`Engine::overdue`] would list, without their ids.
+    pub fn overdue_count(&self, now: Millis) -> usize {
+        self.overdue_slots(now).len()
+    }
+
+    /// The overdue sessions as (deadline, slot, reason), read from the head
+    /// of the queue: a session's current entry is never later than its wake
+    /// time, which is never later than its end deadline, so every overdue
+    /// session has its entry at or before `now`. Entries that are stale (the
+    /// session ended or moved its entry) are skipped; an early one (a
+    /// heartbeat moved the deadline later) is checked against the real
+    /// deadline. A far granule may hold one current entry twice (see
+    /// [`Engine::is_current`]), hence the dedup.
+    fn overdue_slots(&self, now: Millis) -> Vec<(Millis, u32, EndReason)> {
+        let mut found: Vec<(Millis, u32, EndReason)> = self
+            .schedule
+            .due(now)
+            .filter(|&(at, idx)| self.is_current(at, idx))
+            .filter_map(|(_, idx)| {
+                let (at, reason) = self.deadlines(idx, self.slot(idx))?.end?;
+                (at <= now).then_some((at, idx, reason))
+            })
+            .collect();
+        found.sort_unstable_by_key(|&(at, idx, _)| (at, idx));
+        found.dedup_by_key(|&mut (_, idx, _)| idx);
+        found
     }
 
     pub(super) fn deadlines(&self, idx: u32, s: &Slot) -> Option<Deadlines> {
