@@ -14,6 +14,12 @@
 //! Optional instants are kept as plain `i64` with [`NONE`] for "absent":
 //! `Option<i64>` is 16 bytes, and no real timestamp is `i64::MIN` (RFC 3339
 //! cannot express it).
+//!
+//! Kept as hand-written code on purpose (reviewed for issue 8): with this
+//! layout, `index.rs` and `schedule.rs` the engine measured ~150 bytes per
+//! live session at 1M sessions, against ~1.7 KB with `Session` values in
+//! standard maps (`examples/engine_mem.rs` measures it); no crate packs a
+//! session, its ids and its index links this tightly.
 
 use crate::session::{Participant, Status};
 use crate::time::Millis;

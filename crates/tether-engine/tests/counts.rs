@@ -150,7 +150,7 @@ fn step(engine: &mut Engine, rng: &mut Rng, now: Millis, n: usize, ids: &mut Vec
     match rng.below(20) {
         0..=5 => {
             let kind = *rng.pick(&KINDS).unwrap();
-            let new_id = if n % 2 == 0 { format!("0192f3c4-5b6a-7c8d-9e0f-{n:012}") } else { format!("s{n}") };
+            let new_id = if n.is_multiple_of(2) { format!("0192f3c4-5b6a-7c8d-9e0f-{n:012}") } else { format!("s{n}") };
             // Recent sessions are the likely live parents.
             let recent = &ids[ids.len().saturating_sub(6)..];
             let parent = rng.pick(recent).cloned();
