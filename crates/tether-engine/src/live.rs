@@ -1,4 +1,4 @@
-//! How the engine keeps a live session in memory. The public [`Session`] is
+//! How the engine keeps a live session in memory. The public [`Session`](crate::Session) is
 //! the snapshot the API, the store and events see; holding a million of them
 //! (five `String`s, a `serde_json::Value`, a `Vec<Participant>` each, plus the
 //! id copied into every index) cost ~1.7 KB per session. A live session here

@@ -21,7 +21,7 @@ pub(super) struct Deadlines {
 }
 
 impl Deadlines {
-    pub(super) fn wake(&self) -> Option<Millis> {
+    fn wake(&self) -> Option<Millis> {
         match (self.end.map(|e| e.0), self.participant) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -165,12 +165,12 @@ impl Engine {
     /// A slot reused by a new session with an entry at the very same instant
     /// is a duplicate of that entry, which is harmless: the copies are
     /// either both kept (one near entry) or both re-queued as one.
-    pub(super) fn is_current(&self, at: Millis, idx: u32) -> bool {
+    fn is_current(&self, at: Millis, idx: u32) -> bool {
         self.slots[idx as usize].as_ref().is_some_and(|s| s.queued == at)
     }
 
     /// Gives a session (whose entry was taken out) its entry at `at`.
-    pub(super) fn place(&mut self, idx: u32, at: Option<Millis>) {
+    fn place(&mut self, idx: u32, at: Option<Millis>) {
         self.slot_mut(idx).queued = at.unwrap_or(NONE);
         if let Some(at) = at {
             self.schedule.insert(at, idx);
@@ -207,7 +207,7 @@ impl Engine {
     /// re-queued at their session's wake time. The slots of a granule are
     /// read in chunks whose loads are independent, so their cache misses
     /// overlap instead of costing ~200 ns one after another.
-    pub(super) fn advance(&mut self) {
+    fn advance(&mut self) {
         while self.schedule.first().is_none() {
             let Some(entries) = self.schedule.advance() else { return };
             let mut near = Vec::with_capacity(entries.len());
@@ -254,7 +254,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn apply_deadlines(&mut self, now: Millis, idx: u32, d: Deadlines, out: &mut Outcome) {
+    fn apply_deadlines(&mut self, now: Millis, idx: u32, d: Deadlines, out: &mut Outcome) {
         if let Some((at, reason)) = d.end.filter(|(at, _)| *at <= now) {
             self.finish(now, idx, reason, None, Some(at), out);
             return;

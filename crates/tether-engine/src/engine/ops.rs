@@ -371,7 +371,7 @@ impl Engine {
         out
     }
 
-    pub(super) fn beat(&mut self, now: Millis, idx: u32, user: &str) {
+    fn beat(&mut self, now: Millis, idx: u32, user: &str) {
         let presence = self.policy(self.slot(idx).kind).map(|k| k.presence).unwrap_or(Presence::Owner);
         let s = self.slots[idx as usize].as_mut().expect("live");
         let is_owner = s.owner.is(user);
