@@ -11,7 +11,10 @@
 //! 1. create N sessions of an idle-60s kind, one owner each, created over one
 //!    second (so their deadlines differ); RSS per session = RSS growth / N,
 //!    measured after creation (everything the engine keeps, including
-//!    allocator overhead and the outcomes' churn);
+//!    allocator overhead and the outcomes' churn); then the time of the reads
+//!    metrics and health make under the server's lock, `live_counts()` summed
+//!    plus `overdue_count(now)` (mean of 1,000): it should be the same at
+//!    N = 10 and N = 1,000,000;
 //! 2. touch every session once, in a shuffled order, arriving over one
 //!    second (the i-th at `i/N` s, as a server would receive them); ids are
 //!    built before the clock starts;
@@ -57,9 +60,10 @@ fn shuffled(n: usize) -> Vec<usize> {
     order
 }
 
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "rss_bytes_per_session",
     "create_ns",
+    "counts_read_ns",
     "touch_ns",
     "heartbeat_ns",
     "expire_ns_per_session",
@@ -90,6 +94,15 @@ fn round(n: usize) {
     let create_ns = t.elapsed().as_nanos() as f64 / n as f64;
     let rss = (rss_kib() - before) as f64 * 1024.0 / n as f64;
 
+    const READS: u32 = 1_000;
+    let t = Instant::now();
+    for _ in 0..READS {
+        let live: usize = engine.live_counts().map(|(_, _, count)| count).sum();
+        let overdue = engine.overdue_count(std::hint::black_box(now + 1000));
+        assert_eq!((live, overdue), (n, 0));
+    }
+    let counts_ns = t.elapsed().as_nanos() as f64 / f64::from(READS);
+
     let order = shuffled(n);
     let calls: Vec<(String, String)> = order.iter().map(|&i| (id(i), user(i))).collect();
     let t = Instant::now();
@@ -115,7 +128,7 @@ fn round(n: usize) {
     let t = Instant::now();
     drop(out);
     let drop_ns = t.elapsed().as_nanos() as f64 / n as f64;
-    println!("{rss:.1} {create_ns:.1} {touch_ns:.1} {heartbeat_ns:.1} {expire_ns:.1} {drop_ns:.1}");
+    println!("{rss:.1} {create_ns:.1} {counts_ns:.1} {touch_ns:.1} {heartbeat_ns:.1} {expire_ns:.1} {drop_ns:.1}");
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -7,9 +7,14 @@
 //! - [`session`]: the session record, its status machine vocabulary and end reasons;
 //! - [`schedule`]: the deadline queue (earliest deadline first);
 //! - [`engine`]: the live sessions and every operation on them, each returning the
-//!   writes to make durable and the events to publish;
+//!   writes to make durable and the events to publish (its module doc tours its
+//!   files: operations, invites, slot storage, deadlines); the reads made under
+//!   the server's lock (`live_counts`, `overdue_count`, `orphans`) cost in
+//!   proportion to their answer, not to the number of sessions;
 //! - `live` and `index` (private): how the engine keeps a live session compactly
 //!   and finds it by id or owner; [`Session`] is only the snapshot it hands out.
+//!   These and [`schedule`] are hand-written on purpose: ~150 bytes per live
+//!   session at 1M sessions, against ~1.7 KB with standard maps.
 //!
 //! Every operation takes `now`, so tests drive every timeout by passing a later time.
 
