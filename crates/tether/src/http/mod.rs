@@ -80,9 +80,9 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let (live, pool) = {
         let core = app.core.lock();
-        // The one place the live-session gauges are fed. This walks every live
-        // session under the core lock; once the engine keeps counts by kind and
-        // status, the block below becomes a single `core.engine.live_counts()`.
+        // The live-session gauges are fed from here and nowhere else. This walks
+        // every live session under the core lock; once the engine keeps counts
+        // by kind and status, the `counts` map below is its `live_counts()`.
         let mut counts: std::collections::BTreeMap<(String, Status), u64> = Default::default();
         // Every kind and live status appears, at zero too, so rates and alerts have a series.
         for kind in core.engine.kinds().iter() {
