@@ -149,7 +149,7 @@ struct DecisionLabels {
     decision: &'static str,
 }
 
-/// Every metric of the server. The fields are handles into [`Metrics::registry`]
+/// Every metric of the server. The fields are handles into the registry
 /// (each metric type is a shared handle), kept so the hot path reaches its
 /// counter without a lookup by name.
 pub struct Metrics {
