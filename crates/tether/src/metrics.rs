@@ -1,181 +1,396 @@
-//! Prometheus metrics, written by hand in the text format: counters and
-//! histograms are atomics updated on the hot path; gauges of live sessions
-//! are read from the engine at scrape time.
+//! Prometheus metrics: every family Tether exposes on `/metrics`, registered
+//! once in a `prometheus-client` [`Registry`] and written by its Prometheus
+//! text encoder (format 0.0.4), which owns the names, `# HELP`/`# TYPE` lines
+//! and the escaping of every label value.
+//!
+//! Counters and histograms are updated on the hot path without any shared
+//! lock: plain atomics, and for labelled counters a [`Family`] keyed by a
+//! typed label set (a read lock that many requests hold at once; the write
+//! lock is taken once per new label set). The gauges of live sessions and of
+//! the matching pool are not kept up to date between scrapes: the `/metrics`
+//! handler reads them from the core and hands them to [`Metrics::render`].
 
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tether_engine::Status;
 
-/// A fixed-bucket histogram of seconds.
+/// The `Content-Type` of what [`Metrics::render`] writes.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const LATENESS_BOUNDS: &[f64] = &[0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const WEBRTC_SETUP_BOUNDS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
+/// A fixed-bucket histogram of seconds, encoded by `prometheus-client`.
+///
+/// Kept instead of the crate's own `Histogram` for two reasons: that one takes
+/// a mutex on every observation (the request-latency histogram is observed by
+/// every request on every worker), and it offers no read of its buckets, which
+/// the health report needs for [`Histogram::quantile_bound`].
+#[derive(Clone, Debug)]
 pub struct Histogram {
+    inner: Arc<HistogramInner>,
+}
+
+#[derive(Debug)]
+struct HistogramInner {
+    /// Upper bounds, ascending; observations above the last go to the `+Inf` bucket.
     bounds: &'static [f64],
-    counts: Vec<AtomicU64>,
-    sum_micros: AtomicU64,
-    total: AtomicU64,
+    /// One count per bound plus the `+Inf` bucket, not cumulative: an
+    /// observation touches one counter, and the total is their sum, so a
+    /// scrape's `_count` always equals its `+Inf` bucket.
+    counts: Box<[AtomicU64]>,
+    /// The sum of observations, as `f64` bits.
+    sum_bits: AtomicU64,
 }
 
 impl Histogram {
     pub fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
-            total: AtomicU64::new(0),
-        }
+        debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]), "bucket bounds must ascend: {bounds:?}");
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Histogram { inner: Arc::new(HistogramInner { bounds, counts, sum_bits: AtomicU64::new(0f64.to_bits()) }) }
     }
 
+    /// Records one observation; a NaN is dropped (it belongs to no bucket and would poison the sum).
     pub fn observe(&self, seconds: f64) {
-        for (i, b) in self.bounds.iter().enumerate() {
-            if seconds <= *b {
-                self.counts[i].fetch_add(1, Ordering::Relaxed);
-                break;
-            }
+        if seconds.is_nan() {
+            return;
         }
-        self.sum_micros.fetch_add((seconds.max(0.0) * 1e6) as u64, Ordering::Relaxed);
-        self.total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, b) in self.bounds.iter().enumerate() {
-            cumulative += self.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
-        }
-        let total = self.total.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count{braces} {total}");
+        let inner = &*self.inner;
+        let bucket = inner.bounds.partition_point(|bound| *bound < seconds);
+        inner.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        // An f64 add has no atomic instruction: retry until no other thread added in between.
+        let _ = inner.sum_bits.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            Some((f64::from_bits(bits) + seconds).to_bits())
+        });
     }
 
     pub fn count(&self) -> u64 {
-        self.total.load(Ordering::Relaxed)
+        self.inner.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
-    /// The upper bound of the bucket holding quantile `q` (0..1), or None if empty.
+    /// The upper bound of the bucket holding quantile `q` (0..1), or None if
+    /// empty; infinity when it falls above the last finite bound.
     pub fn quantile_bound(&self, q: f64) -> Option<f64> {
-        let total = self.count();
+        let counts: Vec<u64> = self.inner.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
         if total == 0 {
             return None;
         }
         let want = (q * total as f64).ceil() as u64;
         let mut cumulative = 0;
-        for (i, b) in self.bounds.iter().enumerate() {
-            cumulative += self.counts[i].load(Ordering::Relaxed);
+        for (count, bound) in counts.iter().zip(self.upper_bounds()) {
+            cumulative += count;
             if cumulative >= want {
-                return Some(*b);
+                return Some(bound);
             }
         }
         Some(f64::INFINITY)
     }
-}
 
-const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-const LATENESS_BOUNDS: &[f64] = &[0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
-
-/// Counters keyed by a label set, for the few labelled counters we have.
-#[derive(Default)]
-pub struct LabelledCounter {
-    values: Mutex<BTreeMap<String, u64>>,
-}
-
-impl LabelledCounter {
-    pub fn inc(&self, labels: String, by: u64) {
-        *self.values.lock().entry(labels).or_default() += by;
-    }
-    pub fn render(&self, out: &mut String, name: &str) {
-        for (labels, v) in self.values.lock().iter() {
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
-        }
-    }
-    pub fn get(&self, labels: &str) -> u64 {
-        self.values.lock().get(labels).copied().unwrap_or(0)
+    fn upper_bounds(&self) -> impl Iterator<Item = f64> + '_ {
+        self.inner.bounds.iter().copied().chain(std::iter::once(f64::INFINITY))
     }
 }
 
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> =
+            self.upper_bounds().zip(self.inner.counts.iter().map(|c| c.load(Ordering::Relaxed))).collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = f64::from_bits(self.inner.sum_bits.load(Ordering::Relaxed));
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LiveLabels {
+    kind: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndLabels {
+    kind: String,
+    reason: &'static str,
+}
+
+/// `route` is the router's template (`/v1/sessions/{id}`), never the raw
+/// path, so the number of series stays bounded by the number of routes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+}
+
+/// Every metric of the server. The fields are handles into the registry
+/// (each metric type is a shared handle), kept so the hot path reaches its
+/// counter without a lookup by name.
 pub struct Metrics {
+    registry: Registry,
+    /// Serialises scrapes: each one rewrites the live-session gauges before
+    /// encoding, and two interleaved would show each other's half-written set.
+    scrape: Mutex<()>,
+    sessions_live: Family<LiveLabels, Gauge>,
+    sessions_ended: Family<EndLabels, Counter>,
     pub expiry_lateness: Histogram,
     pub request_latency: Histogram,
-    pub requests: LabelledCounter,
-    pub ends: LabelledCounter,
-    pub heartbeats: AtomicU64,
-    /// Matching and calls (seed 002's monitoring list).
-    pub pairs: AtomicU64,
+    requests: Family<RequestLabels, Counter>,
+    heartbeats: Counter,
+    pool_users: Gauge,
+    pairs: Counter,
     pub time_to_pair: Histogram,
-    pub call_outcomes: LabelledCounter,
-    pub signals_relayed: AtomicU64,
-    pub decisions: LabelledCounter,
+    call_outcomes: Family<OutcomeLabels, Counter>,
+    signals_relayed: Counter,
+    decisions: Family<DecisionLabels, Counter>,
     pub webrtc_setup: Histogram,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
+        let metrics = Metrics {
+            registry: Registry::with_prefix("tether"),
+            scrape: Mutex::new(()),
+            sessions_live: Family::default(),
+            sessions_ended: Family::default(),
             expiry_lateness: Histogram::new(LATENESS_BOUNDS),
             request_latency: Histogram::new(LATENCY_BOUNDS),
-            requests: LabelledCounter::default(),
-            ends: LabelledCounter::default(),
-            heartbeats: AtomicU64::new(0),
-            pairs: AtomicU64::new(0),
+            requests: Family::default(),
+            heartbeats: Counter::default(),
+            pool_users: Gauge::default(),
+            pairs: Counter::default(),
             time_to_pair: Histogram::new(LATENCY_BOUNDS),
-            call_outcomes: LabelledCounter::default(),
-            signals_relayed: AtomicU64::new(0),
-            decisions: LabelledCounter::default(),
-            webrtc_setup: Histogram::new(&[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
-        }
+            call_outcomes: Family::default(),
+            signals_relayed: Counter::default(),
+            decisions: Family::default(),
+            webrtc_setup: Histogram::new(WEBRTC_SETUP_BOUNDS),
+        };
+        metrics.registered()
     }
 }
 
 impl Metrics {
+    /// Registers every handle under its exposed name. The encoder appends
+    /// `_total` to counters and the unit to histograms, and a `.` to each help
+    /// text; the names are those dashboards and alerts already use.
+    fn registered(mut self) -> Metrics {
+        let r = &mut self.registry;
+        r.register("sessions_live", "Live sessions by kind and status", self.sessions_live.clone());
+        r.register("sessions_ended", "Sessions ended, by kind and reason", self.sessions_ended.clone());
+        r.register_with_unit(
+            "expiry_lateness",
+            "Deadline to publication of deadline-driven ends",
+            Unit::Seconds,
+            self.expiry_lateness.clone(),
+        );
+        r.register_with_unit(
+            "http_request_duration",
+            "HTTP request latency",
+            Unit::Seconds,
+            self.request_latency.clone(),
+        );
+        r.register("http_requests", "HTTP requests by route and status", self.requests.clone());
+        r.register("heartbeats", "Heartbeats received (HTTP and WebSocket)", self.heartbeats.clone());
+        r.register("matching_pool_users", "Users waiting in the matching pool", self.pool_users.clone());
+        r.register("matching_pairs", "Pairs made (rate() gives pairs per second)", self.pairs.clone());
+        r.register_with_unit(
+            "matching_time_to_pair",
+            "Entering the pool to being paired",
+            Unit::Seconds,
+            self.time_to_pair.clone(),
+        );
+        r.register("call_outcomes", "Calls by outcome", self.call_outcomes.clone());
+        r.register("call_signals_relayed", "WebRTC signals relayed", self.signals_relayed.clone());
+        r.register("matching_decisions", "Decisions after calls, by kind", self.decisions.clone());
+        r.register_with_unit(
+            "webrtc_setup",
+            "WebRTC connection set-up time reported by clients",
+            Unit::Seconds,
+            self.webrtc_setup.clone(),
+        );
+        self
+    }
+
     pub fn observe_lateness(&self, millis: i64) {
         self.expiry_lateness.observe(millis as f64 / 1000.0);
     }
 
-    pub fn count_end(&self, kind: &str, reason: &str, n: u64) {
-        self.ends.inc(format!("kind=\"{}\",reason=\"{reason}\"", escape(kind)), n);
+    pub fn count_end(&self, kind: &str, reason: &'static str, n: u64) {
+        self.sessions_ended.get_or_create(&EndLabels { kind: kind.to_owned(), reason }).inc_by(n);
     }
 
-    /// Renders everything; `live` holds (kind, status, count) read from the engine.
-    pub fn render(&self, live: &[(String, &'static str, usize)], pool_size: usize) -> String {
-        let mut out = String::with_capacity(4096);
-        out.push_str(
-            "# HELP tether_sessions_live Live sessions by kind and status.\n# TYPE tether_sessions_live gauge\n",
-        );
+    /// One answered request; `route` is the matched route template.
+    pub fn count_request(&self, method: &str, route: &str, status: u16) {
+        let labels = RequestLabels { method: method.to_owned(), route: route.to_owned(), status };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn count_heartbeat(&self) {
+        self.heartbeats.inc();
+    }
+
+    pub fn count_pair(&self) {
+        self.pairs.inc();
+    }
+
+    pub fn count_call_outcome(&self, outcome: &'static str) {
+        self.call_outcomes.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn count_signal_relayed(&self) {
+        self.signals_relayed.inc();
+    }
+
+    pub fn count_decision(&self, decision: &'static str) {
+        self.decisions.get_or_create(&DecisionLabels { decision }).inc();
+    }
+
+    /// Writes every metric in the Prometheus text format. `live` is the number
+    /// of live sessions per kind and status and `pool_users` the size of the
+    /// matching pool, both read by the caller at scrape time; a kind or status
+    /// left out of `live` has no series in this scrape.
+    pub fn render<K: Into<String>>(
+        &self,
+        live: impl IntoIterator<Item = (K, Status, u64)>,
+        pool_users: usize,
+    ) -> Result<String, std::fmt::Error> {
+        let _one_scrape_at_a_time = self.scrape.lock();
+        // Cleared, not only overwritten: a kind whose last session ended since
+        // the previous scrape must not keep showing its old count.
+        self.sessions_live.clear();
         for (kind, status, n) in live {
-            let _ = writeln!(out, "tether_sessions_live{{kind=\"{}\",status=\"{status}\"}} {n}", escape(kind));
+            let labels = LiveLabels { kind: kind.into(), status: status.as_str() };
+            self.sessions_live.get_or_create(&labels).set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        out.push_str("# HELP tether_sessions_ended_total Sessions ended, by kind and reason.\n# TYPE tether_sessions_ended_total counter\n");
-        self.ends.render(&mut out, "tether_sessions_ended_total");
-        out.push_str("# HELP tether_expiry_lateness_seconds Deadline to publication of deadline-driven ends.\n# TYPE tether_expiry_lateness_seconds histogram\n");
-        self.expiry_lateness.render(&mut out, "tether_expiry_lateness_seconds", "");
-        out.push_str("# HELP tether_http_request_duration_seconds HTTP request latency.\n# TYPE tether_http_request_duration_seconds histogram\n");
-        self.request_latency.render(&mut out, "tether_http_request_duration_seconds", "");
-        out.push_str("# HELP tether_http_requests_total HTTP requests by route and status.\n# TYPE tether_http_requests_total counter\n");
-        self.requests.render(&mut out, "tether_http_requests_total");
-        out.push_str("# HELP tether_heartbeats_total Heartbeats received (HTTP and WebSocket).\n# TYPE tether_heartbeats_total counter\n");
-        let _ = writeln!(out, "tether_heartbeats_total {}", self.heartbeats.load(Ordering::Relaxed));
-        out.push_str("# HELP tether_matching_pool_users Users waiting in the matching pool.\n# TYPE tether_matching_pool_users gauge\n");
-        let _ = writeln!(out, "tether_matching_pool_users {pool_size}");
-        out.push_str("# HELP tether_matching_pairs_total Pairs made (rate() gives pairs per second).\n# TYPE tether_matching_pairs_total counter\n");
-        let _ = writeln!(out, "tether_matching_pairs_total {}", self.pairs.load(Ordering::Relaxed));
-        out.push_str("# HELP tether_matching_time_to_pair_seconds Entering the pool to being paired.\n# TYPE tether_matching_time_to_pair_seconds histogram\n");
-        self.time_to_pair.render(&mut out, "tether_matching_time_to_pair_seconds", "");
-        out.push_str(
-            "# HELP tether_call_outcomes_total Calls by outcome.\n# TYPE tether_call_outcomes_total counter\n",
-        );
-        self.call_outcomes.render(&mut out, "tether_call_outcomes_total");
-        out.push_str("# HELP tether_call_signals_relayed_total WebRTC signals relayed.\n# TYPE tether_call_signals_relayed_total counter\n");
-        let _ = writeln!(out, "tether_call_signals_relayed_total {}", self.signals_relayed.load(Ordering::Relaxed));
-        out.push_str("# HELP tether_matching_decisions_total Decisions after calls, by kind.\n# TYPE tether_matching_decisions_total counter\n");
-        self.decisions.render(&mut out, "tether_matching_decisions_total");
-        out.push_str("# HELP tether_webrtc_setup_seconds WebRTC connection set-up time reported by clients.\n# TYPE tether_webrtc_setup_seconds histogram\n");
-        self.webrtc_setup.render(&mut out, "tether_webrtc_setup_seconds", "");
-        out
+        self.pool_users.set(i64::try_from(pool_users).unwrap_or(i64::MAX));
+        let mut out = String::with_capacity(8192);
+        prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line_of<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn every_label_value_is_escaped() {
+        let m = Metrics::default();
+        m.count_end("a\"b\\c\nd", "idle_timeout", 2);
+        m.count_request("GET", "/odd/\"route\"", 200);
+        let text = m.render([("x\\y", Status::Active, 1)], 0).unwrap();
+        assert_eq!(
+            line_of(&text, "tether_sessions_ended_total{"),
+            Some(r#"tether_sessions_ended_total{kind="a\"b\\c\nd",reason="idle_timeout"} 2"#),
+            "{text}"
+        );
+        assert_eq!(
+            line_of(&text, "tether_http_requests_total{"),
+            Some(r#"tether_http_requests_total{method="GET",route="/odd/\"route\"",status="200"} 1"#),
+            "{text}"
+        );
+        assert_eq!(
+            line_of(&text, "tether_sessions_live{"),
+            Some(r#"tether_sessions_live{kind="x\\y",status="active"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn names_and_types_are_the_ones_readers_use() {
+        let m = Metrics::default();
+        m.count_end("plain", "ended", 1);
+        m.count_request("POST", "/v1/sessions", 201);
+        m.count_call_outcome("completed");
+        m.count_decision("continue");
+        let text = m.render([("plain", Status::Waiting, 0)], 3).unwrap();
+        for (name, kind) in [
+            ("tether_sessions_live", "gauge"),
+            ("tether_sessions_ended_total", "counter"),
+            ("tether_expiry_lateness_seconds", "histogram"),
+            ("tether_http_request_duration_seconds", "histogram"),
+            ("tether_http_requests_total", "counter"),
+            ("tether_heartbeats_total", "counter"),
+            ("tether_matching_pool_users", "gauge"),
+            ("tether_matching_pairs_total", "counter"),
+            ("tether_matching_time_to_pair_seconds", "histogram"),
+            ("tether_call_outcomes_total", "counter"),
+            ("tether_call_signals_relayed_total", "counter"),
+            ("tether_matching_decisions_total", "counter"),
+            ("tether_webrtc_setup_seconds", "histogram"),
+        ] {
+            assert!(text.contains(&format!("\n# TYPE {name} {kind}\n")), "{name} {kind}:\n{text}");
+        }
+        assert_eq!(line_of(&text, "tether_matching_pool_users "), Some("tether_matching_pool_users 3"));
+        assert_eq!(line_of(&text, "tether_webrtc_setup_seconds_count"), Some("tether_webrtc_setup_seconds_count 0"));
+    }
+
+    #[test]
+    fn a_kind_gone_since_the_last_scrape_loses_its_series() {
+        let m = Metrics::default();
+        assert!(m.render([("brief", Status::Active, 4)], 0).unwrap().contains("kind=\"brief\""));
+        let text = m.render([("plain", Status::Active, 1)], 0).unwrap();
+        assert!(!text.contains("kind=\"brief\""), "{text}");
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_the_count() {
+        // Binary fractions, so the sum is exact.
+        let h = Histogram::new(&[0.25, 0.5, 1.0]);
+        for s in [0.125, 0.25, 0.375, 0.75, 7.0, f64::NAN] {
+            h.observe(s);
+        }
+        assert_eq!(h.count(), 5, "NaN is dropped");
+        assert_eq!(h.quantile_bound(0.4), Some(0.25), "0.25 falls in the bucket le=0.25");
+        assert_eq!(h.quantile_bound(0.6), Some(0.5));
+        assert_eq!(h.quantile_bound(1.0), Some(f64::INFINITY));
+        assert_eq!(Histogram::new(&[1.0]).quantile_bound(0.99), None);
+
+        let mut registry = Registry::default();
+        registry.register_with_unit("probe", "probe", Unit::Seconds, h);
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &registry).unwrap();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            [
+                "probe_seconds_bucket{le=\"0.25\"} 2",
+                "probe_seconds_bucket{le=\"0.5\"} 3",
+                "probe_seconds_bucket{le=\"1\"} 4",
+                "probe_seconds_bucket{le=\"+Inf\"} 5",
+                "probe_seconds_sum 8.5",
+                "probe_seconds_count 5",
+            ]
+        );
+    }
 }

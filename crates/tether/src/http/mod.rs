@@ -61,7 +61,7 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     let response = next.run(req).await;
     app.metrics.request_latency.observe(start.elapsed().as_secs_f64());
     let status = response.status();
-    app.metrics.requests.inc(format!("method=\"{method}\",route=\"{route}\",status=\"{}\"", status.as_u16()), 1);
+    app.metrics.count_request(method.as_str(), &route, status.as_u16());
     if status == StatusCode::METHOD_NOT_ALLOWED && response.headers().get(header::CONTENT_TYPE).is_none() {
         return ApiError::new(status, "Method not allowed", format!("{method} is not allowed on {route}"))
             .into_response();
@@ -80,19 +80,25 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let (live, pool) = {
         let core = app.core.lock();
-        let mut counts: std::collections::BTreeMap<(String, &'static str), usize> = Default::default();
+        // The live-session gauges are fed from here and nowhere else. This walks
+        // every live session under the core lock; once the engine keeps counts
+        // by kind and status, the `counts` map below is its `live_counts()`.
+        let mut counts: std::collections::BTreeMap<(String, Status), u64> = Default::default();
         // Every kind and live status appears, at zero too, so rates and alerts have a series.
         for kind in core.engine.kinds().iter() {
             for status in [Status::Waiting, Status::Active, Status::Completing] {
-                counts.insert((kind.name.clone(), status.as_str()), 0);
+                counts.insert((kind.name.clone(), status), 0);
             }
         }
         for (kind, status) in core.engine.live_kinds() {
-            *counts.entry((kind.to_string(), status.as_str())).or_default() += 1;
+            *counts.entry((kind.to_string(), status)).or_default() += 1;
         }
-        (counts.into_iter().map(|((k, s), n)| (k, s, n)).collect::<Vec<_>>(), core.matching.pool_size())
+        (counts.into_iter().map(|((kind, status), n)| (kind, status, n)).collect::<Vec<_>>(), core.matching.pool_size())
     };
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(&live, pool)).into_response()
+    match app.metrics.render(live, pool) {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => ApiError::internal("the metrics could not be encoded").into_response(),
+    }
 }
 
 #[derive(Deserialize)]

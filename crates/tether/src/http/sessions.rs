@@ -219,7 +219,7 @@ fn beat_with<T>(
     id: &str,
     op: impl FnOnce(&mut tether_engine::Engine, i64, &str) -> Result<T, EngineError>,
 ) -> Result<T, ApiError> {
-    app.metrics.heartbeats.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    app.metrics.count_heartbeat();
     let mut core = app.core.lock();
     let now = app.now();
     app.catch_up(&mut core, now);

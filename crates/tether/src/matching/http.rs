@@ -345,7 +345,7 @@ fn relay_signal(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Re
     let signal = Signal { kind: body.kind, data, from: from.clone(), at: now };
     let json_signal = signal.to_json();
     let to = core.matching.relay(call_id, &from, signal).ok_or_else(|| ApiError::not_found("call"))?;
-    app.metrics.signals_relayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    app.metrics.count_signal_relayed();
     let mut draft = Draft::new(tether_engine::EventType::CallSignal, now, session).with("signal", json_signal);
     draft.audience = Some(vec![to]);
     // Signals are not durable: straight to the hub, in order, without waiting for a commit.

@@ -348,7 +348,7 @@ impl Matching {
             ));
         }
         ended.decisions.insert(user.to_string(), decision);
-        self.metrics.decisions.inc(format!("decision=\"{}\"", decision.as_str()), 1);
+        self.metrics.count_decision(decision.as_str());
         let mutual = decision == Decision::Continue && ended.decisions.get(&partner) == Some(&Decision::Continue);
         if mutual {
             let session = ended.session.clone();
@@ -398,7 +398,7 @@ impl Matching {
                             pair_key(&a, &b),
                             &json!({"kind": "had_call", "call_id": session.id}),
                         ));
-                        self.metrics.call_outcomes.inc("outcome=\"activated\"".into(), 1);
+                        self.metrics.count_call_outcome("activated");
                     }
                 }
                 (EventType::Ended, CALL) => self.call_ended(now, &session, engine, change),
@@ -438,7 +438,7 @@ impl Matching {
             _ if session.activated_at.is_some() => "completed",
             _ => "cancelled",
         };
-        self.metrics.call_outcomes.inc(format!("outcome=\"{outcome}\""), 1);
+        self.metrics.count_call_outcome(outcome);
         if session.activated_at.is_some() {
             let timeout =
                 engine.kinds().get(MATCHING).and_then(|k| k.decision_timeout).map(|d| d.millis()).unwrap_or(30_000);
@@ -508,7 +508,7 @@ impl Matching {
         }
         self.calls
             .insert(id.clone(), LiveCall { users: [p.a.clone(), p.b.clone()], score: p.score, queues: HashMap::new() });
-        self.metrics.pairs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.count_pair();
         for (me, other) in [(&p.a, &p.b), (&p.b, &p.a)] {
             let mut d = Draft::new(EventType::MatchFound, now, session.clone())
                 .with("match", self.match_info(&id, other, p.score));
