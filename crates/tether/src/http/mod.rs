@@ -78,23 +78,13 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let (live, pool) = {
-        let core = app.core.lock();
-        // The live-session gauges are fed from here and nowhere else. This walks
-        // every live session under the core lock; once the engine keeps counts
-        // by kind and status, the `counts` map below is its `live_counts()`.
-        let mut counts: std::collections::BTreeMap<(String, Status), u64> = Default::default();
-        // Every kind and live status appears, at zero too, so rates and alerts have a series.
-        for kind in core.engine.kinds().iter() {
-            for status in [Status::Waiting, Status::Active, Status::Completing] {
-                counts.insert((kind.name.clone(), status), 0);
-            }
-        }
-        for (kind, status) in core.engine.live_kinds() {
-            *counts.entry((kind.to_string(), status)).or_default() += 1;
-        }
-        (counts.into_iter().map(|((kind, status), n)| (kind, status, n)).collect::<Vec<_>>(), core.matching.pool_size())
-    };
+    // O(kinds), not O(sessions): the engine keeps the counts as sessions change,
+    // so a scrape never stalls the deadline timer behind a walk of every session.
+    let (live, pool) = app.read(|core| {
+        let live: Vec<(String, Status, u64)> =
+            core.engine.live_counts().map(|(kind, status, n)| (kind.to_string(), status, n as u64)).collect();
+        (live, core.matching.pool_size())
+    });
     match app.metrics.render(live, pool) {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(_) => ApiError::internal("the metrics could not be encoded").into_response(),
