@@ -35,7 +35,7 @@
 //!
 //! Loading is two steps. First the text is deserialized into plain
 //! `#[derive(Deserialize)]` structs with `#[serde(deny_unknown_fields)]`
-//! ([`FileToml`] and one struct per table): serde checks the keys, types and
+//! (`FileToml` and one struct per table): serde checks the keys, types and
 //! enum values, and value types that parse strings (durations, kind names,
 //! non-empty strings) check themselves. toml puts the byte span of the key or
 //! value on each error it raises, and `serde_path_to_error` records the dotted
@@ -44,9 +44,15 @@
 //! the [`FileConfig`] the server runs on.
 //!
 //! A new section such as `[limits]` is one `#[derive(Deserialize)]` struct
-//! with `#[serde(deny_unknown_fields)]`, a field in [`FileToml`] and in
+//! with `#[serde(deny_unknown_fields)]`, a field in `FileToml` and in
 //! [`FileConfig`], and its `check`; errors get their key, line and wording
 //! from the shared path.
+//!
+//! Hand-written, because derive has no say there: the duration types
+//! (`"off"`, the unit grammar, and naming a wrong-typed value the way a person
+//! wrote it), the rewording of serde's messages (serde hands toml only a
+//! formatted string, so "did you mean" needs the key list back out of it), and
+//! the dotted key built from serde's path.
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -155,7 +161,7 @@ pub fn parse(text: &str, file_label: &str) -> Result<FileConfig, ConfigError> {
         return Err(cx.err(e.span(), None, format!("invalid TOML: {message}")));
     }
     let file: FileToml =
-        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| cx.from_serde(&e))?;
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| cx.serde_error(&e))?;
     file.check(&cx)
 }
 
@@ -404,7 +410,7 @@ impl Cx<'_> {
     /// A serde error from deserializing [`FileToml`]: the key comes from the
     /// path serde walked, the line from toml's span, and the message is
     /// reworded into the config's own terms.
-    fn from_serde(&self, e: &serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
+    fn serde_error(&self, e: &serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
         let (key, item) = key_path(e.path());
         let inner = e.inner();
         let span = inner.span();
@@ -482,7 +488,10 @@ fn backticked(list: &str) -> Vec<String> {
 }
 
 fn unknown_key(name: &str, known: &[String]) -> String {
-    let hint = match known.iter().filter(|k| edit_distance(k, name) <= 2).min_by_key(|k| edit_distance(k, name)) {
+    // Two edits are a typo in `idle_timout`, but would turn `bind` into `kinds`.
+    let limit = (name.chars().count() / 3).clamp(1, 2);
+    let close = known.iter().filter(|k| edit_distance(k, name) <= limit);
+    let hint = match close.min_by_key(|k| edit_distance(k, name)) {
         Some(k) => format!(" (did you mean {k:?}?)"),
         None if known.is_empty() => String::new(),
         None => format!(" (known keys: {})", known.join(", ")),
