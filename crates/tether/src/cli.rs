@@ -5,6 +5,7 @@ use crate::app::{App, Settings};
 use crate::clock::SystemClock;
 use crate::config::{self, FileConfig, LogFormat};
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -82,11 +83,19 @@ pub fn main() -> std::process::ExitCode {
 
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = log_colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.try_init(),
     };
+}
+
+/// Colours only for a person watching: stderr is a terminal and `NO_COLOR`
+/// (<https://no-color.org>) is unset or empty. Logs piped to a file, a
+/// journal or a collector carry no escape codes.
+fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Merges flags/environment over the file; errors are start-up messages.
@@ -143,6 +152,7 @@ async fn serve(args: ServeArgs) -> u8 {
         }
     };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
+    let stop = shutdown_signal();
     tracing::info!(store = %app.store.describe(), live = app.core.lock().engine.live_count(), demo = app.demo, "tether started");
     {
         use std::io::Write;
@@ -154,7 +164,7 @@ async fn serve(args: ServeArgs) -> u8 {
     let server = tokio::spawn(crate::http::serve(listener, app.clone(), async move {
         let _ = stop_rx.await;
     }));
-    shutdown_signal().await;
+    stop.await;
     let _ = stop_tx.send(());
     // The contract gives shutdown 10 s; stop waiting for stragglers before that.
     match tokio::time::timeout(std::time::Duration::from_secs(8), server).await {
@@ -171,22 +181,32 @@ async fn serve(args: ServeArgs) -> u8 {
     0
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers for SIGTERM and Ctrl-C at once and resolves on the first. Called
+/// before `listening on` is printed: a supervisor may signal as soon as it
+/// reads that line, and a signal that comes before its handler would kill the
+/// process instead of stopping it cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn recv_or_never(signal: std::io::Result<Signal>) {
+            match signal {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        let term = recv_or_never(signal(SignalKind::terminate()));
+        let interrupt = recv_or_never(signal(SignalKind::interrupt()));
+        async move {
+            tokio::select! { _ = term => {}, _ = interrupt => {} }
+        }
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 async fn remote_call(remote: &RemoteArgs, method: reqwest::Method, path: &str, health: bool) -> u8 {
@@ -210,4 +230,19 @@ async fn remote_call(remote: &RemoteArgs, method: reqwest::Method, path: &str, h
         return 1;
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsStr::new(""))), "an empty NO_COLOR does not count");
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(!log_colour(false, None));
+        assert!(!log_colour(false, Some(OsStr::new("1"))));
+    }
 }

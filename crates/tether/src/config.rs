@@ -1,4 +1,6 @@
-//! The configuration file (contract section 1).
+//! The configuration file (contract section 1): what it may say, how it is
+//! checked, and the start-up error that names the key and line of the first
+//! problem.
 //!
 //! ```toml
 //! listen = "127.0.0.1:7878"
@@ -25,23 +27,41 @@
 //! - `decision_timeout` is accepted only in `[kinds.matching]`.
 //! - Kind names are 1 to 64 characters of `a-z`, `0-9`, `_` and `-`.
 //! - The first problem stops loading with a [`ConfigError`] that names the
-//!   file, the 1-based line and the dotted key: an unknown key, a wrong type, a
-//!   bad duration, an unknown enum value, `quorum = 0`, or invalid TOML.
+//!   file, the 1-based line and the dotted key: an unknown key (with a "did you
+//!   mean" suggestion), a wrong type, a bad duration, an unknown enum value,
+//!   `quorum = 0`, or invalid TOML.
 //!
-//! Line numbers come from byte spans that toml's deserializer attaches to keys
-//! and values. `toml::Spanned` cannot be used directly because toml leaves
-//! implicit tables (`kinds` in `[kinds.interview]`) without a span and
-//! presents datetimes as unspanned maps, both of which make `Spanned` fail; so
-//! [`Node`] speaks the same serde protocol (the `serde_spanned` struct name and
-//! field names, pinned by toml 0.8) but falls back to "no span" instead of
-//! failing. The tests at the bottom pin the behaviour.
+//! # How it works
+//!
+//! Loading is two steps. First the text is deserialized into plain
+//! `#[derive(Deserialize)]` structs with `#[serde(deny_unknown_fields)]`
+//! (`FileToml` and one struct per table): serde checks the keys, types and
+//! enum values, and value types that parse strings (durations, kind names,
+//! non-empty strings) check themselves. toml puts the byte span of the key or
+//! value on each error it raises, and `serde_path_to_error` records the dotted
+//! key. Second, each table's `check` looks at what derive cannot (ranges,
+//! combinations of keys) using `toml::Spanned` fields for the line, and builds
+//! the [`FileConfig`] the server runs on.
+//!
+//! A new section such as `[limits]` is one `#[derive(Deserialize)]` struct
+//! with `#[serde(deny_unknown_fields)]`, a field in `FileToml` and in
+//! [`FileConfig`], and its `check`; errors get their key, line and wording
+//! from the shared path.
+//!
+//! Hand-written, because derive has no say there: the duration types
+//! (`"off"`, the unit grammar, and naming a wrong-typed value the way a person
+//! wrote it), the rewording of serde's messages (serde hands toml only a
+//! formatted string, so "did you mean" needs the key list back out of it), and
+//! the dotted key built from serde's path.
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
 use std::path::Path;
 use tether_engine::kind::MATCHING;
 use tether_engine::{Dur, KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
+use toml::Spanned;
 
 /// Everything the configuration file can say. Fields left out of the file are
 /// `None`/empty here; `kinds` always holds the built-in kinds.
@@ -82,7 +102,8 @@ impl fmt::Debug for AuthConfig {
 }
 
 /// `log = "human"` (readable lines) or `log = "json"` (one JSON object per line).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Human,
     Json,
@@ -132,53 +153,245 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
 /// Parses configuration text; `file_label` names the file in errors.
 pub fn parse(text: &str, file_label: &str) -> Result<FileConfig, ConfigError> {
     let cx = Cx { file: file_label, text };
-    let root: SpNode = toml::from_str(text).map_err(|e| ConfigError {
-        file: file_label.to_string(),
-        line: e.span().map(|s| cx.line_at(s.start)),
-        key: None,
+    // Syntax first, so that "invalid TOML" is never confused with a key the
+    // config does not accept; the file is small, parsing it twice is free.
+    if let Err(e) = text.parse::<toml::Table>() {
         // toml's message may span lines ("invalid array\nexpected `]`"): keep one line.
-        message: format!("invalid TOML: {}", e.message().trim().lines().collect::<Vec<_>>().join(": ")),
-    })?;
-    let Node::Table(entries) = root.node else {
-        return Err(cx.err(None, None, "expected a TOML document".into()));
-    };
-
-    let mut cfg = FileConfig::default();
-    for e in &entries {
-        match e.key.as_str() {
-            "listen" => cfg.listen = Some(cx.non_empty_string(e, &e.key)?),
-            "store" => cfg.store = Some(cx.non_empty_string(e, &e.key)?),
-            "log" => {
-                let choices = [("human", LogFormat::Human), ("json", LogFormat::Json)];
-                cfg.log_format = Some(cx.choice(e, &e.key, &choices)?);
-            }
-            "auth" => cfg.auth = cx.auth(e)?,
-            "kinds" => cx.kinds(e, &mut cfg.kinds)?,
-            _ => return Err(cx.unknown_key(e, &e.key, TOP_KEYS)),
-        }
+        let message = e.message().trim().lines().collect::<Vec<_>>().join(": ");
+        return Err(cx.err(e.span(), None, format!("invalid TOML: {message}")));
     }
-    Ok(cfg)
+    let file: FileToml =
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| cx.serde_error(&e))?;
+    file.check(&cx)
 }
 
-const TOP_KEYS: &[&str] = &["listen", "store", "log", "auth", "kinds"];
-const AUTH_KEYS: &[&str] = &["jwt_secret", "api_keys", "demo"];
-const KIND_KEYS: &[&str] = &[
-    "idle_timeout",
-    "max_duration",
-    "waiting_timeout",
-    "completing_timeout",
-    "per_user",
-    "quorum",
-    "presence",
-    "participant_idle_timeout",
-    "disconnect_grace",
-    "on_parent_end",
-    "invite_ttl",
-    "retention",
-    "decision_timeout",
-];
+// ---------------------------------------------------------------------------
+// The file as written: derived, one struct per table.
 
-/// Error construction and typed reads, all naming the file and line.
+/// The whole file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    listen: Option<NonEmpty>,
+    store: Option<NonEmpty>,
+    log: Option<LogFormat>,
+    #[serde(default)]
+    auth: AuthToml,
+    /// Kind name to its table, in name order (checks after deserializing run
+    /// in that order; serde's own errors come in file order).
+    #[serde(default)]
+    kinds: BTreeMap<KindName, KindToml>,
+}
+
+impl FileToml {
+    fn check(self, cx: &Cx) -> Result<FileConfig, ConfigError> {
+        let mut kinds = Kinds::builtin();
+        for (name, table) in self.kinds {
+            let policy = table.check(cx, kinds.base_for(&name.0))?;
+            kinds.insert(policy);
+        }
+        Ok(FileConfig {
+            listen: self.listen.map(|s| s.0),
+            store: self.store.map(|s| s.0),
+            auth: self.auth.check(),
+            kinds,
+            log_format: self.log,
+        })
+    }
+}
+
+/// `[auth]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthToml {
+    jwt_secret: Option<NonEmpty>,
+    #[serde(default)]
+    api_keys: Vec<NonEmpty>,
+    #[serde(default)]
+    demo: bool,
+}
+
+impl AuthToml {
+    /// Every rule of `[auth]` is in its field types; this only unwraps them.
+    fn check(self) -> AuthConfig {
+        AuthConfig {
+            jwt_secret: self.jwt_secret.map(|s| s.0),
+            api_keys: self.api_keys.into_iter().map(|s| s.0).collect(),
+            demo: self.demo,
+        }
+    }
+}
+
+/// `[kinds.NAME]`: every key optional, because a built-in kind's table
+/// overrides only the keys it names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KindToml {
+    idle_timeout: Option<Timeout>,
+    max_duration: Option<Timeout>,
+    waiting_timeout: Option<Timeout>,
+    completing_timeout: Option<Timeout>,
+    per_user: Option<PerUser>,
+    /// Spanned: its range is checked after deserializing.
+    quorum: Option<Spanned<i64>>,
+    presence: Option<Presence>,
+    participant_idle_timeout: Option<Timeout>,
+    disconnect_grace: Option<Timeout>,
+    on_parent_end: Option<OnParentEnd>,
+    invite_ttl: Option<Timeout>,
+    retention: Option<Retention>,
+    /// Spanned: whether it is allowed depends on the kind's name.
+    decision_timeout: Option<Spanned<Timeout>>,
+}
+
+impl KindToml {
+    /// Lays the table over `base` (the built-in policy, or a new kind's).
+    fn check(self, cx: &Cx, mut p: KindPolicy) -> Result<KindPolicy, ConfigError> {
+        let key = |field: &str| format!("kinds.{}.{field}", key_display(&p.name));
+        if let Some(decision) = self.decision_timeout {
+            if p.name != MATCHING {
+                let message = "decision_timeout is only allowed in [kinds.matching] \
+                               (how long a user may owe a skip/continue decision after a call)";
+                return Err(cx.err(Some(decision.span()), Some(key("decision_timeout")), message.into()));
+            }
+            p.decision_timeout = decision.into_inner().0;
+        }
+        if let Some(quorum) = self.quorum {
+            let n = *quorum.get_ref();
+            p.quorum = u32::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                let message = format!("must be an integer from 1 to {}, found {n}", u32::MAX);
+                cx.err(Some(quorum.span()), Some(key("quorum")), message)
+            })?;
+        }
+        let timeouts = [
+            (self.idle_timeout, &mut p.idle_timeout),
+            (self.max_duration, &mut p.max_duration),
+            (self.waiting_timeout, &mut p.waiting_timeout),
+            (self.completing_timeout, &mut p.completing_timeout),
+            (self.participant_idle_timeout, &mut p.participant_idle_timeout),
+            (self.disconnect_grace, &mut p.disconnect_grace),
+            (self.invite_ttl, &mut p.invite_ttl),
+        ];
+        for (given, slot) in timeouts {
+            if let Some(Timeout(t)) = given {
+                *slot = t;
+            }
+        }
+        if let Some(Retention(d)) = self.retention {
+            p.retention = d;
+        }
+        if let Some(v) = self.per_user {
+            p.per_user = v;
+        }
+        if let Some(v) = self.presence {
+            p.presence = v;
+        }
+        if let Some(v) = self.on_parent_end {
+            p.on_parent_end = v;
+        }
+        Ok(p)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Value types that check themselves while deserializing, so their errors carry
+// the value's span like any serde error.
+
+/// A string that is not blank.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct NonEmpty(String);
+
+impl TryFrom<String> for NonEmpty {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.trim().is_empty() {
+            return Err("must not be empty");
+        }
+        Ok(NonEmpty(s))
+    }
+}
+
+/// A kind name: `1..=64` characters of `a-z`, `0-9`, `_`, `-`.
+#[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(try_from = "String")]
+struct KindName(String);
+
+impl TryFrom<String> for KindName {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let ok_chars = name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+        if name.is_empty() || name.len() > 64 || !ok_chars {
+            return Err(format!(
+                "bad kind name {name:?}: use 1 to 64 characters of lowercase letters, digits, '_' and '-'"
+            ));
+        }
+        Ok(KindName(name))
+    }
+}
+
+/// A timeout: a duration, or `None` for `"off"`.
+struct Timeout(Option<Dur>);
+
+/// A duration that cannot be switched off (`retention`).
+struct Retention(Dur);
+
+impl<'de> Deserialize<'de> for Timeout {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = duration_text(d, "a duration string like \"30s\" or \"off\"")?;
+        if text == "off" {
+            return Ok(Timeout(None));
+        }
+        parse_duration(&text).map(|d| Timeout(Some(d))).map_err(de::Error::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = duration_text(d, "a duration string like \"7d\"")?;
+        if text == "off" {
+            return Err(de::Error::custom("cannot be \"off\"; give a duration like \"7d\""));
+        }
+        parse_duration(&text).map(Retention).map_err(de::Error::custom)
+    }
+}
+
+/// The string a duration is written as. Read through `toml::Value` rather
+/// than `String` so that a wrong type is answered with what a duration looks
+/// like (`expected a duration string like "30s" or "off", found integer 300`),
+/// and a TOML datetime is named as the datetime it is (serde alone would call
+/// it a map).
+fn duration_text<'de, D: Deserializer<'de>>(d: D, expected: &'static str) -> Result<String, D::Error> {
+    let found = match toml::Value::deserialize(d)? {
+        toml::Value::String(text) => return Ok(text),
+        toml::Value::Integer(n) => format!("integer {n}"),
+        toml::Value::Float(x) => format!("float {x}"),
+        toml::Value::Boolean(b) => format!("boolean {b}"),
+        toml::Value::Datetime(t) => format!("datetime {t}"),
+        toml::Value::Array(_) => "an array".to_string(),
+        toml::Value::Table(_) => "a table".to_string(),
+    };
+    Err(de::Error::invalid_type(de::Unexpected::Other(&found), &expected))
+}
+
+/// A duration longer than zero, with `Dur::parse`'s reason when it is not one.
+fn parse_duration(text: &str) -> Result<Dur, String> {
+    match Dur::parse(text) {
+        Ok(Dur(0)) => Err(format!("bad duration {text:?}: must be longer than zero (use \"off\" to switch it off)")),
+        Ok(d) => Ok(d),
+        Err(why) => {
+            // Dur::parse says `duration "5x" has unknown unit ...`; keep the reason only.
+            let prefix = format!("duration {text:?} ");
+            let reason = why.strip_prefix(prefix.as_str()).map(|r| r.strip_prefix("has ").unwrap_or(r));
+            Err(format!("bad duration {text:?}: {}", reason.unwrap_or(&why)))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors: key, line and wording.
+
+/// The text being loaded, for turning byte spans into lines.
 struct Cx<'a> {
     file: &'a str,
     text: &'a str,
@@ -190,217 +403,122 @@ impl Cx<'_> {
         self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
     }
 
-    fn err(&self, span: Option<&Range<usize>>, key: Option<&str>, message: String) -> ConfigError {
-        ConfigError {
-            file: self.file.to_string(),
-            line: span.map(|s| self.line_at(s.start)),
-            key: key.map(str::to_string),
-            message,
+    fn err(&self, span: Option<std::ops::Range<usize>>, key: Option<String>, message: String) -> ConfigError {
+        ConfigError { file: self.file.to_string(), line: span.map(|s| self.line_at(s.start)), key, message }
+    }
+
+    /// A serde error from deserializing [`FileToml`]: the key comes from the
+    /// path serde walked, the line from toml's span, and the message is
+    /// reworded into the config's own terms.
+    fn serde_error(&self, e: &serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
+        let (key, item) = key_path(e.path());
+        let inner = e.inner();
+        let span = inner.span();
+        let source = span.clone().and_then(|s| self.text.get(s)).unwrap_or("").trim();
+        let mut message = reword(inner.message(), key.as_deref(), source);
+        if let Some(index) = item {
+            message = format!("item {}: {message}", index + 1);
         }
-    }
-
-    /// An error about entry `e` (reported at its key, else at its value).
-    fn at(&self, e: &Entry, path: &str, message: String) -> ConfigError {
-        self.err(e.key_span.as_ref().or(e.value.span.as_ref()), Some(path), message)
-    }
-
-    fn unknown_key(&self, e: &Entry, path: &str, known: &[&str]) -> ConfigError {
-        let hint = match known.iter().filter(|k| edit_distance(k, &e.key) <= 2).min_by_key(|k| edit_distance(k, &e.key))
-        {
-            Some(k) => format!(" (did you mean {k:?}?)"),
-            None => format!(" (known keys: {})", known.join(", ")),
-        };
-        self.at(e, path, format!("unknown key {:?}{hint}", e.key))
-    }
-
-    fn wrong_type(&self, e: &Entry, path: &str, expected: &str) -> ConfigError {
-        self.at(e, path, format!("expected {expected}, found {}", e.value.node.describe()))
-    }
-
-    fn table<'n>(&self, e: &'n Entry, path: &str) -> Result<&'n [Entry], ConfigError> {
-        match &e.value.node {
-            Node::Table(entries) => Ok(entries),
-            _ => Err(self.wrong_type(e, path, "a table")),
-        }
-    }
-
-    fn string<'n>(&self, e: &'n Entry, path: &str) -> Result<&'n str, ConfigError> {
-        match &e.value.node {
-            Node::Str(s) => Ok(s),
-            _ => Err(self.wrong_type(e, path, "a string")),
-        }
-    }
-
-    fn non_empty_string(&self, e: &Entry, path: &str) -> Result<String, ConfigError> {
-        let s = self.string(e, path)?;
-        if s.trim().is_empty() {
-            return Err(self.at(e, path, "must not be empty".into()));
-        }
-        Ok(s.to_string())
-    }
-
-    fn boolean(&self, e: &Entry, path: &str) -> Result<bool, ConfigError> {
-        match e.value.node {
-            Node::Bool(b) => Ok(b),
-            _ => Err(self.wrong_type(e, path, "a boolean (true or false)")),
-        }
-    }
-
-    fn choice<T: Copy>(&self, e: &Entry, path: &str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
-        let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
-        let expected = names.join(" | ");
-        let Node::Str(s) = &e.value.node else {
-            return Err(self.wrong_type(e, path, &format!("one of {expected}")));
-        };
-        choices
-            .iter()
-            .find(|(n, _)| n == s)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| self.at(e, path, format!("unknown value {s:?} (expected {expected})")))
-    }
-
-    /// A duration, or `None` for `"off"`.
-    fn timeout(&self, e: &Entry, path: &str) -> Result<Option<Dur>, ConfigError> {
-        let Node::Str(s) = &e.value.node else {
-            return Err(self.wrong_type(e, path, "a duration string like \"30s\" or \"off\""));
-        };
-        if s == "off" {
-            return Ok(None);
-        }
-        self.parse_dur(e, path, s).map(Some)
-    }
-
-    /// A duration that cannot be switched off.
-    fn duration(&self, e: &Entry, path: &str) -> Result<Dur, ConfigError> {
-        let Node::Str(s) = &e.value.node else {
-            return Err(self.wrong_type(e, path, "a duration string like \"7d\""));
-        };
-        if s == "off" {
-            return Err(self.at(e, path, "cannot be \"off\"; give a duration like \"7d\"".into()));
-        }
-        self.parse_dur(e, path, s)
-    }
-
-    fn parse_dur(&self, e: &Entry, path: &str, s: &str) -> Result<Dur, ConfigError> {
-        match Dur::parse(s) {
-            Ok(Dur(0)) => Err(self.at(
-                e,
-                path,
-                format!("bad duration {s:?}: must be longer than zero (use \"off\" to switch it off)"),
-            )),
-            Ok(d) => Ok(d),
-            Err(why) => {
-                // Dur::parse says `duration "5x" has unknown unit ...`; keep the reason only.
-                let prefix = format!("duration {s:?} ");
-                let reason = why.strip_prefix(prefix.as_str()).map(|r| r.strip_prefix("has ").unwrap_or(r));
-                Err(self.at(e, path, format!("bad duration {s:?}: {}", reason.unwrap_or(&why))))
-            }
-        }
-    }
-
-    fn auth(&self, e: &Entry) -> Result<AuthConfig, ConfigError> {
-        let mut auth = AuthConfig::default();
-        for a in self.table(e, "auth")? {
-            let path = format!("auth.{}", key_display(&a.key));
-            match a.key.as_str() {
-                "jwt_secret" => auth.jwt_secret = Some(self.non_empty_string(a, &path)?),
-                "demo" => auth.demo = self.boolean(a, &path)?,
-                "api_keys" => {
-                    let Node::Array(items) = &a.value.node else {
-                        return Err(self.wrong_type(a, &path, "an array of strings"));
-                    };
-                    for (i, item) in items.iter().enumerate() {
-                        let at = item.span.as_ref().or(a.key_span.as_ref());
-                        match &item.node {
-                            Node::Str(s) if !s.trim().is_empty() => auth.api_keys.push(s.clone()),
-                            Node::Str(_) => {
-                                return Err(self.err(at, Some(&path), format!("item {} is empty", i + 1)));
-                            }
-                            other => {
-                                let msg = format!("item {} must be a string, found {}", i + 1, other.describe());
-                                return Err(self.err(at, Some(&path), msg));
-                            }
-                        }
-                    }
-                }
-                _ => return Err(self.unknown_key(a, &path, AUTH_KEYS)),
-            }
-        }
-        Ok(auth)
-    }
-
-    fn kinds(&self, e: &Entry, kinds: &mut Kinds) -> Result<(), ConfigError> {
-        for k in self.table(e, "kinds")? {
-            let name = &k.key;
-            let path = format!("kinds.{}", key_display(name));
-            if let Err(why) = check_kind_name(name) {
-                return Err(self.at(k, &path, why));
-            }
-            let mut policy = kinds.base_for(name);
-            for f in self.table(k, &path)? {
-                self.kind_key(f, &path, &mut policy)?;
-            }
-            kinds.insert(policy);
-        }
-        Ok(())
-    }
-
-    fn kind_key(&self, f: &Entry, kind_path: &str, p: &mut KindPolicy) -> Result<(), ConfigError> {
-        let path = format!("{kind_path}.{}", key_display(&f.key));
-        let path = path.as_str();
-        match f.key.as_str() {
-            "idle_timeout" => p.idle_timeout = self.timeout(f, path)?,
-            "max_duration" => p.max_duration = self.timeout(f, path)?,
-            "waiting_timeout" => p.waiting_timeout = self.timeout(f, path)?,
-            "completing_timeout" => p.completing_timeout = self.timeout(f, path)?,
-            "participant_idle_timeout" => p.participant_idle_timeout = self.timeout(f, path)?,
-            "disconnect_grace" => p.disconnect_grace = self.timeout(f, path)?,
-            "invite_ttl" => p.invite_ttl = self.timeout(f, path)?,
-            "retention" => p.retention = self.duration(f, path)?,
-            "decision_timeout" => {
-                if p.name != MATCHING {
-                    return Err(self.at(
-                        f,
-                        path,
-                        "decision_timeout is only allowed in [kinds.matching] \
-                         (how long a user may owe a skip/continue decision after a call)"
-                            .into(),
-                    ));
-                }
-                p.decision_timeout = self.timeout(f, path)?;
-            }
-            "per_user" => {
-                let choices = [("replace", PerUser::Replace), ("reject", PerUser::Reject), ("allow", PerUser::Allow)];
-                p.per_user = self.choice(f, path, &choices)?;
-            }
-            "presence" => p.presence = self.choice(f, path, &[("owner", Presence::Owner), ("any", Presence::Any)])?,
-            "on_parent_end" => {
-                p.on_parent_end = self.choice(f, path, &[("end", OnParentEnd::End), ("keep", OnParentEnd::Keep)])?
-            }
-            "quorum" => {
-                let Node::Int(n) = f.value.node else {
-                    return Err(self.wrong_type(f, path, "an integer >= 1"));
-                };
-                p.quorum = u32::try_from(n)
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| self.at(f, path, format!("must be an integer from 1 to {}, found {n}", u32::MAX)))?;
-            }
-            _ => return Err(self.unknown_key(f, path, KIND_KEYS)),
-        }
-        Ok(())
+        self.err(span, key, message)
     }
 }
 
-/// `1..=64` characters of `a-z`, `0-9`, `_`, `-`.
-fn check_kind_name(name: &str) -> Result<(), String> {
-    let ok_chars = name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
-    if name.is_empty() || name.len() > 64 || !ok_chars {
-        return Err(format!(
-            "bad kind name {name:?}: use 1 to 64 characters of lowercase letters, digits, '_' and '-'"
-        ));
+/// The dotted key of a serde path, and the index when the path ends inside an
+/// array (`auth.api_keys` item 2 rather than `auth.api_keys[1]`).
+fn key_path(path: &serde_path_to_error::Path) -> (Option<String>, Option<usize>) {
+    use serde_path_to_error::Segment;
+    let mut parts: Vec<String> = Vec::new();
+    let mut item = None;
+    for segment in path.iter() {
+        match segment {
+            // `Spanned` walks through a map of its own; those keys are not the user's.
+            Segment::Map { key } if key.starts_with("$__") => continue,
+            Segment::Map { key } | Segment::Enum { variant: key } => parts.push(key_display(key)),
+            Segment::Seq { index } => {
+                if let Some(last) = parts.last_mut() {
+                    last.push_str(&format!("[{index}]"));
+                }
+            }
+            Segment::Unknown => parts.push("?".to_string()),
+        }
+        item = None;
+        if let Segment::Seq { index } = segment {
+            item = Some(*index);
+        }
     }
-    Ok(())
+    if let (Some(index), Some(last)) = (item, parts.last_mut()) {
+        last.truncate(last.len() - format!("[{index}]").len());
+    }
+    ((!parts.is_empty()).then(|| parts.join(".")), item)
+}
+
+/// Serde's messages, in the config's words. serde hands toml only a formatted
+/// string (`de::Error::unknown_field` and friends default to `custom`), so the
+/// few shapes it produces are recognised by their fixed wording; anything else
+/// (the value types' own messages) is kept as it is.
+fn reword(message: &str, key: Option<&str>, source: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        // `unknown field `x`, expected one of `a`, `b`` or `..., there are no fields`.
+        let name = key.and_then(|k| k.rsplit('.').next()).unwrap_or("").to_string();
+        let name = rest.split_once('`').map_or(name, |(n, _)| n.to_string());
+        let known = rest.rsplit_once(", expected ").map(|(_, list)| backticked(list)).unwrap_or_default();
+        return unknown_key(&name, &known);
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        if let Some((value, list)) = rest.rsplit_once("`, expected ") {
+            let choices: Vec<String> = backticked(list).iter().map(|c| format!("{c:?}")).collect();
+            return format!("unknown value {value:?} (expected {})", choices.join(" | "));
+        }
+    }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some((found, expected)) = message.strip_prefix(prefix).and_then(|r| r.rsplit_once(", expected ")) {
+            return format!("expected {}, found {}", expected_words(expected), found_words(found));
+        }
+    }
+    // toml's answer when an enum (per_user, log, ...) is given a non-string.
+    if message == "wanted string or table" {
+        return format!("expected a string, found {source}");
+    }
+    message.to_string()
+}
+
+/// ``a` or `b``, ``one of `a`, `b`, `c`` → `[a, b, c]`.
+fn backticked(list: &str) -> Vec<String> {
+    list.split('`').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+fn unknown_key(name: &str, known: &[String]) -> String {
+    // Two edits are a typo in `idle_timout`, but would turn `bind` into `kinds`.
+    let limit = (name.chars().count() / 3).clamp(1, 2);
+    let close = known.iter().filter(|k| edit_distance(k, name) <= limit);
+    let hint = match close.min_by_key(|k| edit_distance(k, name)) {
+        Some(k) => format!(" (did you mean {k:?}?)"),
+        None if known.is_empty() => String::new(),
+        None => format!(" (known keys: {})", known.join(", ")),
+    };
+    format!("unknown key {name:?}{hint}")
+}
+
+/// serde's "expected" for std types, in TOML's terms.
+fn expected_words(expected: &str) -> String {
+    match expected {
+        "a boolean" => "a boolean (true or false)".into(),
+        "a map" => "a table".into(),
+        "a sequence" => "an array".into(),
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" => "an integer".into(),
+        "f32" | "f64" => "a number".into(),
+        e if e.starts_with("struct ") => "a table".into(),
+        e => e.into(),
+    }
+}
+
+/// serde's `Unexpected` (``integer `300` ``, `map`, ...) in TOML's terms.
+fn found_words(found: &str) -> String {
+    match found {
+        "map" => "a table".into(),
+        "sequence" => "an array".into(),
+        f => f.replace("floating point", "float").replace('`', ""),
+    }
 }
 
 /// A key as written in TOML: bare when possible, else quoted.
@@ -425,174 +543,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
-}
-
-// ---------------------------------------------------------------------------
-// A TOML tree that remembers where each key and value came from.
-
-/// serde_spanned's private protocol, which toml 0.8's deserializer answers.
-const SPANNED_NAME: &str = "$__serde_spanned_private_Spanned";
-const SPANNED_START: &str = "$__serde_spanned_private_start";
-const SPANNED_END: &str = "$__serde_spanned_private_end";
-const SPANNED_VALUE: &str = "$__serde_spanned_private_value";
-static SPANNED_FIELDS: [&str; 3] = [SPANNED_START, SPANNED_END, SPANNED_VALUE];
-/// toml_datetime presents a datetime as a one-entry map under this key.
-const DATETIME_FIELD: &str = "$__toml_private_datetime";
-
-#[derive(Debug)]
-enum Node {
-    Table(Vec<Entry>),
-    Array(Vec<SpNode>),
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Datetime(String),
-}
-
-impl Node {
-    fn describe(&self) -> String {
-        match self {
-            Node::Table(_) => "a table".into(),
-            Node::Array(_) => "an array".into(),
-            Node::Str(s) => format!("string {s:?}"),
-            Node::Int(n) => format!("integer {n}"),
-            Node::Float(x) => format!("float {x}"),
-            Node::Bool(b) => format!("boolean {b}"),
-            Node::Datetime(d) => format!("datetime {d}"),
-        }
-    }
-}
-
-#[derive(Debug)]
-struct SpNode {
-    span: Option<Range<usize>>,
-    node: Node,
-}
-
-#[derive(Debug)]
-struct Entry {
-    key: String,
-    key_span: Option<Range<usize>>,
-    value: SpNode,
-}
-
-/// A table key, spanned when the deserializer knows where it is.
-struct Key {
-    name: String,
-    span: Option<Range<usize>>,
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-                Ok(Key { name: v.to_string(), span: None })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Key, A::Error> {
-                let (mut start, mut end, mut name) = (None, None, None);
-                while let Some(k) = m.next_key::<String>()? {
-                    match k.as_str() {
-                        SPANNED_START => start = Some(m.next_value::<usize>()?),
-                        SPANNED_END => end = Some(m.next_value::<usize>()?),
-                        SPANNED_VALUE => name = Some(m.next_value::<String>()?),
-                        other => return Err(de::Error::unknown_field(other, &SPANNED_FIELDS)),
-                    }
-                }
-                let name = name.ok_or_else(|| de::Error::missing_field(SPANNED_VALUE))?;
-                let span = start.zip(end).map(|(s, e)| s..e);
-                Ok(Key { name, span })
-            }
-        }
-        d.deserialize_struct(SPANNED_NAME, &SPANNED_FIELDS, V)
-    }
-}
-
-impl<'de> Deserialize<'de> for SpNode {
-    /// Asks for a span; a deserializer that has none hands over the bare value.
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SpNode, D::Error> {
-        d.deserialize_struct(SPANNED_NAME, &SPANNED_FIELDS, NodeVisitor)
-    }
-}
-
-/// The value inside a span: read without asking for a span again.
-struct Bare(SpNode);
-
-impl<'de> Deserialize<'de> for Bare {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bare, D::Error> {
-        d.deserialize_any(NodeVisitor).map(Bare)
-    }
-}
-
-struct NodeVisitor;
-
-fn bare(node: Node) -> SpNode {
-    SpNode { span: None, node }
-}
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = SpNode;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a TOML value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<SpNode, E> {
-        Ok(bare(Node::Bool(v)))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<SpNode, E> {
-        Ok(bare(Node::Int(v)))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<SpNode, E> {
-        i64::try_from(v).map(|v| bare(Node::Int(v))).map_err(|_| E::custom("integer out of range"))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<SpNode, E> {
-        Ok(bare(Node::Float(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<SpNode, E> {
-        Ok(bare(Node::Str(v.to_string())))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<SpNode, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = s.next_element::<SpNode>()? {
-            items.push(item);
-        }
-        Ok(bare(Node::Array(items)))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<SpNode, A::Error> {
-        let Some(first) = m.next_key::<Key>()? else {
-            return Ok(bare(Node::Table(Vec::new())));
-        };
-        if first.span.is_none() && first.name == SPANNED_START {
-            // The span protocol: start, end, then the value itself.
-            let start = m.next_value::<usize>()?;
-            let mut end = start;
-            let mut value = None;
-            while let Some(k) = m.next_key::<Key>()? {
-                match k.name.as_str() {
-                    SPANNED_END => end = m.next_value::<usize>()?,
-                    SPANNED_VALUE => value = Some(m.next_value::<Bare>()?.0.node),
-                    other => return Err(de::Error::unknown_field(other, &SPANNED_FIELDS)),
-                }
-            }
-            let node = value.ok_or_else(|| de::Error::missing_field(SPANNED_VALUE))?;
-            return Ok(SpNode { span: Some(start..end), node });
-        }
-        if first.span.is_none() && first.name == DATETIME_FIELD {
-            return Ok(bare(Node::Datetime(m.next_value::<String>()?)));
-        }
-        let mut entries = Vec::new();
-        let mut key = Some(first);
-        while let Some(k) = key {
-            let value = m.next_value::<SpNode>()?;
-            entries.push(Entry { key: k.name, key_span: k.span, value });
-            key = m.next_key::<Key>()?;
-        }
-        Ok(bare(Node::Table(entries)))
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Every example configuration in `examples/` loads, and says what its
-//! comments say.
+//! comments say; a bad configuration stops `tether serve` with a message
+//! naming the key and the line; logs piped away carry no colour codes.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use tether::config::{load, FileConfig, LogFormat};
 use tether_engine::{Dur, KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
 
@@ -103,4 +106,163 @@ fn reading_room_policy() {
     assert_eq!(r.invite_ttl, secs(3600));
     assert_eq!(r.retention, Dur::from_secs(7 * 86_400));
     assert_eq!(r.per_user, PerUser::Allow);
+}
+
+/// `tether serve` with the server's own environment variables cleared, so
+/// only the arguments given here count.
+fn tether() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
+    for var in ["TETHER_CONFIG", "TETHER_LISTEN", "TETHER_STORE", "TETHER_DEMO", "TETHER_LOG_FORMAT", "TETHER_LOG"] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// A real operator's file: the line numbers below count from here.
+const GOOD: &str = r#"listen = "127.0.0.1:7878"
+store  = "memory"
+
+[auth]
+api_keys = ["backend-key-1"]
+demo     = false
+
+[kinds.interview]
+idle_timeout = "5m"
+per_user     = "reject"
+quorum       = 1
+"#;
+
+/// Starts the binary on `GOOD` with line `line` (1-based) replaced by
+/// `replacement`, expects it to refuse to start, and returns the one error
+/// line it printed, with the file's path taken out.
+///
+/// `--listen` is given an address that does not parse: the listen address is
+/// checked after the file, so a file that wrongly loads still ends the
+/// process (with a different message) instead of leaving a server running.
+fn start_up_error(line: usize, replacement: &str) -> String {
+    let mut lines: Vec<&str> = GOOD.lines().collect();
+    lines[line - 1] = replacement;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let out = tether().arg("serve").arg("--config").arg(&path).args(["--listen", "not-an-address"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let prefix = format!("tether: configuration error: {}", path.display());
+    let error =
+        stderr.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no error line: {stderr}"));
+    error.to_string()
+}
+
+#[test]
+fn good_file_passes_the_config_stage() {
+    // The baseline the error tests edit: loads, then stops only at --listen.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tether.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let out = tether().arg("serve").arg("--config").arg(&path).args(["--listen", "not-an-address"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("configuration error: listen: \"not-an-address\" is not an address"), "{stderr}");
+}
+
+#[test]
+fn unknown_top_level_key_names_key_and_line() {
+    let e = start_up_error(1, r#"bind = "127.0.0.1:7878""#);
+    assert_eq!(e, r#" line 1: bind: unknown key "bind" (known keys: listen, store, log, auth, kinds)"#);
+    let e = start_up_error(2, r#"storage = "memory""#);
+    assert_eq!(e, r#" line 2: storage: unknown key "storage" (did you mean "store"?)"#);
+}
+
+#[test]
+fn unknown_kind_key_suggests_the_right_one() {
+    let e = start_up_error(9, r#"idle_timout = "5m""#);
+    assert_eq!(e, r#" line 9: kinds.interview.idle_timout: unknown key "idle_timout" (did you mean "idle_timeout"?)"#);
+    let e = start_up_error(5, r#"api_key = ["backend-key-1"]"#);
+    assert_eq!(e, r#" line 5: auth.api_key: unknown key "api_key" (did you mean "api_keys"?)"#);
+}
+
+#[test]
+fn wrong_type_names_key_and_line() {
+    let e = start_up_error(6, r#"demo = "yes""#);
+    assert_eq!(e, r#" line 6: auth.demo: expected a boolean (true or false), found string "yes""#);
+    let e = start_up_error(9, "idle_timeout = 300");
+    assert_eq!(
+        e,
+        r#" line 9: kinds.interview.idle_timeout: expected a duration string like "30s" or "off", found integer 300"#
+    );
+    let e = start_up_error(5, r#"api_keys = ["backend-key-1", 42]"#);
+    assert_eq!(e, " line 5: auth.api_keys: item 2: expected a string, found integer 42");
+}
+
+#[test]
+fn bad_duration_names_key_and_line() {
+    let e = start_up_error(9, r#"idle_timeout = "5x""#);
+    assert_eq!(
+        e,
+        r#" line 9: kinds.interview.idle_timeout: bad duration "5x": unknown unit "x" (use ms, s, m, h or d)"#
+    );
+    let e = start_up_error(9, r#"idle_timeout = "0s""#);
+    assert!(
+        e.starts_with(" line 9: kinds.interview.idle_timeout: bad duration \"0s\": must be longer than zero"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_enum_value_lists_the_choices() {
+    let e = start_up_error(10, r#"per_user = "deny""#);
+    assert_eq!(
+        e,
+        r#" line 10: kinds.interview.per_user: unknown value "deny" (expected "replace" | "reject" | "allow")"#
+    );
+    let e = start_up_error(2, r#"log = "xml""#);
+    assert_eq!(e, r#" line 2: log: unknown value "xml" (expected "human" | "json")"#);
+}
+
+#[test]
+fn invalid_combinations_name_key_and_line() {
+    let e = start_up_error(11, "quorum = 0");
+    assert_eq!(e, " line 11: kinds.interview.quorum: must be an integer from 1 to 4294967295, found 0");
+    let e = start_up_error(11, r#"decision_timeout = "30s""#);
+    assert!(
+        e.starts_with(
+            " line 11: kinds.interview.decision_timeout: decision_timeout is only allowed in [kinds.matching]"
+        ),
+        "{e}"
+    );
+    let e = start_up_error(8, "[kinds.Interview]");
+    assert!(e.starts_with(r#" line 8: kinds.Interview: bad kind name "Interview""#), "{e}");
+}
+
+#[test]
+fn invalid_toml_names_the_line() {
+    let e = start_up_error(8, "[kinds.interview");
+    assert!(e.starts_with(" line 8: invalid TOML: "), "{e}");
+}
+
+/// With stderr piped (not a terminal) the human log format has no ANSI
+/// escape codes, whether or not `NO_COLOR` is set.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let mut child = tether()
+        .args(["serve", "--store", "memory", "--listen", "127.0.0.1:0"])
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // "tether started" is logged before "listening on" is printed.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // Before it, a memory store without api_keys prints its generated key.
+    let listening = stdout.by_ref().lines().map_while(Result::ok).find(|l| l.starts_with("listening on "));
+    assert!(listening.is_some(), "the server exited before listening");
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tether started"), "{stderr}");
+    assert!(!stderr.contains("\x1b["), "colour codes in piped logs: {stderr:?}");
 }
