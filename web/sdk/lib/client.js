@@ -47,7 +47,7 @@ export class TetherClient {
     this._getToken = options.getToken;
     this._fetch = options.fetch ?? ((...a) => globalThis.fetch(...a));
     this._RTC = options.RTCPeerConnection;
-    this._onGap = options.onGap ?? null;
+    this._gapListener = options.onGap ?? null;
     /** @type {'auto'|'ws'|'sse'|'none'} */
     this.transport = options.transport ?? 'auto';
     this.lifecycle = options.lifecycle ?? true;
@@ -342,15 +342,15 @@ export class TetherClient {
   _onGap(frame) {
     /** @type {StreamGapEvent} */
     const gap = { type: 'stream.gap', from: Number(frame.from), to: Number(frame.to) };
-    if (frame.id != null) gap.id = frame.id;
+    if (frame.id != null && /^\d+$/.test(String(frame.id))) gap.id = Number(frame.id);
     // the skipped ids are consumed: a later SSE resume starts after them
     if (Number.isFinite(gap.to) && (this._lastEventId == null || gap.to > this._lastEventId)) {
       this._lastEventId = gap.to;
     }
     this._log('events skipped by the server', gap.from, '..', gap.to);
-    if (this._onGap) {
+    if (this._gapListener) {
       try {
-        this._onGap(gap);
+        this._gapListener(gap);
       } catch (e) {
         if (globalThis.console) console.error('tether onGap error', e);
       }

@@ -1,0 +1,100 @@
+// One vocabulary: the SDK's event types and the unions of tether.d.ts must be
+// exactly the server's `EventType`, `Status` and `EndReason` string enums of
+// /openapi.json, read from a real server.
+//
+// tether.d.ts is read with the TypeScript compiler's type checker rather than
+// pattern matching: a union spread over lines, written through an alias, or
+// widened with a non-literal member (`(string & {})`) is seen as TypeScript
+// sees it, and the file must also compile without errors.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import ts from 'typescript';
+import { EVENT_TYPES } from '../../web/sdk/tether.js';
+import { REPO_DIR, startServer } from '../lib/harness.mjs';
+
+const DTS = join(REPO_DIR, 'web/sdk/tether.d.ts');
+
+let server;
+let schemas;
+
+before(async () => {
+  server = await startServer('vocabulary');
+  const res = await fetch(server.url + '/openapi.json');
+  assert.equal(res.status, 200, 'GET /openapi.json');
+  schemas = (await res.json()).components?.schemas ?? {};
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+/** The values of a string-enum schema of the document. */
+function serverEnum(name) {
+  const schema = schemas[name];
+  assert.ok(schema, `components.schemas.${name} is missing from /openapi.json`);
+  assert.equal(schema.type, 'string', `${name} is a string enum`);
+  assert.ok(Array.isArray(schema.enum), `${name} has an enum`);
+  return schema.enum;
+}
+
+/** tether.d.ts through the type checker (it must compile cleanly). */
+function declarations() {
+  const program = ts.createProgram([DTS], {
+    noEmit: true,
+    strict: true,
+    target: ts.ScriptTarget.ES2022,
+    lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'],
+  });
+  const errors = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+  assert.deepEqual(errors, [], 'tether.d.ts compiles');
+  const checker = program.getTypeChecker();
+  const file = program.getSourceFile(DTS);
+  const exported = checker.getExportsOfModule(checker.getSymbolAtLocation(file));
+  const typeOf = (name) => {
+    const sym = exported.find((s) => s.name === name);
+    assert.ok(sym, `tether.d.ts exports ${name}`);
+    return checker.getDeclaredTypeOfSymbol(sym);
+  };
+  return { checker, typeOf };
+}
+
+/** The members of a union of string literals; fails on any other member. */
+function stringLiterals(type, what) {
+  const members = type.isUnion() ? type.types : [type];
+  return members.map((m) => {
+    assert.ok(m.isStringLiteral(), `${what}: every member is a string literal (found ${m.flags})`);
+    return m.value;
+  });
+}
+
+const sorted = (a) => [...a].sort();
+
+test('EVENT_TYPES is the server\'s EventType enum', () => {
+  const server = serverEnum('EventType');
+  assert.equal(new Set(EVENT_TYPES).size, EVENT_TYPES.length, 'no duplicates');
+  assert.deepEqual(sorted(EVENT_TYPES), sorted(server));
+});
+
+test('tether.d.ts unions are the server\'s EventType, Status and EndReason enums', () => {
+  const { checker, typeOf } = declarations();
+  for (const [dts, schema] of [
+    ['EventType', 'EventType'],
+    ['SessionStatus', 'Status'],
+    ['EndReason', 'EndReason'],
+  ]) {
+    assert.deepEqual(sorted(stringLiterals(typeOf(dts), dts)), sorted(serverEnum(schema)), `${dts} = ${schema}`);
+  }
+
+  // every event type has a shape in TetherEvent, and nothing else does
+  const eventTypes = typeOf('TetherEvent').types.flatMap((member) => {
+    const prop = checker.getPropertyOfType(member, 'type');
+    assert.ok(prop, 'each TetherEvent member has a type');
+    return stringLiterals(checker.getTypeOfSymbol(prop), 'TetherEvent.type');
+  });
+  assert.deepEqual(sorted(eventTypes), sorted(serverEnum('EventType')));
+
+  // a stream.gap carries the skipped range and no session
+  const gap = typeOf('StreamGapEvent');
+  assert.deepEqual(sorted(checker.getPropertiesOfType(gap).map((p) => p.name)), ['from', 'id', 'to', 'type']);
+});
