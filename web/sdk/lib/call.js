@@ -8,7 +8,7 @@ import { TetherError } from './errors.js';
 import { isOfferer, nowMs } from './util.js';
 
 /** @typedef {import('../tether.d.ts').Signal} Signal */
-/** @typedef {import('../tether.d.ts').TetherEvent} TetherEvent */
+/** @typedef {import('../tether.d.ts').SessionEvent} SessionEvent */
 /** @typedef {import('../tether.d.ts').ConnectCallOptions} ConnectCallOptions */
 
 export class Call {
@@ -283,7 +283,7 @@ export class Call {
     if (s.status === 'ended' || s.ended_at) this._end(s.end_reason ?? 'ended');
   }
 
-  /** @param {TetherEvent} ev */
+  /** @param {SessionEvent} ev */
   _onSessionEvent(ev) {
     if (ev.type === 'session.ended') {
       if (ev.session) this.session = ev.session;

@@ -15,7 +15,7 @@ import { decodeJwtPayload } from './util.js';
 import { isLive } from './vocabulary.js';
 
 /** @typedef {import('../tether.d.ts').Session} Session */
-/** @typedef {import('../tether.d.ts').TetherEvent} TetherEvent */
+/** @typedef {import('../tether.d.ts').SessionEvent} SessionEvent */
 /** @typedef {import('../tether.d.ts').StreamGapEvent} StreamGapEvent */
 /** @typedef {import('../tether.d.ts').KindInfo} KindInfo */
 /** @typedef {import('../tether.d.ts').Match} Match */
@@ -204,7 +204,7 @@ export class TetherClient {
 
   /**
    * Called with (match, event) for every new match (deduplicated by call_id).
-   * @param {(match: Match, ev: TetherEvent | null) => void} fn
+   * @param {(match: Match, ev: SessionEvent | null) => void} fn
    */
   onMatch(fn) {
     return this.on('match', fn);
@@ -372,7 +372,7 @@ export class TetherClient {
     this._em.emit('error', new TetherError(err.status ?? 0, err));
   }
 
-  /** @param {TetherEvent} ev */
+  /** @param {SessionEvent} ev */
   _dispatch(ev) {
     if (ev.id != null) {
       const key = String(ev.id);

@@ -9,7 +9,7 @@ import { heartbeatIntervalFor } from './util.js';
 import { isLive } from './vocabulary.js';
 
 /** @typedef {import('../tether.d.ts').Session} Session */
-/** @typedef {import('../tether.d.ts').TetherEvent} TetherEvent */
+/** @typedef {import('../tether.d.ts').SessionEvent} SessionEvent */
 /** @typedef {import('../tether.d.ts').SessionOptions} SessionOptions */
 /** @typedef {import('../tether.d.ts').MatchingPrefs} MatchingPrefs */
 
@@ -158,7 +158,7 @@ export class SessionHandle {
     return this.client.beacon(this.id);
   }
 
-  /** @param {TetherEvent} ev */
+  /** @param {SessionEvent} ev */
   _onEvent(ev) {
     if (ev.session) this._update(ev.session);
     this._em.emit('event', ev);
