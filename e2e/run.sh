@@ -28,8 +28,9 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 fi
 
 cd e2e
-if [ ! -f node_modules/playwright-core/package.json ]; then
-  # playwright-core only: never download a browser, Debian's chromium is used
+if [ ! -f node_modules/playwright-core/package.json ] || [ ! -f node_modules/typescript/package.json ]; then
+  # playwright-core (never downloads a browser: Debian's chromium is used) and
+  # typescript (vocabulary.test.mjs reads tether.d.ts with its type checker)
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 fi
 mkdir -p artifacts

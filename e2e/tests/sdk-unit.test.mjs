@@ -280,3 +280,171 @@ test('endWhenHiddenMs: ends after the delay hidden, not if visible again first; 
   assert.equal(h.id, 's2');
   c.close();
 }));
+
+// ---- stream.gap on both transports, with fake WebSocket / EventSource ----
+
+/** A fake WebSocket class whose instances the test drives; `next()` resolves with the next one built. */
+function fakeWebSocketClass() {
+  const waiting = [];
+  class FakeWebSocket {
+    constructor(url) {
+      this.url = url;
+      this.sent = [];
+      const w = waiting.shift();
+      if (w) w(this);
+    }
+    send(text) {
+      this.sent.push(JSON.parse(text));
+    }
+    close() {}
+    /** The server says something (a JSON frame). */
+    receive(frame) {
+      this.onmessage({ data: JSON.stringify(frame) });
+    }
+  }
+  FakeWebSocket.next = () => new Promise((r) => waiting.push(r));
+  return FakeWebSocket;
+}
+
+/** A fake EventSource class: named events reach only listeners added for their name, as in browsers. */
+function fakeEventSourceClass() {
+  const waiting = [];
+  class FakeEventSource {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.listeners = new Map();
+      const w = waiting.shift();
+      if (w) w(this);
+    }
+    addEventListener(type, fn) {
+      this.listeners.set(type, [...(this.listeners.get(type) || []), fn]);
+    }
+    close() {
+      this.readyState = 2;
+    }
+    open() {
+      this.readyState = 1;
+      this.onopen();
+    }
+    /** The server sends `id: <id>\nevent: <type>\ndata: <json>`. */
+    receive(type, id, data) {
+      const m = { type, lastEventId: id == null ? '' : String(id), data: JSON.stringify(data) };
+      for (const fn of this.listeners.get(type) || []) fn(m);
+    }
+  }
+  FakeEventSource.next = () => new Promise((r) => waiting.push(r));
+  return FakeEventSource;
+}
+
+function transportClient(routes, extra) {
+  const fetch = fakeFetch(routes);
+  const c = createClient({
+    baseUrl: 'http://tether.test',
+    getToken: () => jwt({ sub: 'ada' }),
+    fetch,
+    lifecycle: false,
+    ...extra,
+  });
+  return { c, fetch };
+}
+
+const ended = (over) =>
+  session({ status: 'ended', end_reason: 'idle_timeout', ended_at: '2026-01-01T00:05:00.000Z', ...over });
+
+test('stream.gap on SSE: the app is told, tracked sessions are re-read, one that ended meanwhile ends as if its event had come', async () => {
+  const ES = fakeEventSourceClass();
+  const gaps = [];
+  let reads = 0;
+  const { c, fetch } = transportClient(
+    {
+      'GET /v1/kinds': [200, { kinds: [] }],
+      'POST /v1/sessions': [201, { session: session(), superseded: [] }],
+      'GET /v1/sessions/s1': () => [200, ++reads === 1 ? session() : ended()],
+    },
+    { transport: 'sse', EventSource: ES, onGap: (g) => gaps.push(['option', g]) },
+  );
+  const opened = ES.next();
+  c.connect();
+  const es = await opened;
+  assert.ok(es.listeners.has('stream.gap'), 'the SSE stream listens for stream.gap');
+  assert.ok(!es.listeners.has('session.updated'), 'and for no event the server does not send');
+  es.open();
+  assert.equal(c.activeTransport, 'sse');
+  const h = await c.startSession('interview', { heartbeat: false });
+  c.on('stream.gap', (g) => gaps.push(['on', g]));
+  const appEnded = [];
+  c.on('session.ended', (ev) => appEnded.push(ev));
+  const handleEnded = new Promise((r) => h.on('ended', (reason, s) => r({ reason, s })));
+
+  // a live session is only refreshed
+  es.receive('stream.gap', 7, { type: 'stream.gap', from: 3, to: 7 });
+  await waitUntil(() => reads === 1);
+  assert.equal(h.ended, false);
+  assert.deepEqual(gaps, [
+    ['option', { type: 'stream.gap', from: 3, to: 7, id: 7 }],
+    ['on', { type: 'stream.gap', from: 3, to: 7, id: 7 }],
+  ]);
+
+  // one that ended meanwhile gets the session.ended handling, with the server's reason
+  es.receive('stream.gap', 20, { type: 'stream.gap', from: 8, to: 20 });
+  const { reason, s } = await handleEnded;
+  assert.equal(reason, 'idle_timeout');
+  assert.equal(s.status, 'ended');
+  assert.equal(appEnded.length, 1);
+  assert.equal(appEnded[0].reason, 'idle_timeout');
+  assert.equal(appEnded[0].resynced, true);
+  assert.equal(appEnded[0].session.id, 's1');
+
+  // the server's own session.ended arriving later does not end it twice for the app
+  es.receive('session.ended', 21, { id: 21, type: 'session.ended', reason: 'idle_timeout', session: ended() });
+  assert.equal(appEnded.length, 1);
+  assert.equal(fetch.calls.filter((x) => x.key === 'GET /v1/sessions/s1').length, 2);
+  assert.equal(c._lastEventId, 21, 'a later SSE resume starts after the skipped ids');
+  c.close();
+});
+
+test('stream.gap on the WebSocket: re-reads the session and asks for a match it missed', async () => {
+  const WS = fakeWebSocketClass();
+  const gaps = [];
+  const matches = [];
+  const m = { call_id: 'c7', partner: { user_id: 'bob' }, compatibility_score: 0.7 };
+  const matching = session({ id: 'm1', kind: 'matching' });
+  const { c, fetch } = transportClient(
+    {
+      'GET /v1/kinds': [200, { kinds: [] }],
+      'POST /v1/matching/start': [201, { session: matching }],
+      'GET /v1/sessions/m1': [200, matching],
+      'GET /v1/matching/next': () =>
+        fetch.calls.some((x) => x.key === 'GET /v1/sessions/m1') ? [200, { match_found: true, match: m }] : [200, { match_found: false }],
+    },
+    { transport: 'ws', WebSocket: WS },
+  );
+  const opened = WS.next();
+  c.connect();
+  const ws = await opened;
+  ws.onopen();
+  ws.receive({ type: 'pong' });
+  assert.equal(c.activeTransport, 'ws');
+  c.on('*', (ev) => ev.type === 'stream.gap' && gaps.push(ev));
+  c.onMatch((x) => matches.push(x.call_id));
+  const h = await c.startMatching({ min_age: 20, max_age: 40 }, { heartbeat: false });
+  await waitUntil(() => fetch.calls.some((x) => x.key === 'GET /v1/matching/next'));
+  assert.deepEqual(matches, []);
+
+  ws.receive({ type: 'stream.gap', from: 100, to: 250 });
+  await waitUntil(() => matches.length === 1);
+  assert.deepEqual(matches, ['c7']);
+  assert.deepEqual(gaps, [{ type: 'stream.gap', from: 100, to: 250 }]);
+  assert.equal(h.ended, false);
+  c.close();
+});
+
+/** Wait for the SDK's pending promise chains (fake fetch answers on microtasks and the next turns). */
+async function waitUntil(cond, what = 'condition') {
+  for (let i = 0; i < 200; i++) {
+    if (cond()) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.fail(`never happened: ${what}`);
+}

@@ -391,6 +391,8 @@ function feedItem(ev) {
   if (reason) d.append(` · ${reason}`);
   if (ev.type === 'match.found' && ev.match) d.append(` · score ${ev.match.compatibility_score}`);
   if (ev.type === 'call.signal' && ev.signal) d.append(` · ${ev.signal.type}`);
+  // the feed fell behind the server's resume log: say what the list is missing
+  if (ev.type === 'stream.gap') d.append(`events ${ev.from}–${ev.to} were skipped; the tables were re-read`);
   item.append(t, badge, d);
   return item;
 }

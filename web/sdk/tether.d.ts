@@ -1,14 +1,52 @@
 // Type declarations for the Tether browser SDK (/sdk/tether.js).
+//
+// The three unions of the wire's words below (EventType, SessionStatus,
+// EndReason) are exactly the server's `EventType`, `Status` and `EndReason`
+// schemas of /openapi.json; e2e/tests/vocabulary.test.mjs checks them.
 
 export declare const VERSION: string;
-export declare const EVENT_TYPES: readonly string[];
+/** Every event type the server publishes, in the order of `EventType`. */
+export declare const EVENT_TYPES: readonly EventType[];
+
+/** Types of the events the server publishes. */
+export type EventType =
+  | 'session.started'
+  | 'session.activated'
+  | 'session.completing'
+  | 'session.ended'
+  | 'participant.joined'
+  | 'participant.left'
+  | 'match.found'
+  | 'match.mutual'
+  | 'call.signal'
+  | 'stream.gap';
+
+/** The event types that concern one session (all but `stream.gap`). */
+export type SessionEventType = Exclude<EventType, 'stream.gap'>;
 
 export type SessionStatus = 'waiting' | 'active' | 'completing' | 'ended';
 
+/** Why a session ended, as the server says it. */
 export type EndReason =
-  | 'ended' | 'closed' | 'superseded' | 'taken_over' | 'idle_timeout'
-  | 'max_duration' | 'waiting_timeout' | 'completing_timeout' | 'disconnected'
-  | 'parent_ended' | 'partner_left' | 'admin' | (string & {});
+  | 'ended'
+  | 'closed'
+  | 'superseded'
+  | 'taken_over'
+  | 'idle_timeout'
+  | 'max_duration'
+  | 'waiting_timeout'
+  | 'completing_timeout'
+  | 'disconnected'
+  | 'parent_ended'
+  | 'partner_left'
+  | 'admin';
+
+/**
+ * What a handle or call reports when it ends: the server's reason, or
+ * `'gone'` when the server no longer knows the session (404 — e.g. a server
+ * on the memory store restarted).
+ */
+export type EndedReason = EndReason | 'gone';
 
 export interface Participant {
   id: string;
@@ -67,16 +105,53 @@ export interface Signal {
   at?: string;
 }
 
-export interface TetherEvent {
-  id: string | number;
-  type: string;
-  at: string;
-  session: Session;
-  reason?: EndReason;
-  match?: Match;
-  signal?: Signal;
-  [extra: string]: unknown;
+export interface MutualMatch {
+  call_id: string;
+  /** The other user. */
+  user_id: string;
+  name: string | null;
+  matched_at: string;
 }
+
+/** An event about one session (every type but `stream.gap`). */
+export interface SessionEvent {
+  /**
+   * The server's sequence number (the SSE `id:`). Absent only on a
+   * `session.ended` the SDK recreated from a re-read after a reconnect or a
+   * gap (`resynced: true`).
+   */
+  id?: number;
+  type: SessionEventType;
+  at: string;
+  /** The session after the change; for `match.*` and `call.signal`, the call session. */
+  session: Session;
+  /** `session.ended` only. */
+  reason?: EndReason;
+  /** `participant.joined` / `participant.left` only. */
+  participant?: Participant;
+  /** `match.found`: a Match; `match.mutual`: a MutualMatch. */
+  match?: Match | MutualMatch;
+  /** `call.signal` only. */
+  signal?: Signal;
+  /** Set by the SDK on a `session.ended` it recreated from a re-read. */
+  resynced?: true;
+}
+
+/**
+ * The server skipped the events with ids `from..=to` for this client (it fell
+ * behind the resume log, or resumed from before it). The SDK has then already
+ * started re-reading every session it tracks: those that ended meanwhile get a
+ * `session.ended` (with `resynced: true`) as if the event had arrived.
+ */
+export interface StreamGapEvent {
+  /** The SSE `id:` of the notice (equal to `to`); absent on the WebSocket. */
+  id?: number;
+  type: 'stream.gap';
+  from: number;
+  to: number;
+}
+
+export type TetherEvent = SessionEvent | StreamGapEvent;
 
 export interface Problem {
   type?: string;
@@ -114,6 +189,12 @@ export interface ClientOptions {
   /** Install pagehide/pageshow/visibilitychange handlers (default true). */
   lifecycle?: boolean;
   debug?: boolean;
+  /**
+   * Called when the server skipped events for this client (`stream.gap`, on
+   * either transport), before the SDK re-reads what it tracks; the same
+   * notice goes to `on('stream.gap')` and `on('*')` listeners.
+   */
+  onGap?: (gap: StreamGapEvent) => void;
   fetch?: typeof fetch;
   WebSocket?: any;
   EventSource?: any;
@@ -171,9 +252,9 @@ export interface ConnectCallOptions {
 type Unsubscribe = () => void;
 
 export interface SessionEventMap {
-  ended: (reason: EndReason, session: Session) => void;
+  ended: (reason: EndedReason, session: Session) => void;
   update: (session: Session) => void;
-  event: (ev: TetherEvent) => void;
+  event: (ev: SessionEvent) => void;
   restarted: (info: { previousId: string; session: Session; why: 'pageshow' | 'visible' }) => void;
   error: (err: unknown) => void;
 }
@@ -186,7 +267,7 @@ export declare class SessionHandle {
   kind: string;
   session: Session;
   ended: boolean;
-  endReason: EndReason | null;
+  endReason: EndedReason | null;
   heartbeatIntervalMs: number | null;
   superseded?: string[];
   prefs?: MatchingPrefs;
@@ -216,7 +297,7 @@ export interface CallEventMap {
   state: (state: RTCPeerConnectionState) => void;
   connected: (info: { setupMs: number }) => void;
   timer: (info: { endsAt: Date; started: boolean }) => void;
-  ended: (reason: EndReason) => void;
+  ended: (reason: EndedReason) => void;
   error: (err: unknown) => void;
 }
 
@@ -235,7 +316,7 @@ export declare class Call {
   timerStarted: boolean;
   session: Session | null;
   ended: boolean;
-  endReason: EndReason | null;
+  endReason: EndedReason | null;
   connected: boolean;
   setupMs: number | null;
   readonly wasActive: boolean;
@@ -255,12 +336,15 @@ export declare class TetherClient {
   token(): Promise<string>;
   request<T = any>(method: string, path: string, body?: unknown, o?: { keepalive?: boolean; signal?: AbortSignal }): Promise<T>;
   kinds(refresh?: boolean): Promise<Map<string, KindInfo>>;
-  /** Server event types, "*" for all, or "connection" / "error". */
-  on(type: 'connection', fn: (c: { state: string; transport: 'ws' | 'sse' | null }) => void): Unsubscribe;
-  on(type: 'match', fn: (match: Match, ev: TetherEvent | null) => void): Unsubscribe;
-  on(type: string, fn: (ev: TetherEvent) => void): Unsubscribe;
+  /** A server event type, "*" for all of them, or the SDK's "connection", "match" and "error". */
+  on(type: SessionEventType, fn: (ev: SessionEvent) => void): Unsubscribe;
+  on(type: 'stream.gap', fn: (gap: StreamGapEvent) => void): Unsubscribe;
+  on(type: '*', fn: (ev: TetherEvent) => void): Unsubscribe;
+  on(type: 'connection', fn: (c: { state: 'connecting' | 'open' | 'closed'; transport: 'ws' | 'sse' | null }) => void): Unsubscribe;
+  on(type: 'match', fn: (match: Match, ev: SessionEvent | null) => void): Unsubscribe;
+  on(type: 'error', fn: (err: unknown) => void): Unsubscribe;
   off(type: string, fn: Function): void;
-  onMatch(fn: (match: Match, ev: TetherEvent | null) => void): Unsubscribe;
+  onMatch(fn: (match: Match, ev: SessionEvent | null) => void): Unsubscribe;
   connect(): void;
   ready(timeoutMs?: number): Promise<boolean>;
   close(): void;
