@@ -28,8 +28,7 @@ pub fn blend_personality(own: Option<[f64; 5]>, ratings_sum: &[f64; 5], n: u32) 
         Some(o) if n == 0.0 => return Some(o),
         Some(o) => {
             for i in 0..5 {
-                out[i] =
-                    (o[i] * OWN_PERSONALITY_WEIGHT + ratings_sum[i]) / (OWN_PERSONALITY_WEIGHT + n);
+                out[i] = (o[i] * OWN_PERSONALITY_WEIGHT + ratings_sum[i]) / (OWN_PERSONALITY_WEIGHT + n);
             }
         }
         None if n > 0.0 => {

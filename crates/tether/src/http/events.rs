@@ -262,7 +262,7 @@ async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket:
             }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    if let Some(reply) = handle_client_message(&app, &p, text.as_str()) {
+                    if let Some(reply) = handle_client_message(&app, &p, text.as_str()).await {
                         if sink.send(Message::Text(reply.to_string().into())).await.is_err() { break; }
                     }
                 }
@@ -289,7 +289,7 @@ struct ClientMessage {
 
 /// Handles one client frame; returns a reply frame when there is one
 /// (`pong`, or an error). Successful heartbeats and signals answer nothing.
-fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<Value> {
+async fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<Value> {
     let msg: ClientMessage = match serde_json::from_str(text) {
         Ok(m) => m,
         Err(e) => return Some(json!({"type":"error","status":400,"detail":format!("malformed message: {e}")})),
@@ -297,11 +297,11 @@ fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<Va
     let result: Result<(), ApiError> = match msg.kind.as_str() {
         "ping" => return Some(json!({"type":"pong"})),
         "heartbeat" => match &msg.session_id {
-            Some(id) => super::sessions::touch(app, p, id),
+            Some(id) => super::sessions::touch(app, p, id).await,
             None => Err(ApiError::invalid("session_id", "session_id is required")),
         },
         "signal" => match (&msg.call_id, msg.signal) {
-            (Some(call), Some(signal)) => crate::matching::http::relay_signal_value(app, p, call, signal),
+            (Some(call), Some(signal)) => crate::matching::http::relay_signal_value(app, p, call, signal).await,
             (None, _) => Err(ApiError::invalid("call_id", "call_id is required")),
             (_, None) => Err(ApiError::invalid("signal", "signal is required")),
         },
