@@ -120,7 +120,11 @@ async fn unknown_kinds_and_bad_resume_points_are_refused() {
         assert_eq!(r.body["field"], "kind", "{}", r.text);
     }
     let r = app
-        .send("GET", "/v1/events", app.req(Method::GET, "/v1/events", Some(API_KEY)).header("Last-Event-ID", "yesterday"))
+        .send(
+            "GET",
+            "/v1/events",
+            app.req(Method::GET, "/v1/events", Some(API_KEY)).header("Last-Event-ID", "yesterday"),
+        )
         .await;
     r.problem(400, &["Last-Event-ID"]);
     assert_eq!(r.body["field"], "Last-Event-ID");

@@ -5,7 +5,7 @@
 //! strings (likewise), and the body size limit.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{header, request::Parts, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, request::Parts, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
@@ -20,13 +20,14 @@ pub struct ApiError {
     pub title: &'static str,
     pub detail: String,
     pub extra: Map<String, Value>,
-    /// Headers sent with the problem (`WWW-Authenticate`, …).
-    pub headers: HeaderMap,
+    /// Headers sent with the problem (`WWW-Authenticate`, …); a `Vec`, not a
+    /// `HeaderMap`, to keep `Result<_, ApiError>` small.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError { status, title, detail: detail.into(), extra: Map::new(), headers: HeaderMap::new() }
+        ApiError { status, title, detail: detail.into(), extra: Map::new(), headers: Vec::new() }
     }
     pub fn with(mut self, key: &str, value: Value) -> ApiError {
         self.extra.insert(key.into(), value);
@@ -56,8 +57,9 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
             .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""))
     }
-    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> ApiError {
-        self.headers.insert(name, value);
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.retain(|(n, _)| n != name);
+        self.headers.push((name, value));
         self
     }
     pub fn forbidden(detail: impl Into<String>) -> ApiError {
@@ -89,13 +91,11 @@ impl IntoResponse for ApiError {
         body.insert("status".into(), Value::from(self.status.as_u16()));
         body.insert("detail".into(), Value::from(self.detail));
         body.extend(self.extra);
-        (
-            self.status,
-            self.headers,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            Value::Object(body).to_string(),
-        )
-            .into_response()
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string())
+                .into_response();
+        response.headers_mut().extend(self.headers);
+        response
     }
 }
 
