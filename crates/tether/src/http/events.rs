@@ -53,11 +53,11 @@ fn known_kind(app: &App, kind: Option<String>) -> Result<Option<String>, ApiErro
 /// browsers only ever send back ids the server gave them.
 fn resume_point(headers: &HeaderMap, query: Option<u64>) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get("last-event-id") else { return Ok(query) };
-    let text = value.to_str().unwrap_or("not text").trim();
-    if text.is_empty() {
+    let text = value.to_str().ok().map(str::trim);
+    if text == Some("") {
         return Ok(query);
     }
-    text.parse::<u64>().map(Some).map_err(|_| {
+    text.and_then(|t| t.parse::<u64>().ok()).map(Some).ok_or_else(|| {
         ApiError::bad_request("Last-Event-ID must be an event id (a non-negative integer the stream sent as `id:`)")
             .with("field", Value::from("Last-Event-ID"))
     })
