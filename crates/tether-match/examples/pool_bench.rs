@@ -132,7 +132,7 @@ fn main() {
         match got {
             Some(p) => {
                 pairs += 1;
-                score_sum += f64::from(p.score);
+                score_sum += p.score;
                 add_resident(&mut pool, &mut rng, residents, now);
                 residents += 1;
             }

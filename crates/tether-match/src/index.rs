@@ -41,8 +41,8 @@ pub(crate) struct Slot {
 /// it (by re-indexing) whenever the profile, preferences or ratings change.
 #[derive(Debug, Clone)]
 pub(crate) struct Card {
-    pub weight: f32,
-    pub personality: Option<[f32; 5]>,
+    pub weight: f64,
+    pub personality: Option<[f64; 5]>,
     /// Sorted interest ids, then sorted preferred-interest ids: one
     /// allocation instead of two.
     pub tags: Box<[u32]>,
@@ -50,7 +50,7 @@ pub(crate) struct Card {
 }
 
 impl Card {
-    pub fn new(interests: &[u32], preferred: &[u32], weight: f32, personality: Option<[f32; 5]>) -> Card {
+    pub fn new(interests: &[u32], preferred: &[u32], weight: f64, personality: Option<[f64; 5]>) -> Card {
         let tags: Vec<u32> = interests.iter().chain(preferred).copied().collect();
         Card { weight, personality, tags: tags.into_boxed_slice(), n_interests: interests.len() }
     }

@@ -30,7 +30,7 @@ pub struct Pairing {
     pub a_session: String,
     pub b_session: String,
     /// Compatibility at the moment of pairing, 0..=1.
-    pub score: f32,
+    pub score: f64,
 }
 
 /// Why two users must never be paired.
@@ -123,7 +123,7 @@ struct User {
     interest_ids: Vec<u32>,
     ratings_sum: [f64; 5],
     ratings_n: u32,
-    effective: Option<[f32; 5]>,
+    effective: Option<[f64; 5]>,
     never: IdSet,
     reg: Option<Registration>,
 }
@@ -214,7 +214,7 @@ impl Pool {
     /// Records one personality rating received by `rated_user` (validated:
     /// each trait finite and in 0..=1, errors name `personality_rating[i]`).
     /// Ratings may arrive before the profile; they are kept either way.
-    pub fn record_rating(&mut self, rated_user: &str, rating: [f32; 5]) -> Result<(), FieldError> {
+    pub fn record_rating(&mut self, rated_user: &str, rating: [f64; 5]) -> Result<(), FieldError> {
         for (i, v) in rating.iter().enumerate() {
             if !v.is_finite() || !(0.0..=1.0).contains(v) {
                 return Err(FieldError::new(format!("personality_rating[{i}]"), "must be a number between 0 and 1"));
@@ -223,7 +223,7 @@ impl Pool {
         let id = self.uid(rated_user);
         let u = &mut self.users[id as usize];
         for (s, v) in u.ratings_sum.iter_mut().zip(rating) {
-            *s += f64::from(v);
+            *s += v;
         }
         u.ratings_n = u.ratings_n.saturating_add(1);
         u.effective = blend_personality(u.profile.as_ref().and_then(Profile::personality), &u.ratings_sum, u.ratings_n);
@@ -234,7 +234,7 @@ impl Pool {
 
     /// The personality used for scoring: own declared personality blended
     /// with received ratings (see crate docs), or `None` if neither exists.
-    pub fn effective_personality(&self, user_id: &str) -> Option<[f32; 5]> {
+    pub fn effective_personality(&self, user_id: &str) -> Option<[f64; 5]> {
         self.user(user_id).and_then(|u| u.effective)
     }
 
@@ -366,7 +366,7 @@ impl Pool {
     /// The score `a` and `b` would get at `now_ms` (relaxation from their
     /// current waits; a busy user counts as not relaxed). Ignores the hard
     /// filters. `None` unless both have a profile and a registration.
-    pub fn compatibility(&self, a: &str, b: &str, now_ms: i64) -> Option<f32> {
+    pub fn compatibility(&self, a: &str, b: &str, now_ms: i64) -> Option<f64> {
         let ia = self.user_ids.get(a)?;
         let ib = self.user_ids.get(b)?;
         Some(score(&self.side(ia, now_ms)?, &self.side(ib, now_ms)?))
@@ -463,13 +463,13 @@ impl Pool {
     /// they are merged longest-wait first and the first `candidate_budget`
     /// eligible ones are scored. The best score wins, ties to the longest
     /// wait.
-    fn best_partner(&self, id: u32, now_ms: i64) -> Option<(u32, f32)> {
+    fn best_partner(&self, id: u32, now_ms: i64) -> Option<(u32, f64)> {
         let me = &self.users[id as usize];
         let slot = me.reg.as_ref()?.slot?;
         let my_side = self.side(id, now_ms)?;
         let groups = self.index.mutual(slot.age, slot.min, slot.max);
         let total: usize = groups.iter().map(|g| g.len()).sum();
-        let mut best: Option<(f32, WaitKey)> = None;
+        let mut best: Option<(f64, WaitKey)> = None;
         let mut consider = |e: &Entry| -> bool {
             if e.key.uid == id || me.never.contains(&e.key.uid) {
                 return false;

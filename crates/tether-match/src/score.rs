@@ -9,7 +9,7 @@ pub const OWN_PERSONALITY_WEIGHT: f64 = 3.0;
 /// The relaxation factor for a user who has waited `wait_ms`: 1.0 below
 /// 10 s, 0.75 below 30 s, 0.5 below 60 s, 0.25 from then on. A negative wait
 /// (clock skew between callers) counts as no wait.
-pub fn relax_factor(wait_ms: i64) -> f32 {
+pub fn relax_factor(wait_ms: i64) -> f64 {
     match wait_ms {
         i64::MIN..=9_999 => 1.0,
         10_000..=29_999 => 0.75,
@@ -20,19 +20,20 @@ pub fn relax_factor(wait_ms: i64) -> f32 {
 
 /// The effective personality: own profile personality counted as `k = 3`
 /// ratings, blended with the sum of `n` received ratings.
-pub fn blend_personality(own: Option<[f32; 5]>, ratings_sum: &[f64; 5], n: u32) -> Option<[f32; 5]> {
+pub fn blend_personality(own: Option<[f64; 5]>, ratings_sum: &[f64; 5], n: u32) -> Option<[f64; 5]> {
     let n = f64::from(n);
-    let mut out = [0f32; 5];
+    let mut out = [0f64; 5];
     match own {
+        // No ratings yet: the profile's own values exactly as given (k·o/k need not round-trip).
+        Some(o) if n == 0.0 => return Some(o),
         Some(o) => {
             for i in 0..5 {
-                out[i] =
-                    ((f64::from(o[i]) * OWN_PERSONALITY_WEIGHT + ratings_sum[i]) / (OWN_PERSONALITY_WEIGHT + n)) as f32;
+                out[i] = (o[i] * OWN_PERSONALITY_WEIGHT + ratings_sum[i]) / (OWN_PERSONALITY_WEIGHT + n);
             }
         }
         None if n > 0.0 => {
             for i in 0..5 {
-                out[i] = (ratings_sum[i] / n) as f32;
+                out[i] = ratings_sum[i] / n;
             }
         }
         None => return None,
@@ -46,9 +47,9 @@ pub fn blend_personality(own: Option<[f32; 5]>, ratings_sum: &[f64; 5], n: u32) 
 pub(crate) struct Side<'a> {
     pub interests: &'a [u32],
     pub preferred: &'a [u32],
-    pub personality: Option<&'a [f32; 5]>,
-    pub weight: f32,
-    pub relax: f32,
+    pub personality: Option<&'a [f64; 5]>,
+    pub weight: f64,
+    pub relax: f64,
 }
 
 fn intersection_len(a: &[u32], b: &[u32]) -> usize {
@@ -68,28 +69,28 @@ fn intersection_len(a: &[u32], b: &[u32]) -> usize {
 }
 
 /// overlap(a→b): how much of what `a` asked for `b` has.
-fn overlap(a: &Side<'_>, b: &Side<'_>) -> f32 {
+fn overlap(a: &Side<'_>, b: &Side<'_>) -> f64 {
     if a.preferred.is_empty() {
         let inter = intersection_len(a.interests, b.interests);
         let union = a.interests.len() + b.interests.len() - inter;
         if union == 0 {
             0.5
         } else {
-            inter as f32 / union as f32
+            inter as f64 / union as f64
         }
     } else {
-        intersection_len(a.preferred, b.interests) as f32 / a.preferred.len() as f32
+        intersection_len(a.preferred, b.interests) as f64 / a.preferred.len() as f64
     }
 }
 
-pub(crate) fn interest_part(a: &Side<'_>, b: &Side<'_>) -> f32 {
+pub(crate) fn interest_part(a: &Side<'_>, b: &Side<'_>) -> f64 {
     (overlap(a, b) + overlap(b, a)) / 2.0
 }
 
-pub(crate) fn personality_part(a: Option<&[f32; 5]>, b: Option<&[f32; 5]>) -> f32 {
+pub(crate) fn personality_part(a: Option<&[f64; 5]>, b: Option<&[f64; 5]>) -> f64 {
     match (a, b) {
         (Some(a), Some(b)) => {
-            let mad: f32 = a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / 5.0;
+            let mad: f64 = a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / 5.0;
             1.0 - mad
         }
         _ => 0.5,
@@ -97,7 +98,7 @@ pub(crate) fn personality_part(a: Option<&[f32; 5]>, b: Option<&[f32; 5]>) -> f3
 }
 
 /// The compatibility of `a` and `b`, in 0..=1 (see crate docs).
-pub(crate) fn score(a: &Side<'_>, b: &Side<'_>) -> f32 {
+pub(crate) fn score(a: &Side<'_>, b: &Side<'_>) -> f64 {
     let interest = interest_part(a, b);
     let personality = personality_part(a.personality, b.personality);
     let w = (a.weight + b.weight) / 2.0;
@@ -111,7 +112,7 @@ pub(crate) fn score(a: &Side<'_>, b: &Side<'_>) -> f32 {
 mod tests {
     use super::*;
 
-    fn side<'a>(i: &'a [u32], p: &'a [u32], pers: Option<&'a [f32; 5]>, w: f32, r: f32) -> Side<'a> {
+    fn side<'a>(i: &'a [u32], p: &'a [u32], pers: Option<&'a [f64; 5]>, w: f64, r: f64) -> Side<'a> {
         Side { interests: i, preferred: p, personality: pers, weight: w, relax: r }
     }
 

@@ -26,7 +26,7 @@ pub const MAX_INTERESTS: usize = 32;
 /// Longest accepted interest, in Unicode scalar values, after trimming.
 pub const MAX_INTEREST_CHARS: usize = 64;
 /// `personality_weight` when the preferences do not give one.
-pub const DEFAULT_PERSONALITY_WEIGHT: f32 = 0.3;
+pub const DEFAULT_PERSONALITY_WEIGHT: f64 = 0.3;
 
 /// A validation failure that names the offending field, e.g. `age`,
 /// `interests[3]` or `personality[2]`, so the server can put it in its
@@ -78,7 +78,7 @@ pub struct Profile {
     interests: Vec<String>,
     #[serde(skip)]
     interest_keys: Vec<String>,
-    personality: Option<[f32; 5]>,
+    personality: Option<[f64; 5]>,
 }
 
 impl Profile {
@@ -128,7 +128,7 @@ impl Profile {
             age: Some(i64::from(self.age)),
             bio: self.bio.clone(),
             interests: Some(self.interests.clone()),
-            personality: self.personality.map(|p| p.iter().map(|&x| f64::from(x)).collect()),
+            personality: self.personality.map(|p| p.to_vec()),
         }
     }
 
@@ -155,7 +155,7 @@ impl Profile {
     }
     /// The user's self-declared personality (not blended with ratings; see
     /// `Pool::effective_personality`).
-    pub fn personality(&self) -> Option<[f32; 5]> {
+    pub fn personality(&self) -> Option<[f64; 5]> {
         self.personality
     }
 }
@@ -177,7 +177,7 @@ pub struct Preferences {
     preferred_interests: Vec<String>,
     #[serde(skip)]
     preferred_keys: Vec<String>,
-    personality_weight: f32,
+    personality_weight: f64,
 }
 
 impl Preferences {
@@ -195,7 +195,7 @@ impl Preferences {
             Interests::parse("preferred_interests", raw.preferred_interests.as_deref().unwrap_or(&[]))?;
         let personality_weight = match raw.personality_weight {
             None => DEFAULT_PERSONALITY_WEIGHT,
-            Some(w) if w.is_finite() && (0.0..=1.0).contains(&w) => w as f32,
+            Some(w) if w.is_finite() && (0.0..=1.0).contains(&w) => w,
             Some(_) => return Err(FieldError::new("personality_weight", "must be a number between 0 and 1")),
         };
         Ok(Preferences { min_age, max_age, preferred_interests: display, preferred_keys: keys, personality_weight })
@@ -207,7 +207,7 @@ impl Preferences {
             min_age: Some(i64::from(self.min_age)),
             max_age: Some(i64::from(self.max_age)),
             preferred_interests: Some(self.preferred_interests.clone()),
-            personality_weight: Some(f64::from(self.personality_weight)),
+            personality_weight: Some(self.personality_weight),
         }
     }
 
@@ -224,7 +224,7 @@ impl Preferences {
     pub fn preferred_keys(&self) -> &[String] {
         &self.preferred_keys
     }
-    pub fn personality_weight(&self) -> f32 {
+    pub fn personality_weight(&self) -> f64 {
         self.personality_weight
     }
     /// Whether `age` lies in `[min_age, max_age]`.
@@ -279,16 +279,16 @@ impl Interests {
 /// Validates a 5-trait personality vector (a profile's `personality` or a
 /// call's `personality_rating`); `field` names it in errors, e.g.
 /// `personality_rating[2]`.
-pub fn parse_personality(field: &str, raw: &[f64]) -> Result<[f32; 5], FieldError> {
+pub fn parse_personality(field: &str, raw: &[f64]) -> Result<[f64; 5], FieldError> {
     if raw.len() != 5 {
         return Err(FieldError::new(field, format!("must have exactly 5 values (got {})", raw.len())));
     }
-    let mut out = [0f32; 5];
+    let mut out = [0f64; 5];
     for (i, &v) in raw.iter().enumerate() {
         if !v.is_finite() || !(0.0..=1.0).contains(&v) {
             return Err(FieldError::new(format!("{field}[{i}]"), "must be a number between 0 and 1"));
         }
-        out[i] = v as f32;
+        out[i] = v;
     }
     Ok(out)
 }
@@ -343,6 +343,22 @@ mod tests {
         assert_eq!(p.personality(), Some([0.1, 0.2, 0.3, 0.4, 0.5]));
         let back = Profile::parse("u1", p.to_input()).expect("round trip");
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn personality_is_answered_as_given() {
+        // Stored as f64, so 0.1 serialises as 0.1 rather than a widened f32 (0.10000000149011612).
+        let p = Profile::parse("u1", good_profile()).expect("valid");
+        let json = serde_json::to_string(&p).expect("serialise");
+        assert!(json.contains(r#""personality":[0.1,0.2,0.3,0.4,0.5]"#), "{json}");
+        let prefs = Preferences::parse(PreferencesInput {
+            min_age: Some(18),
+            max_age: Some(40),
+            personality_weight: Some(0.1),
+            ..PreferencesInput::default()
+        })
+        .expect("valid");
+        assert_eq!(prefs.to_input().personality_weight, Some(0.1));
     }
 
     #[test]

@@ -196,7 +196,7 @@ fn relaxation_pulls_interest_toward_neutral_over_time() {
     assert!(pool.enter("a", "sa", prefs(50, 60, &["chess"], Some(0.2)), 0).is_none());
     assert!(pool.enter("b", "sb", prefs(50, 60, &[], Some(0.4)), 20_000).is_none());
     // interest = (1 + 1)/2 = 1; personality 0.5 (none); w = 0.3.
-    let expect = |relax: f32| 0.7 * 1.0 * relax + 0.3 * 0.5 + (1.0 - relax) * 0.7 * 0.5;
+    let expect = |relax: f64| 0.7 * 1.0 * relax + 0.3 * 0.5 + (1.0 - relax) * 0.7 * 0.5;
     let at = |t: i64| pool.compatibility("a", "b", t).expect("both registered");
     // b has waited < 10 s at t = 25 s -> pair factor = min(0.75, 1.0).
     assert!((at(25_000) - expect(0.75)).abs() < 1e-6);

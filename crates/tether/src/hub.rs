@@ -3,7 +3,10 @@
 //! WebSocket subscribers. Sequence numbers stay monotonic across restarts:
 //! the high bits hold a start counter kept in the store (`seq = epoch·2⁴⁰ + n`),
 //! so a resumed client never sees an id go backwards. The log itself is in
-//! memory: after a restart, resume starts from the events published since.
+//! memory: after a restart, resume starts from the events published since,
+//! and a resume from further back than the log reaches (an id of an earlier
+//! run, or one evicted since) is told so with a [`Gap`] first, never skipped
+//! in silence.
 
 use crate::metrics::Metrics;
 use parking_lot::Mutex;
@@ -109,6 +112,11 @@ pub struct Hub {
 
 struct HubInner {
     next: u64,
+    /// `epoch·2⁴⁰`: every id of this run is above it, every id of an earlier run below.
+    run_start: u64,
+    /// The newest id no longer in the log (`run_start` until the first eviction):
+    /// the log replays exactly the ids above it.
+    evicted_through: u64,
     log: VecDeque<Arc<Published>>,
     /// JSON bytes held by the log, so its memory stays bounded with large sessions.
     log_bytes: usize,
@@ -120,7 +128,13 @@ impl Hub {
         // lags only when the log could not catch it up either.
         let (sender, _) = broadcast::channel(LOG_CAPACITY);
         Hub {
-            inner: Mutex::new(HubInner { next: (epoch << 40) + 1, log: VecDeque::with_capacity(1024), log_bytes: 0 }),
+            inner: Mutex::new(HubInner {
+                next: (epoch << 40) + 1,
+                run_start: epoch << 40,
+                evicted_through: epoch << 40,
+                log: VecDeque::with_capacity(1024),
+                log_bytes: 0,
+            }),
             sender,
             metrics,
             clock,
@@ -187,7 +201,10 @@ impl Hub {
                     inner.log.push_back(published.clone());
                     while inner.log.len() > LOG_CAPACITY || inner.log_bytes > LOG_BYTES {
                         match inner.log.pop_front() {
-                            Some(old) => inner.log_bytes -= old.json.len(),
+                            Some(old) => {
+                                inner.log_bytes -= old.json.len();
+                                inner.evicted_through = old.seq;
+                            }
                             None => break,
                         }
                     }
@@ -221,16 +238,17 @@ impl Hub {
         }
     }
 
-    /// Subscribes and returns the logged events after `after` (for resume).
-    /// Subscribing under the log lock means no event falls between the two.
-    pub fn subscribe(&self, after: Option<u64>) -> (Vec<Arc<Published>>, broadcast::Receiver<Arc<Published>>) {
+    /// Subscribes; with `after` (a resume point) also returns what the log
+    /// has after it (the rules are on `HubInner::replay`), else nothing and the current
+    /// head. Subscribing under the log lock means no event falls between the two.
+    pub fn subscribe(&self, after: Option<u64>) -> (Replay, broadcast::Receiver<Arc<Published>>) {
         let inner = self.inner.lock();
         let rx = self.sender.subscribe();
-        let backlog = match after {
-            Some(after) => inner.log.iter().filter(|e| e.seq > after).cloned().collect(),
-            None => Vec::new(),
+        let replay = match after {
+            Some(after) => inner.replay(after),
+            None => Replay { gap: None, events: Vec::new(), position: inner.next - 1 },
         };
-        (backlog, rx)
+        (replay, rx)
     }
 
     /// The id of the last event published (0 before the first).
@@ -238,8 +256,50 @@ impl Hub {
         self.inner.lock().next - 1
     }
 
-    /// Events after `after` still in the log (a lagging subscriber catches up here).
-    pub fn since(&self, after: u64) -> Vec<Arc<Published>> {
-        self.inner.lock().log.iter().filter(|e| e.seq > after).cloned().collect()
+    /// What the log has after `after` (a lagging subscriber catches up here).
+    pub fn since(&self, after: u64) -> Replay {
+        self.inner.lock().replay(after)
+    }
+}
+
+/// Ids a subscriber may have missed and that the log can no longer replay.
+/// `from` is the first id after the subscriber's last one and `to` the last
+/// id the server cannot replay; every missed event's id lies in `from..=to`
+/// (not every id there was used: ids jump at a restart), and the events that
+/// follow the gap are exactly those after `to`. On the wire it is the event
+/// `{"type":"stream.gap","from","to"}`, with SSE `id:` `to`, so a client that
+/// reconnects after it resumes right behind the gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// The answer to a resume: the gap first (if any), then the logged events,
+/// and the id the stream stands at afterwards.
+#[derive(Debug)]
+pub struct Replay {
+    pub gap: Option<Gap>,
+    pub events: Vec<Arc<Published>>,
+    pub position: u64,
+}
+
+impl HubInner {
+    /// Resumes after `after`:
+    /// - an id of this run still covered by the log: the events after it, no gap;
+    /// - an id older than the log (evicted, or of an earlier run): a gap from
+    ///   `after + 1` to the newest id no longer logged, then the whole log;
+    /// - `0` (no event has it: "from the beginning") or an id above the head
+    ///   (a client of a run whose memory store was lost, or a made-up id): its
+    ///   place in this run is unknown, so it resumes from this run's start,
+    ///   with a gap only if part of this run is no longer logged. Starting
+    ///   from the head instead would drop this run's events in silence.
+    fn replay(&self, after: u64) -> Replay {
+        let head = self.next - 1;
+        let after = if after == 0 || after > head { self.run_start } else { after };
+        let gap = (after < self.evicted_through).then_some(Gap { from: after + 1, to: self.evicted_through });
+        let events: Vec<Arc<Published>> = self.log.iter().filter(|e| e.seq > after).cloned().collect();
+        let position = events.last().map(|e| e.seq).unwrap_or(after.max(self.evicted_through));
+        Replay { gap, events, position }
     }
 }

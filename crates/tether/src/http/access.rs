@@ -1,10 +1,13 @@
-//! Who is calling and what they may touch: the bearer-token extractor and the
+//! Who is calling and what they may touch: the bearer-token extractor, the
 //! visibility rule (a user sees only sessions it owns, is a member of or
-//! participates in; anything else is `404`, exactly like a missing session).
+//! participates in; anything else is `404`, exactly like a missing session),
+//! and the reads of sessions that are no longer live. Those go to the store,
+//! which may be a network round trip (PostgreSQL), so they run on the
+//! blocking pool, never on an async worker.
 
 use super::problem::ApiError;
 use crate::app::App;
-use crate::auth::{AuthError, Principal};
+use crate::auth::{check_user_id, AuthError, Principal};
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 use std::sync::Arc;
@@ -33,7 +36,7 @@ pub fn authenticate(app: &App, token: Option<String>) -> Result<Principal, ApiEr
         .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer <API key or user JWT>)"))?;
     app.auth.verify(&token).map_err(|e| match e {
         AuthError::Missing => ApiError::unauthorized("missing bearer token"),
-        AuthError::Invalid(why) => ApiError::unauthorized(why),
+        AuthError::Invalid(why) => ApiError::invalid_token(why),
     })
 }
 
@@ -72,7 +75,7 @@ pub fn may_see_live(p: &Principal, engine: &tether_engine::Engine, session_id: &
 
 /// The session as the caller may see it: live from the engine, else from the store.
 pub async fn find_session(app: &App, p: &Principal, id: &str) -> Result<Session, ApiError> {
-    let live = app.core.lock().engine.get(id);
+    let live = app.read(|core| core.engine.get(id));
     let session = match live {
         Some(s) => Some(s),
         None => stored(app, id).await?,
@@ -84,34 +87,47 @@ pub async fn find_session(app: &App, p: &Principal, id: &str) -> Result<Session,
 }
 
 /// Reads a session from the store after everything queued is durable, so a
-/// session that just ended reads as ended.
+/// session that just ended reads as ended (with its end reason).
 pub async fn stored(app: &App, id: &str) -> Result<Option<Session>, ApiError> {
     app.journal.flush().await.map_err(ApiError::unavailable)?;
-    app.store.get(id).map_err(|e| ApiError::unavailable(e.to_string()))
+    let store = app.store.clone();
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || store.get(&id))
+        .await
+        .map_err(|e| ApiError::internal(format!("the store read did not finish: {e}")))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))
 }
 
-/// The answer for a session that is not live (or not the caller's) on a hot
-/// path that does not wait for the journal: `410` with its end when the store
-/// has it ended and the caller may see it (and `is_wanted` accepts it, e.g.
-/// "is a call"), else `404` naming `what`.
-pub fn ended_or_missing(
+/// The answer for a session that a hot path (heartbeat, signal) found not
+/// live: `410` with its end when it has ended and the caller may see it (and
+/// `is_wanted` accepts it, e.g. "is a call"), else `404` naming `what`.
+///
+/// The caller saw the session gone from the engine under the core lock, so
+/// its end was already queued to the journal; reading the store before that
+/// is durable would find the row still live and answer a bare `ended` where
+/// the session ended `parent_ended` or `taken_over`. Hence [`stored`], which
+/// waits for the journal first. Only this cold path pays for the wait.
+pub async fn ended_or_missing(
     app: &App,
     p: &Principal,
     id: &str,
     what: &str,
     is_wanted: impl Fn(&Session) -> bool,
 ) -> ApiError {
-    match app.store.get(id).ok().flatten() {
-        Some(s) if is_wanted(&s) && may_see(p, &s) => ApiError::gone(&s),
-        _ => ApiError::not_found(what),
+    match stored(app, id).await {
+        Ok(Some(s)) if is_wanted(&s) && may_see(p, &s) => ApiError::gone(&s),
+        Ok(_) => ApiError::not_found(what),
+        Err(e) => e,
     }
 }
 
 /// The user an action is for: the token's user, or `user_id` from the body for API keys.
 pub fn acting_user(p: &Principal, body_user: Option<&str>) -> Result<String, ApiError> {
     match (p, body_user) {
-        (Principal::ApiKey, Some(u)) if !u.trim().is_empty() && u.len() <= 256 => Ok(u.to_string()),
-        (Principal::ApiKey, Some(_)) => Err(ApiError::invalid("user_id", "user_id must be 1..=256 characters")),
+        (Principal::ApiKey, Some(u)) => match check_user_id(u) {
+            Ok(()) => Ok(u.to_string()),
+            Err(why) => Err(ApiError::invalid("user_id", format!("user_id {why}"))),
+        },
         (Principal::ApiKey, None) => {
             Err(ApiError::invalid("user_id", "user_id is required when calling with an API key"))
         }

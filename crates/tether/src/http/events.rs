@@ -1,15 +1,17 @@
 //! Live events (contract section 5): Server-Sent Events with `Last-Event-ID`
-//! resume, and a WebSocket carrying the same events plus client heartbeats,
-//! call signals and WebRTC set-up reports. A user's WebSocket also drives
-//! `disconnect_grace`: the last one closing starts it, a new one cancels it.
+//! resume (a `stream.gap` first when the resume point is older than the log
+//! reaches), and a WebSocket carrying the same events plus client heartbeats,
+//! call signals and WebRTC set-up reports, closed with `1001` on shutdown.
+//! A user's WebSocket also drives `disconnect_grace`: the last one closing
+//! starts it, a new one cancels it. `?kind=` must name a configured kind.
 
 use super::access::StreamCaller;
 use super::problem::{ApiError, QueryParams};
 use crate::app::App;
 use crate::auth::Principal;
-use crate::hub::{Published, Subscriber};
+use crate::hub::{Gap, Published, Subscriber};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +31,42 @@ pub struct StreamQuery {
     last_event_id: Option<u64>,
 }
 
+/// `?kind=` must name a configured kind: a typo would otherwise give a
+/// stream that can never deliver anything.
+fn known_kind(app: &App, kind: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(kind) = kind else { return Ok(None) };
+    app.read(|core| {
+        let kinds = core.engine.kinds();
+        if kinds.get(&kind).is_some() {
+            return Ok(Some(kind));
+        }
+        let mut known: Vec<&str> = kinds.iter().map(|k| k.name.as_str()).collect();
+        known.sort_unstable();
+        Err(ApiError::invalid("kind", format!("unknown kind {kind:?} (configured: {})", known.join(", "))))
+    })
+}
+
+/// The resume point: `Last-Event-ID` (an empty one is absent, as the SSE spec
+/// has it), else `?last_event_id=`. A header that is not an event id is a
+/// `400` naming it: starting afresh instead would silently drop the events
+/// the client meant to resume, which is what resume exists to prevent, and
+/// browsers only ever send back ids the server gave them.
+fn resume_point(headers: &HeaderMap, query: Option<u64>) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else { return Ok(query) };
+    let text = value.to_str().ok().map(str::trim);
+    if text == Some("") {
+        return Ok(query);
+    }
+    text.and_then(|t| t.parse::<u64>().ok()).map(Some).ok_or_else(|| {
+        ApiError::bad_request("Last-Event-ID must be an event id (a non-negative integer the stream sent as `id:`)")
+            .with("field", Value::from("Last-Event-ID"))
+    })
+}
+
+fn gap_json(gap: Gap) -> String {
+    json!({"type": "stream.gap", "from": gap.from, "to": gap.to}).to_string()
+}
+
 fn subscriber(p: &Principal, kind: Option<String>) -> Subscriber {
     match p {
         Principal::ApiKey => Subscriber { user: None, session_scope: None, kind },
@@ -42,21 +80,9 @@ pub async fn sse(
     headers: HeaderMap,
     QueryParams(q): QueryParams<StreamQuery>,
 ) -> Result<Response, ApiError> {
-    let after = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| ApiError::invalid("Last-Event-ID", "Last-Event-ID must be an event id (an integer)"))?,
-        ),
-        None => q.last_event_id,
-    };
-    // An id from the future (a client of a server whose memory store was
-    // restarted) would skip every event until the sequence caught up: start afresh.
-    let after = after.filter(|a| *a <= app.hub.head());
-    let filter = subscriber(&p, q.kind);
-    let head = app.hub.head();
-    let (backlog, rx) = app.hub.subscribe(after);
+    let after = resume_point(&headers, q.last_event_id)?;
+    let filter = subscriber(&p, known_kind(&app, q.kind)?);
+    let (replay, rx) = app.hub.subscribe(after);
     let closing = app.closing.subscribe();
     let hub = app.hub.clone();
     // An open event stream counts as the user's presence for disconnect_grace,
@@ -65,11 +91,13 @@ pub async fn sse(
     let (tx, body) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, Infallible>>(8);
     tokio::spawn(async move {
         let _presence = presence;
-        let mut feed = Feed { hub, rx, filter, last: after.unwrap_or(head) };
+        let mut feed = Feed { hub, rx, filter, last: replay.position };
         let mut closing = closing;
         let mut buf = String::new();
-        for e in backlog {
-            feed.last = e.seq;
+        if let Some(gap) = replay.gap {
+            sse_frame(&mut buf, &gap.to.to_string(), "stream.gap", &gap_json(gap));
+        }
+        for e in replay.events {
             if e.visible(&feed.filter) {
                 sse_frame(&mut buf, &e.seq.to_string(), e.event_type.as_str(), &e.json);
             }
@@ -86,10 +114,7 @@ pub async fn sse(
                         for item in items {
                             match item {
                                 Item::Event(e) => sse_frame(&mut buf, &e.seq.to_string(), e.event_type.as_str(), &e.json),
-                                Item::Gap { from, to } => {
-                                    let data = json!({"type": "stream.gap", "from": from, "to": to}).to_string();
-                                    sse_frame(&mut buf, &(to).to_string(), "stream.gap", &data);
-                                }
+                                Item::Gap(gap) => sse_frame(&mut buf, &gap.to.to_string(), "stream.gap", &gap_json(gap)),
                             }
                         }
                     }
@@ -133,7 +158,7 @@ fn sse_frame(buf: &mut String, id: &str, event_type: &str, data: &str) {
 /// because it fell further behind than the resume log reaches.
 enum Item {
     Event(Arc<Published>),
-    Gap { from: u64, to: u64 },
+    Gap(Gap),
 }
 
 /// One subscriber's view of the hub: waits for the next event, then takes
@@ -171,12 +196,11 @@ impl Feed {
             Ok(e) => vec![e],
             Err(RecvError::Lagged(_)) => {
                 let missed = self.hub.since(self.last);
-                if let Some(first) = missed.first() {
-                    if first.seq > self.last + 1 {
-                        items.push(Item::Gap { from: self.last + 1, to: first.seq - 1 });
-                    }
+                if let Some(gap) = missed.gap {
+                    items.push(Item::Gap(gap));
+                    self.last = gap.to;
                 }
-                missed
+                missed.events
             }
             Err(RecvError::Closed) => return None,
         };
@@ -200,11 +224,15 @@ pub async fn ws(
     QueryParams(q): QueryParams<StreamQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let kind = match known_kind(&app, q.kind) {
+        Ok(kind) => kind,
+        Err(e) => return e.into_response(),
+    };
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(r) => return ApiError::new(r.status(), "WebSocket upgrade required", r.body_text()).into_response(),
     };
-    upgrade.max_message_size(super::problem::BODY_LIMIT).on_upgrade(move |socket| serve_socket(app, p, q.kind, socket))
+    upgrade.max_message_size(super::problem::BODY_LIMIT).on_upgrade(move |socket| serve_socket(app, p, kind, socket))
 }
 
 /// A user's open event stream or WebSocket, for `disconnect_grace`: opening
@@ -237,9 +265,8 @@ impl Drop for Presence {
 async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket: WebSocket) {
     let _presence = Presence::open(app.clone(), p.user_id());
     let filter = subscriber(&p, kind);
-    let head = app.hub.head();
-    let (_, rx) = app.hub.subscribe(None);
-    let mut feed = Feed { hub: app.hub.clone(), rx, filter, last: head };
+    let (start, rx) = app.hub.subscribe(None);
+    let mut feed = Feed { hub: app.hub.clone(), rx, filter, last: start.position };
     let mut closing = app.closing.subscribe();
     let (mut sink, mut stream) = socket.split();
     loop {
@@ -250,7 +277,7 @@ async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket:
                 for item in items {
                     let text = match item {
                         Item::Event(e) => e.json.clone(),
-                        Item::Gap { from, to } => json!({"type": "stream.gap", "from": from, "to": to}).to_string(),
+                        Item::Gap(gap) => gap_json(gap),
                     };
                     // Queued without flushing: a burst goes out in one write.
                     if sink.feed(Message::Text(text.into())).await.is_err() {
@@ -262,7 +289,7 @@ async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket:
             }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    if let Some(reply) = handle_client_message(&app, &p, text.as_str()) {
+                    if let Some(reply) = handle_client_message(&app, &p, text.as_str()).await {
                         if sink.send(Message::Text(reply.to_string().into())).await.is_err() { break; }
                     }
                 }
@@ -270,7 +297,9 @@ async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket:
                 Some(Ok(_)) => {}
             },
             _ = closing.changed() => {
-                let _ = sink.send(Message::Close(None)).await;
+                // 1001 "going away": the server is stopping; a client reconnects elsewhere or later.
+                let frame = CloseFrame { code: close_code::AWAY, reason: "the server is shutting down".into() };
+                let _ = sink.send(Message::Close(Some(frame))).await;
                 break;
             }
         }
@@ -289,7 +318,7 @@ struct ClientMessage {
 
 /// Handles one client frame; returns a reply frame when there is one
 /// (`pong`, or an error). Successful heartbeats and signals answer nothing.
-fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<Value> {
+async fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<Value> {
     let msg: ClientMessage = match serde_json::from_str(text) {
         Ok(m) => m,
         Err(e) => return Some(json!({"type":"error","status":400,"detail":format!("malformed message: {e}")})),
@@ -297,11 +326,11 @@ fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<Va
     let result: Result<(), ApiError> = match msg.kind.as_str() {
         "ping" => return Some(json!({"type":"pong"})),
         "heartbeat" => match &msg.session_id {
-            Some(id) => super::sessions::touch(app, p, id),
+            Some(id) => super::sessions::touch(app, p, id).await,
             None => Err(ApiError::invalid("session_id", "session_id is required")),
         },
         "signal" => match (&msg.call_id, msg.signal) {
-            (Some(call), Some(signal)) => crate::matching::http::relay_signal_value(app, p, call, signal),
+            (Some(call), Some(signal)) => crate::matching::http::relay_signal_value(app, p, call, signal).await,
             (None, _) => Err(ApiError::invalid("call_id", "call_id is required")),
             (_, None) => Err(ApiError::invalid("signal", "signal is required")),
         },

@@ -1,10 +1,11 @@
 //! Errors as RFC 9457 problem+json, produced in exactly one place
-//! ([`ApiError`]'s `IntoResponse`), and the extractors whose rejections use
-//! it: JSON bodies (with the failing field named), query strings, and the
-//! body size limit.
+//! ([`ApiError`]'s `IntoResponse`, which also writes the headers an error
+//! needs, such as `WWW-Authenticate` on `401`), and the extractors whose
+//! rejections use it: JSON bodies (with the failing field named), query
+//! strings (likewise), and the body size limit.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{header, request::Parts, StatusCode};
+use axum::http::{header, request::Parts, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
@@ -19,11 +20,14 @@ pub struct ApiError {
     pub title: &'static str,
     pub detail: String,
     pub extra: Map<String, Value>,
+    /// Headers sent with the problem (`WWW-Authenticate`, …); a `Vec`, not a
+    /// `HeaderMap`, to keep `Result<_, ApiError>` small.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError { status, title, detail: detail.into(), extra: Map::new() }
+        ApiError { status, title, detail: detail.into(), extra: Map::new(), headers: Vec::new() }
     }
     pub fn with(mut self, key: &str, value: Value) -> ApiError {
         self.extra.insert(key.into(), value);
@@ -41,8 +45,22 @@ impl ApiError {
     pub fn not_found(what: &str) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "Not found", format!("{what} not found"))
     }
+    /// `401` for a request that carries no credential: RFC 6750 §3.1 says
+    /// the challenge then names no error code.
     pub fn unauthorized(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+    }
+    /// `401` for a credential that was presented but is expired, forged or
+    /// malformed (RFC 6750 §3.1 `invalid_token`).
+    pub fn invalid_token(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""))
+    }
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.retain(|(n, _)| n != name);
+        self.headers.push((name, value));
+        self
     }
     pub fn forbidden(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "Forbidden", detail)
@@ -73,8 +91,11 @@ impl IntoResponse for ApiError {
         body.insert("status".into(), Value::from(self.status.as_u16()));
         body.insert("detail".into(), Value::from(self.detail));
         body.extend(self.extra);
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string())
-            .into_response()
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string())
+                .into_response();
+        response.headers_mut().extend(self.headers);
+        response
     }
 }
 
@@ -129,14 +150,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request(format!("malformed JSON: {inner}"))
         } else {
-            let field = if path == "." { missing_field(&inner.to_string()).unwrap_or_default() } else { path };
+            let field = if path == "." { field_named_in(&inner.to_string()).unwrap_or_default() } else { path };
             let detail = if field.is_empty() { inner.to_string() } else { format!("{field}: {inner}") };
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid field", detail).with("field", Value::from(field))
         }
     })
 }
 
-fn missing_field(msg: &str) -> Option<String> {
+/// The field a serde message names between backticks ("missing field …", "duplicate field …").
+fn field_named_in(msg: &str) -> Option<String> {
     let start = msg.find('`')? + 1;
     let end = msg[start..].find('`')? + start;
     Some(msg[start..end].to_string())
@@ -202,8 +224,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
         serde_path_to_error::deserialize(de).map(QueryParams).map_err(|e| {
-            let field = e.path().to_string();
-            ApiError::invalid(&field, format!("query parameter {field}: {}", e.into_inner()))
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // Errors about the query as a whole ("duplicate field `limit`",
+            // "missing field `x`") have the root path: the message names the field.
+            let field = if path == "." { field_named_in(&inner).unwrap_or(path) } else { path };
+            ApiError::invalid(&field, format!("query parameter {field}: {inner}"))
         })
     }
 }

@@ -198,27 +198,40 @@ pub async fn heartbeat(
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
-    let session = beat(&app, &p, &id)?;
+    let session = beat(&app, &p, &id).await?;
     Ok(Json(session))
 }
 
 /// A heartbeat from `p` on session `id`, shared by HTTP and WebSocket.
-pub fn beat(app: &App, p: &Principal, id: &str) -> Result<Session, ApiError> {
-    beat_with(app, p, id, |engine, now, user| engine.heartbeat(now, id, user))
+pub async fn beat(app: &App, p: &Principal, id: &str) -> Result<Session, ApiError> {
+    beat_with(app, p, id, |engine, now, user| engine.heartbeat(now, id, user)).await
 }
 
 /// [`beat`] for a caller that does not answer with the session (a WebSocket
 /// heartbeat): the engine builds no snapshot.
-pub fn touch(app: &App, p: &Principal, id: &str) -> Result<(), ApiError> {
-    beat_with(app, p, id, |engine, now, user| engine.touch(now, id, user))
+pub async fn touch(app: &App, p: &Principal, id: &str) -> Result<(), ApiError> {
+    beat_with(app, p, id, |engine, now, user| engine.touch(now, id, user)).await
 }
 
-fn beat_with<T>(
+async fn beat_with<T>(
     app: &App,
     p: &Principal,
     id: &str,
     op: impl FnOnce(&mut tether_engine::Engine, i64, &str) -> Result<T, EngineError>,
 ) -> Result<T, ApiError> {
+    match beat_live(app, p, id, op)? {
+        Some(value) => Ok(value),
+        None => Err(ended_or_missing(app, p, id, "session", |_| true).await),
+    }
+}
+
+/// The heartbeat under the core lock; `None` when the session is not live.
+fn beat_live<T>(
+    app: &App,
+    p: &Principal,
+    id: &str,
+    op: impl FnOnce(&mut tether_engine::Engine, i64, &str) -> Result<T, EngineError>,
+) -> Result<Option<T>, ApiError> {
     app.metrics.count_heartbeat();
     let mut core = app.core.lock();
     let now = app.now();
@@ -226,10 +239,7 @@ fn beat_with<T>(
     match may_see_live(p, &core.engine, id) {
         Some(true) => {}
         Some(false) => return Err(ApiError::not_found("session")),
-        None => {
-            drop(core);
-            return Err(ended_or_missing(app, p, id, "session", |_| true));
-        }
+        None => return Ok(None),
     }
     let user = match p.user_id() {
         Some(u) => u.to_string(),
@@ -238,7 +248,7 @@ fn beat_with<T>(
     let value = op(&mut core.engine, now, &user).map_err(engine_err)?;
     // A heartbeat may move a deadline earlier only by re-admitting state; nudge anyway is cheap.
     app.nudge(&core);
-    Ok(value)
+    Ok(Some(value))
 }
 
 #[derive(Deserialize, Default)]
@@ -384,7 +394,7 @@ pub async fn participant_heartbeat(
             }
         }
     }
-    beat(&app, &p, &id).map(Json)
+    beat(&app, &p, &id).await.map(Json)
 }
 
 pub async fn leave(State(app): AppState, Caller(p): Caller, Path(id): Path<String>) -> Result<Json<Session>, ApiError> {

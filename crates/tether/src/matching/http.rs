@@ -156,7 +156,7 @@ pub async fn next(
 ) -> Result<Json<Value>, ApiError> {
     let id =
         q.session_id.ok_or_else(|| ApiError::invalid("session_id", "session_id is required (the matching session)"))?;
-    let session = crate::http::sessions::beat(&app, &p, &id)?;
+    let session = crate::http::sessions::beat(&app, &p, &id).await?;
     if session.kind != MATCHING {
         return Err(ApiError::invalid("session_id", "session_id must name a matching session"));
     }
@@ -308,18 +308,26 @@ pub async fn post_signal(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<SignalBody>,
 ) -> Result<Response, ApiError> {
-    relay_signal(&app, &p, &id, body)?;
+    relay_signal(&app, &p, &id, body).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"accepted": true}))).into_response())
 }
 
 /// A signal from the WebSocket: `{"type":"signal","call_id","signal":{"type","data"}}`.
-pub fn relay_signal_value(app: &Arc<App>, p: &Principal, call: &str, signal: Value) -> Result<(), ApiError> {
+pub async fn relay_signal_value(app: &Arc<App>, p: &Principal, call: &str, signal: Value) -> Result<(), ApiError> {
     let body: SignalBody =
         serde_json::from_value(signal).map_err(|e| ApiError::invalid("signal", format!("signal: {e}")))?;
-    relay_signal(app, p, call, body)
+    relay_signal(app, p, call, body).await
 }
 
-fn relay_signal(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Result<(), ApiError> {
+async fn relay_signal(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Result<(), ApiError> {
+    if !relay_live(app, p, call_id, body)? {
+        return Err(ended_or_missing(app, p, call_id, "call", |s| s.kind == CALL).await);
+    }
+    Ok(())
+}
+
+/// Relays under the core lock; `false` when the call is not live (or not the caller's).
+fn relay_live(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Result<bool, ApiError> {
     if !SIGNAL_TYPES.contains(&body.kind.as_str()) {
         return Err(ApiError::invalid(
             "type",
@@ -338,8 +346,7 @@ fn relay_signal(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Re
     let now = app.now();
     app.catch_up(&mut core, now);
     let Some(session) = core.engine.get(call_id).filter(|s| s.kind == CALL && may_see(p, s)) else {
-        drop(core);
-        return Err(ended_or_missing(app, p, call_id, "call", |s| s.kind == CALL));
+        return Ok(false);
     };
     let from = call_member(p, &session, body.user_id.as_deref())?;
     let signal = Signal { kind: body.kind, data, from: from.clone(), at: now };
@@ -350,7 +357,7 @@ fn relay_signal(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Re
     draft.audience = Some(vec![to]);
     // Signals are not durable: straight to the hub, in order, without waiting for a commit.
     app.hub.publish(vec![draft]);
-    Ok(())
+    Ok(true)
 }
 
 pub async fn drain_signals(

@@ -58,7 +58,7 @@ impl Signal {
 /// A call that is waiting or active.
 pub struct LiveCall {
     pub users: [String; 2],
-    pub score: f32,
+    pub score: f64,
     queues: HashMap<String, VecDeque<Signal>>,
 }
 
@@ -158,7 +158,7 @@ impl Matching {
         for (_, value) in store.docs(RATINGS)? {
             let v: Value = serde_json::from_str(&value).unwrap_or(Value::Null);
             let rated = v["rated"].as_str().unwrap_or_default();
-            let rating: Option<[f32; 5]> = serde_json::from_value(v["rating"].clone()).ok();
+            let rating: Option<[f64; 5]> = serde_json::from_value(v["rating"].clone()).ok();
             if let (false, Some(r)) = (rated.is_empty(), rating) {
                 let _ = m.pool.record_rating(rated, r);
             }
@@ -181,7 +181,7 @@ impl Matching {
                 for u in &users {
                     m.in_call.insert(u.clone(), s.id.clone());
                 }
-                let score = s.metadata["compatibility_score"].as_f64().unwrap_or(0.0) as f32;
+                let score = s.metadata["compatibility_score"].as_f64().unwrap_or(0.0);
                 m.calls.insert(s.id.clone(), LiveCall { users, score, queues: HashMap::new() });
             }
         }
@@ -326,7 +326,7 @@ impl Matching {
         user: &str,
         call_id: &str,
         decision: Decision,
-        rating: Option<[f32; 5]>,
+        rating: Option<[f64; 5]>,
         engine: &mut Engine,
         change: &mut Change,
     ) -> Result<bool, DecisionError> {
@@ -518,7 +518,7 @@ impl Matching {
     }
 
     /// The `match` object: `{"call_id","partner":{…},"compatibility_score"}`.
-    pub fn match_info(&self, call_id: &str, partner: &str, score: f32) -> Value {
+    pub fn match_info(&self, call_id: &str, partner: &str, score: f64) -> Value {
         let profile = self.pool.profile(partner);
         json!({
             "call_id": call_id,
@@ -529,7 +529,7 @@ impl Matching {
                 "bio": profile.and_then(|p| p.bio()),
                 "interests": profile.map(|p| p.interests().to_vec()).unwrap_or_default(),
             },
-            "compatibility_score": (f64::from(score) * 1000.0).round() / 1000.0,
+            "compatibility_score": (score * 1000.0).round() / 1000.0,
         })
     }
 }

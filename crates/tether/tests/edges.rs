@@ -1,0 +1,300 @@
+//! The server's edges, against the real binary: resume that names what it
+//! cannot replay (`stream.gap` after log eviction and after a restart),
+//! `?kind=` refusing unknown kinds, WebSocket close `1001` on shutdown, token
+//! checks (`sub` rules, `nbf`, `WWW-Authenticate`, readable details), a
+//! duplicated query parameter named, floats answered as given, and `410`s
+//! that carry the real end reason while the end is still being written.
+
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use futures::{SinkExt, StreamExt};
+use helpers::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+/// `2⁴⁰`: ids are `epoch·2⁴⁰ + n` (see `hub.rs`).
+const EPOCH_UNIT: u64 = 1 << 40;
+
+/// Metadata large enough that a few hundred sessions overflow the resume log's
+/// byte bound (32 MiB), while each request stays under the 64 KiB body limit.
+fn bulky_metadata() -> Value {
+    json!({"blob": "x".repeat(60_000)})
+}
+
+/// The first event of an SSE stream opened with `Last-Event-ID: after`.
+async fn first_after(app: &TestApp, after: u64) -> Event {
+    let mut stream = app.sse(API_KEY, "", Some(after)).await;
+    stream.wait_for(ms(5000), "the first replayed frame", |_| true).await
+}
+
+#[tokio::test]
+async fn a_resume_older_than_the_log_gets_a_gap_first() {
+    let app = TestApp::start().await;
+    let mut live = app.sse(API_KEY, "", None).await;
+    let first = id_of(&app.start_for("early", "plain").await);
+    let first_id = live.wait_event(ms(3000), "session.started", &first).await.id.unwrap();
+    drop(live);
+
+    // ~120 KB of events per session (started + activated): 320 sessions are
+    // well past the log's 32 MiB, so the first events are evicted.
+    let client = app.client.clone();
+    let url = app.url("/v1/sessions");
+    let mut last = String::new();
+    for batch in 0..40 {
+        let answers = futures::future::join_all((0..8).map(|i| {
+            let body = json!({"kind": "plain", "user_id": format!("bulk-{batch}-{i}"), "metadata": bulky_metadata()});
+            client.post(&url).bearer_auth(API_KEY).json(&body).send()
+        }))
+        .await;
+        for r in answers {
+            let r = r.expect("create");
+            assert_eq!(r.status().as_u16(), 201);
+            last = r.json::<Value>().await.unwrap()["session"]["id"].as_str().unwrap().to_string();
+        }
+    }
+
+    let mut resumed = app.sse(API_KEY, "", Some(first_id)).await;
+    let gap = resumed.wait_for(ms(5000), "the first frame", |_| true).await;
+    assert_eq!(gap.event, "stream.gap", "a resume older than the log must start with stream.gap: {:?}", gap.data);
+    assert_eq!(gap.data["type"], "stream.gap");
+    let (from, to) = (gap.data["from"].as_u64().unwrap(), gap.data["to"].as_u64().unwrap());
+    assert_eq!(from, first_id + 1, "from is the first id after Last-Event-ID");
+    assert!(to >= from, "{}", gap.data);
+    assert_eq!(gap.id, Some(to), "the gap's SSE id is its last id, so a reconnect resumes right behind it");
+    // The replay continues exactly after the gap, with no id skipped.
+    let next = resumed.wait_for(ms(5000), "the first replayed event", |_| true).await;
+    assert_eq!(next.id, Some(to + 1), "events follow the gap without a hole: {}", next.event);
+    resumed.wait_event(ms(20_000), "session.activated", &last).await;
+    let ids: Vec<u64> = resumed.seen[1..].iter().map(|e| e.id.unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "replayed ids are contiguous");
+    drop(resumed);
+
+    // Resuming from inside the log (right behind the gap) gives no gap.
+    let after_gap = first_after(&app, to).await;
+    assert_ne!(after_gap.event, "stream.gap");
+    assert_eq!(after_gap.id, Some(to + 1));
+}
+
+#[tokio::test]
+async fn a_resume_from_before_a_restart_gets_a_gap_first() {
+    let mut app = TestApp::start().await;
+    let mut live = app.sse(API_KEY, "", None).await;
+    let before = id_of(&app.start_for("runner", "plain").await);
+    let last_before = live.wait_event(ms(3000), "session.activated", &before).await.id.unwrap();
+    drop(live);
+
+    app.restart().await;
+    let after = id_of(&app.start_for("walker", "plain").await);
+
+    let mut resumed = app.sse(API_KEY, "", Some(last_before)).await;
+    let gap = resumed.wait_for(ms(5000), "the first frame", |_| true).await;
+    assert_eq!(gap.event, "stream.gap", "{:?}", gap.data);
+    let (from, to) = (gap.data["from"].as_u64().unwrap(), gap.data["to"].as_u64().unwrap());
+    assert_eq!(from, last_before + 1);
+    // Nothing of the new run is evicted: the gap ends where the new run's ids begin.
+    assert_eq!(to % EPOCH_UNIT, 0, "to is the new run's base: {to}");
+    assert!(to > last_before);
+    let started = resumed.wait_event(ms(3000), "session.started", &after).await;
+    assert_eq!(started.id, Some(to + 1), "the new run's first event follows the gap");
+    assert_eq!(resumed.seen.len(), 2, "{:?}", resumed.summary());
+
+    // An id from the future (a client of a lost memory store) replays this
+    // run from its start rather than waiting for the sequence to catch up.
+    let future = first_after(&app, to + 10 * EPOCH_UNIT).await;
+    assert!(future.is("session.started", &after), "{}", future.short());
+    // 0 means "from the beginning": this run's events, no gap (none evicted).
+    let zero = first_after(&app, 0).await;
+    assert!(zero.is("session.started", &after), "{}", zero.short());
+}
+
+#[tokio::test]
+async fn unknown_kinds_and_bad_resume_points_are_refused() {
+    let app = TestApp::start().await;
+    for path in ["/v1/events?kind=plian", &format!("/v1/ws?kind=plian&token={API_KEY}")] {
+        let r = app.get(path, Some(API_KEY)).await;
+        r.problem(422, &["kind", "plian"]);
+        assert_eq!(r.body["field"], "kind", "{}", r.text);
+    }
+    let r = app
+        .send(
+            "GET",
+            "/v1/events",
+            app.req(Method::GET, "/v1/events", Some(API_KEY)).header("Last-Event-ID", "yesterday"),
+        )
+        .await;
+    r.problem(400, &["Last-Event-ID"]);
+    assert_eq!(r.body["field"], "Last-Event-ID");
+
+    // An empty Last-Event-ID is no resume point (the SSE spec's reset), and a known kind streams.
+    let r = app
+        .req(Method::GET, "/v1/events?kind=plain", Some(API_KEY))
+        .header("Last-Event-ID", "")
+        .send()
+        .await
+        .expect("open the stream");
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn websockets_close_with_1001_on_shutdown() {
+    let mut app = TestApp::start().await;
+    let url = format!("ws://{}/v1/ws?token={}", app.host, API_KEY);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connect");
+    socket.send(Message::Text(json!({"type": "ping"}).to_string().into())).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("pong in time") {
+            Some(Ok(Message::Text(t))) if t.contains("pong") => break,
+            Some(Ok(_)) => {}
+            other => panic!("socket ended before pong: {other:?}"),
+        }
+    }
+    app.sigterm();
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("close in time") {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
+            Some(Ok(_)) => {}
+            other => panic!("no close frame before the socket ended: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(CloseCode::Away), "shutdown closes sockets with 1001 (going away)");
+    app.wait_exit(Duration::from_secs(10)).await.expect("the server exits");
+}
+
+fn mint(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// GETs the session list with `token` and returns the 401 (its challenge and detail).
+async fn refused(app: &TestApp, token: Option<&str>) -> (String, String) {
+    let mut b = app.req(Method::GET, "/v1/sessions", None);
+    if let Some(t) = token {
+        b = b.bearer_auth(t);
+    }
+    let r = b.send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let challenge = r.headers().get("www-authenticate").expect("401 carries WWW-Authenticate").to_str().unwrap();
+    let challenge = challenge.to_string();
+    let body: Value = r.json().await.unwrap();
+    let detail = body["detail"].as_str().unwrap().to_string();
+    for internal in ["ExpiredSignature", "InvalidSignature", "InvalidToken", "ImmatureSignature", "Error(", "kind:"] {
+        assert!(!detail.contains(internal), "detail echoes a library internal ({internal}): {detail}");
+    }
+    (challenge, detail)
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_refusals_explain_themselves() {
+    let app = TestApp::start().await;
+    let hour = now_ms() / 1000 + 3600;
+
+    let (challenge, detail) = refused(&app, None).await;
+    assert_eq!(challenge, "Bearer", "no credential: a bare challenge (RFC 6750 §3.1)");
+    assert!(detail.contains("bearer"), "{detail}");
+
+    let invalid = "Bearer error=\"invalid_token\"";
+    let cases = [
+        (mint(json!({"sub": "x".repeat(40_000), "exp": hour})), "sub"),
+        (mint(json!({"sub": "nul\u{0}byte", "exp": hour})), "control"),
+        (mint(json!({"sub": "   ", "exp": hour})), "sub"),
+        (mint(json!({"sub": "early", "exp": hour, "nbf": hour - 1800})), "nbf"),
+        (expired_token("late"), "expired"),
+        (forged_token("forger"), "signature"),
+        (mint(json!({"sub": "nobody"})), "exp"),
+        ("not-a-token".to_string(), "token"),
+    ];
+    for (token, mention) in cases {
+        let (challenge, detail) = refused(&app, Some(&token)).await;
+        assert_eq!(challenge, invalid);
+        assert!(detail.to_lowercase().contains(mention), "detail should mention {mention:?}: {detail}");
+    }
+
+    // A sub at the limit is a user like any other; nbf in the past is fine.
+    let ok = mint(json!({"sub": "y".repeat(256), "exp": hour, "nbf": now_ms() / 1000 - 60}));
+    app.get("/v1/sessions", Some(&ok)).await.expect(200);
+    // The same rule for an API key's user_id.
+    let r = app.post("/v1/sessions", Some(API_KEY), json!({"kind": "plain", "user_id": "nul\u{0}byte"})).await;
+    r.problem(422, &["user_id"]);
+    let r = app.post("/v1/sessions", Some(API_KEY), json!({"kind": "plain", "user_id": "x".repeat(257)})).await;
+    r.problem(422, &["user_id"]);
+}
+
+#[tokio::test]
+async fn a_duplicated_query_parameter_is_named() {
+    let app = TestApp::start().await;
+    let r = app.get("/v1/sessions?limit=1&limit=2", Some(API_KEY)).await;
+    r.problem(422, &["limit"]);
+    assert_eq!(r.body["field"], "limit", "{}", r.text);
+}
+
+#[tokio::test]
+async fn personality_is_answered_as_given() {
+    let app = TestApp::start().await;
+    let profile = json!({"name": "Flo", "age": 30, "interests": ["chess"], "personality": [0.1, 0.2, 0.3, 0.7, 0.9]});
+    let put = app.call(Method::PUT, "/v1/profiles/flo", Some(API_KEY), Some(profile)).await;
+    put.expect(200);
+    let got = app.get("/v1/profiles/flo", Some(API_KEY)).await;
+    for answer in [&put, &got] {
+        assert!(answer.text.contains("[0.1,0.2,0.3,0.7,0.9]"), "personality widened: {}", answer.text);
+    }
+}
+
+/// Hammers `POST /v1/sessions/{id}/heartbeat` from `workers` clients until
+/// each has had three `410`s; returns every `410`'s `end_reason`.
+fn hammer(app: &TestApp, id: &str, workers: usize) -> tokio::task::JoinHandle<Vec<String>> {
+    let client = app.client.clone();
+    let url = app.url(&format!("/v1/sessions/{id}/heartbeat"));
+    tokio::spawn(async move {
+        let loops = (0..workers).map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let mut reasons = Vec::new();
+                let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                while reasons.len() < 3 {
+                    assert!(std::time::Instant::now() < deadline, "no 410 within 15 s; got {reasons:?}");
+                    let r = client.post(&url).bearer_auth(API_KEY).send().await.expect("heartbeat");
+                    match r.status().as_u16() {
+                        200 => {}
+                        410 => reasons.push(r.json::<Value>().await.unwrap()["end_reason"].as_str().unwrap().into()),
+                        other => panic!("heartbeat answered {other}: {}", r.text().await.unwrap_or_default()),
+                    }
+                }
+                reasons
+            }
+        });
+        futures::future::join_all(loops).await.into_iter().flatten().collect()
+    })
+}
+
+#[tokio::test]
+async fn a_410_carries_the_real_end_reason_while_the_end_is_written() {
+    let app = TestApp::start().await;
+    for round in 0..8 {
+        // Parent end: the child ends `parent_ended` in the same change.
+        let parent = id_of(&app.start_for(&format!("pa-{round}"), "job").await);
+        let child = app
+            .start_session(API_KEY, json!({"kind": "chat", "user_id": format!("pa-{round}"), "parent_id": parent}))
+            .await;
+        let child = id_of(&child["session"]);
+        let beats = hammer(&app, &child, 6);
+        app.post(&format!("/v1/sessions/{parent}/end"), Some(API_KEY), json!({})).await.expect(200);
+        let reasons = beats.await.unwrap();
+        assert!(reasons.iter().all(|r| r == "parent_ended"), "round {round}: 410s said {reasons:?}");
+
+        // Takeover: the blocking session ends `taken_over`.
+        let user = format!("tk-{round}");
+        let old = id_of(&app.start_for(&user, "interview").await);
+        let beats = hammer(&app, &old, 6);
+        app.start_session(API_KEY, json!({"kind": "interview", "user_id": user, "on_conflict": "takeover"})).await;
+        let reasons = beats.await.unwrap();
+        assert!(reasons.iter().all(|r| r == "taken_over"), "round {round}: 410s said {reasons:?}");
+    }
+}
