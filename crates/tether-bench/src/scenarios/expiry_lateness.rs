@@ -14,7 +14,7 @@ use serde_json::Value;
 use tether_engine::EventType;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ms, subscribe_ended, Params, Tether};
+use super::{at_a_million, ms, subscribe_ended, Params, Tether};
 use crate::http::{now_ms, wait_until, ws_connect};
 use crate::load::create_many;
 use crate::peers::{lateness, Latencies};
@@ -25,11 +25,7 @@ use crate::stats::Samples;
 pub const NAME: &str = "expiry-lateness";
 
 pub fn targets(n: usize) -> Vec<Target> {
-    if n >= 1_000_000 {
-        vec![Target::le("lateness_p99_ms", 10.0, "p99 ≤ 10 ms at 1M")]
-    } else {
-        vec![]
-    }
+    at_a_million(n, Target::le("lateness_p99_ms", 10.0, "p99 ≤ 10 ms at 1M"))
 }
 
 /// Tether's row, and the probes' deadline offsets (ms after the first) for the peers.

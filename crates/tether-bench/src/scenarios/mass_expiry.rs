@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use http::Method;
 use serde_json::json;
 
-use super::{all_ended_metrics, ms, subscribe_ended, Params, Tether};
+use super::{all_ended_metrics, at_a_million, ms, subscribe_ended, Params, Tether};
 use crate::http::{now_ms, parse_ts, wait_until};
 use crate::load::Created;
 use crate::peers::{lateness, MassExpiry};
@@ -25,11 +25,7 @@ pub const NAME: &str = "mass-expiry";
 const SAMPLED: usize = 50;
 
 pub fn targets(n: usize) -> Vec<Target> {
-    if n >= 1_000_000 {
-        vec![Target::le("all_ended_ms", 5000.0, "≤ 5 s at 1M")]
-    } else {
-        vec![]
-    }
+    at_a_million(n, Target::le("all_ended_ms", 5000.0, "≤ 5 s at 1M"))
 }
 
 /// Tether's side, on the population `created` of server `t` (already

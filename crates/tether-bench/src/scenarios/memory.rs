@@ -3,6 +3,7 @@
 //! after the population is created; PostgreSQL as the size of its table and
 //! index on disk.
 
+use super::at_a_million;
 use crate::load::Created;
 use crate::peers::MemoryUse;
 use crate::report::{Metric, SystemRun, Target};
@@ -10,11 +11,7 @@ use crate::report::{Metric, SystemRun, Target};
 pub const NAME: &str = "memory";
 
 pub fn targets(n: usize) -> Vec<Target> {
-    if n >= 1_000_000 {
-        vec![Target::le("rss_per_session", 512.0, "≤ 512 B at 1M")]
-    } else {
-        vec![]
-    }
+    at_a_million(n, Target::le("rss_per_session", 512.0, "≤ 512 B at 1M"))
 }
 
 /// Tether's row: RSS around the creation of `n` sessions (when the harness

@@ -252,6 +252,15 @@ fn scenario_run(name: &str, label: String, params: Value, targets: Vec<Target>) 
     ScenarioRun { scenario: name.into(), label, params, targets, systems: vec![], error: None }
 }
 
+/// The targets are set for a population of a million; smaller runs have none.
+fn at_a_million(n: usize, target: Target) -> Vec<Target> {
+    if n >= 1_000_000 {
+        vec![target]
+    } else {
+        vec![]
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

@@ -4,18 +4,14 @@
 
 use anyhow::Result;
 
-use super::{ms, Params, Tether};
+use super::{at_a_million, ms, Params, Tether};
 use crate::peers::Recovery;
 use crate::report::{Metric, SystemRun, Target};
 
 pub const NAME: &str = "recovery";
 
 pub fn targets(n: usize) -> Vec<Target> {
-    if n >= 1_000_000 {
-        vec![Target::le("ready_ms", 5000.0, "≤ 5 s at 1M")]
-    } else {
-        vec![]
-    }
+    at_a_million(n, Target::le("ready_ms", 5000.0, "≤ 5 s at 1M"))
 }
 
 /// Restarts Tether after `kill -9`; returns the spawn → ready time (ms), which
