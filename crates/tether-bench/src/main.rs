@@ -8,11 +8,12 @@
 //! under `--out` (default `docs/perf`).
 //!
 //! Layout:
-//! - [`scenarios`] — what each scenario does, for Tether and the peers;
+//! - [`scenarios`] — the registry and runner, one file per scenario saying
+//!   what it does for Tether and for each peer;
 //! - [`load`] — bulk creation and timed request loops over keep-alive connections;
 //! - [`http`] — the client code (HTTP/1.1, SSE, WebSocket, JWT, clocks);
 //! - [`server`] — spawning, measuring and killing the server under test;
-//! - [`peers`] — Redis, etcd and PostgreSQL;
+//! - [`peers`] — Redis, etcd and PostgreSQL behind one [`peers::Peer`] trait;
 //! - [`stats`] — exact percentiles, with missing samples counted as missing;
 //! - [`report`] — JSON, Markdown and SVG output.
 //!
@@ -34,11 +35,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use peers::etcd::EtcdPeer;
-use peers::postgres::PgPeer;
-use peers::redis::RedisPeer;
 use report::{Report, ScenarioRun};
-use scenarios::{Params, Peers, TetherSource};
+use scenarios::{Params, TetherSource};
 
 /// Benchmark Tether against Redis, etcd and a PostgreSQL sweep.
 #[derive(Parser, Debug)]
@@ -197,80 +195,14 @@ async fn main() -> Result<()> {
         tether_info.insert("git commit".into(), commit);
     }
 
-    // peers
-    let wants = |n: &str| args.peers.iter().any(|p| p == n);
-    let mut infos = vec![];
-    let mut peer_set = Peers { redis: None, etcd_enabled: false, pg: None };
-    if wants("redis") {
-        if peers::which("redis-server").is_none() {
-            eprintln!("redis-server not installed: Redis peer skipped (apt-get install redis-server)");
-        } else {
-            match RedisPeer::start().await {
-                Ok(r) => {
-                    infos.push(r.info.clone());
-                    peer_set.redis = Some(r);
-                }
-                Err(e) => eprintln!("Redis peer skipped: {e:#}"),
-            }
-        }
-    }
-    if wants("etcd") {
-        if peers::which("etcd").is_none() {
-            eprintln!("etcd not installed: etcd peer skipped (apt-get install etcd-server)");
-        } else {
-            match EtcdPeer::start().await {
-                Ok(e) => {
-                    infos.push(e.info.clone());
-                    peer_set.etcd_enabled = true;
-                }
-                Err(e) => eprintln!("etcd peer skipped: {e:#}"),
-            }
-        }
-    }
-    if wants("postgres") {
-        match PgPeer::start(&args.pg_url, p.pg_sweep).await {
-            Ok(pg) => {
-                infos.push(pg.info.clone());
-                peer_set.pg = Some(pg);
-            }
-            Err(e) => eprintln!("PostgreSQL peer skipped: {e:#}"),
-        }
-    }
+    let mut peers = peers::start(&args.peers, &args.pg_url, p.pg_sweep).await;
+    let infos = peers.iter().map(|peer| peer.info().clone()).collect();
 
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let started_at = chrono::Utc::now();
-    let mut runs: Vec<ScenarioRun> = vec![];
-    let pop: Vec<&str> =
-        want.iter().copied().filter(|s| ["memory", "expiry-lateness", "recovery", "mass-expiry"].contains(s)).collect();
-    for rep in 0..args.repeat.max(1) {
-        if args.repeat > 1 {
-            eprintln!("== repetition {}/{}", rep + 1, args.repeat);
-        }
-        if !pop.is_empty() {
-            for &n in &p.populations {
-                eprintln!("== population N={n}: {}", pop.join(", "));
-                runs.extend(scenarios::population(&src, &p, &mut peer_set, n, &pop).await);
-            }
-        }
-        for s in &want {
-            let r = match *s {
-                "heartbeats-http" => scenarios::heartbeats_http(&src, &p, &mut peer_set).await,
-                "heartbeats-ws" => scenarios::heartbeats_ws(&src, &p, &mut peer_set).await,
-                "durable-starts" => scenarios::durable_starts(&src, &p, &mut peer_set).await,
-                "time-to-pair" => scenarios::time_to_pair(&src, &p).await,
-                "signaling-relay" => scenarios::signaling_relay(&src, &p, &mut peer_set).await,
-                _ => continue,
-            };
-            eprintln!(
-                "== {} done{}",
-                r.label,
-                r.error.as_deref().map(|e| format!(" (error: {e})")).unwrap_or_default()
-            );
-            runs.push(r);
-        }
-    }
-    if let Some(pg) = peer_set.pg.as_ref() {
-        pg.drop_table().await;
+    let runs = scenarios::run(&src, &p, &mut peers, &want, args.repeat.max(1)).await;
+    for peer in peers.iter_mut() {
+        peer.stop().await;
     }
 
     let command = std::env::args().collect::<Vec<_>>().join(" ");

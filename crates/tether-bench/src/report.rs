@@ -204,7 +204,7 @@ pub fn fmt_value(v: f64, unit: &str) -> String {
                 format!("{} B", group_digits(v.round()))
             }
         }
-        "" => format!("{}", group_digits(v.round())),
+        "" => group_digits(v.round()),
         u => format!("{} {u}", if v.abs() >= 100.0 { group_digits(v.round()) } else { format!("{v:.2}") }),
     }
 }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
@@ -28,9 +29,11 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
-use super::PeerInfo;
-use crate::http::{free_port, now_ms, Conn};
-use crate::peers::redis::wait_until;
+use super::{closed_loops, lateness, Latencies, MassExpiry, MemoryUse, Peer, PeerInfo, Recovery, Throughput};
+use crate::http::{free_port, now_ms, wait_until, Conn};
+use crate::report::Metric;
+use crate::scenarios::Params;
+use crate::server::rss_of;
 use crate::stats::Samples;
 
 fn b64(s: &str) -> String {
@@ -44,17 +47,67 @@ fn unb64(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A single-member etcd owned by the harness.
+/// etcd as a [`Peer`]: each population and each stand-alone scenario gets a
+/// fresh single-member cluster, so no scenario measures leases another left.
 pub struct EtcdPeer {
+    info: PeerInfo,
+    /// The member holding the current population, between
+    /// [`Peer::populate`] and [`Peer::clear`].
+    member: Option<EtcdMember>,
+    /// The N the current population stands for (the member holds it capped).
+    population: usize,
+}
+
+/// A single-member etcd process owned by the harness.
+struct EtcdMember {
     child: Child,
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
-    pub addr: SocketAddr,
-    pub info: PeerInfo,
+    addr: SocketAddr,
 }
 
 impl EtcdPeer {
+    /// Starts a member once to read its version, and stops it again: the
+    /// scenarios start their own.
+    pub async fn start() -> Result<EtcdPeer> {
+        let member = EtcdMember::start().await?;
+        let mut c = Conn::connect(member.addr).await?;
+        let (_, v) = c.json(http::Method::GET, "/version", "", None).await?;
+        let info = PeerInfo {
+            name: "etcd".into(),
+            version: format!("etcd {}", v["etcdserver"].as_str().unwrap_or("?")),
+            settings: vec![
+                format!(
+                    "single member on 127.0.0.1:{}, temp data dir on the same disk, started by the harness",
+                    member.client_port
+                ),
+                "defaults: heartbeat 100 ms, election 1000 ms, snapshot-count 100000, fsync on every commit".into(),
+                "client: etcd's HTTP/JSON gRPC gateway (`/v3/lease/grant`, `/v3/kv/put`, `/v3/lease/keepalive` one request per POST on kept-alive connections, one streamed `/v3/watch`)".into(),
+                "one lease + one attached key per session; ended = watch DELETE event; lease TTL is whole seconds, minimum enforced by etcd".into(),
+                "built-in limits: expired leases are checked every 500 ms and revoked at most 1000/s (etcd 3.4 lessor)".into(),
+            ],
+        };
+        Ok(EtcdPeer { info, member: None, population: 0 })
+    }
+
+    fn populated(&mut self) -> Result<&mut EtcdMember> {
+        self.member.as_mut().ok_or_else(|| anyhow!("no etcd population: populate() runs first"))
+    }
+}
+
+/// Leases given to a population of `n` (capped), and the note saying so.
+fn capped(n: usize, p: &Params) -> (usize, String) {
+    let leases = n.min(p.etcd_max_leases);
+    let note = if leases < n {
+        format!(" (capped at {leases} leases: granting is bounded by etcd's commit rate)")
+    } else {
+        String::new()
+    };
+    (leases, note)
+}
+
+impl EtcdMember {
     fn spawn(dir: &std::path::Path, client_port: u16, peer_port: u16) -> Result<Child> {
         let c = format!("http://127.0.0.1:{client_port}");
         let p = format!("http://127.0.0.1:{peer_port}");
@@ -71,36 +124,15 @@ impl EtcdPeer {
             .context("spawn etcd (apt-get install etcd-server)")
     }
 
-    pub async fn start() -> Result<EtcdPeer> {
+    async fn start() -> Result<EtcdMember> {
         let dir = tempfile::tempdir()?;
         let client_port = free_port()?;
         let peer_port = free_port()?;
         let child = Self::spawn(dir.path(), client_port, peer_port)?;
         let addr: SocketAddr = format!("127.0.0.1:{client_port}").parse()?;
-        let mut me = EtcdPeer {
-            child,
-            dir,
-            client_port,
-            peer_port,
-            addr,
-            info: PeerInfo { name: "etcd".into(), version: String::new(), settings: vec![] },
-        };
+        let mut me = EtcdMember { child, dir, client_port, peer_port, addr };
         me.wait_healthy(Duration::from_secs(20)).await?;
-        let mut c = Conn::connect(addr).await?;
-        let (_, v) = c.json(http::Method::GET, "/version", "", None).await?;
-        me.info.version = format!("etcd {}", v["etcdserver"].as_str().unwrap_or("?"));
-        me.info.settings = vec![
-            format!("single member on 127.0.0.1:{client_port}, temp data dir on the same disk, started by the harness"),
-            "defaults: heartbeat 100 ms, election 1000 ms, snapshot-count 100000, fsync on every commit".into(),
-            "client: etcd's HTTP/JSON gRPC gateway (`/v3/lease/grant`, `/v3/kv/put`, `/v3/lease/keepalive` one request per POST on kept-alive connections, one streamed `/v3/watch`)".into(),
-            "one lease + one attached key per session; ended = watch DELETE event; lease TTL is whole seconds, minimum enforced by etcd".into(),
-            "built-in limits: expired leases are checked every 500 ms and revoked at most 1000/s (etcd 3.4 lessor)".into(),
-        ];
         Ok(me)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     async fn wait_healthy(&mut self, timeout: Duration) -> Result<Duration> {
@@ -124,31 +156,13 @@ impl EtcdPeer {
     }
 
     /// kill -9 and start again on the same data dir; time until `/health` is true.
-    pub async fn restart_after_kill9(&mut self) -> Result<Duration> {
+    async fn restart_after_kill9(&mut self) -> Result<Duration> {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let t0 = Instant::now();
         self.child = Self::spawn(self.dir.path(), self.client_port, self.peer_port)?;
         self.wait_healthy(Duration::from_secs(120)).await?;
         Ok(t0.elapsed())
-    }
-
-    async fn post(c: &mut Conn, path: &str, body: &Value) -> Result<Value> {
-        let (s, v) = c.json(http::Method::POST, path, "", Some(body)).await?;
-        if !s.is_success() || v.get("error").is_some() {
-            bail!("etcd {path}: {s} {v}");
-        }
-        Ok(v)
-    }
-
-    async fn grant(c: &mut Conn, ttl: u64) -> Result<String> {
-        let v = Self::post(c, "/v3/lease/grant", &json!({ "TTL": ttl })).await?;
-        v["ID"].as_str().map(String::from).ok_or_else(|| anyhow!("no lease ID in {v}"))
-    }
-
-    async fn put(c: &mut Conn, key: &str, lease: &str) -> Result<()> {
-        Self::post(c, "/v3/kv/put", &json!({ "key": b64(key), "value": b64("1"), "lease": lease })).await?;
-        Ok(())
     }
 
     /// Runs `f(conn, i)` for i in 0..n over `conns` connections.
@@ -180,11 +194,11 @@ impl EtcdPeer {
     }
 
     /// N background leases with TTLs spread between 75 and 240 minutes (no keys).
-    pub async fn populate_background(&self, n: usize, conns: usize) -> Result<Duration> {
+    async fn populate_background(&self, n: usize, conns: usize) -> Result<Duration> {
         let t0 = Instant::now();
         self.fan_out(n, conns, |mut c, i| async move {
             let ttl = 75 * 60 + (i as u64 * 7919) % (165 * 60);
-            Self::grant(&mut c, ttl).await?;
+            grant(&mut c, ttl).await?;
             Ok(c)
         })
         .await?;
@@ -233,16 +247,16 @@ impl EtcdPeer {
     /// Expiry lateness: `probes` leases of `ttl_s` with a key `p/{i}` each;
     /// deadline = grant answer received + TTL (an underestimate of lateness by
     /// at most one round trip); lateness = watch DELETE receipt − deadline.
-    pub async fn expiry_lateness(&self, probes: usize, ttl_s: u64, window: Duration, conns: usize) -> Result<Samples> {
+    async fn expiry_lateness(&self, probes: usize, ttl_s: u64, window: Duration, conns: usize) -> Result<Samples> {
         let (seen, h) = self.watch_deletes("p/").await?;
         let deadlines: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(vec![0.0; probes]));
         let d2 = deadlines.clone();
         self.fan_out(probes, conns, move |mut c, i| {
             let d2 = d2.clone();
             async move {
-                let id = Self::grant(&mut c, ttl_s).await?;
+                let id = grant(&mut c, ttl_s).await?;
                 d2.lock().unwrap()[i] = now_ms() + ttl_s as f64 * 1000.0;
-                Self::put(&mut c, &format!("p/{i}"), &id).await?;
+                put(&mut c, &format!("p/{i}"), &id).await?;
                 Ok(c)
             }
         })
@@ -252,21 +266,13 @@ impl EtcdPeer {
         wait_until(last + window.as_secs_f64() * 1000.0, || seen.lock().unwrap().len() >= probes).await;
         h.abort();
         let seen = seen.lock().unwrap();
-        let mut s = Samples::new();
-        for (i, d) in deadlines.iter().enumerate() {
-            match seen.get(&format!("p/{i}")) {
-                Some(t) => s.push(t - d),
-                None => s.missing += 1,
-            }
-        }
-        s.window_ms = Some(window.as_secs_f64() * 1000.0);
-        Ok(s)
+        Ok(lateness(deadlines.iter().enumerate().map(|(i, d)| (format!("p/{i}"), d)), &seen, Some(window)))
     }
 
     /// Mass expiry: N leases of the same TTL granted as fast as possible, a key
     /// `m/{i}` each. Returns (last deadline → last DELETE in ms, or None if not
     /// all arrived within `window`; how many arrived; spread of the deadlines in ms).
-    pub async fn mass_expiry(
+    async fn mass_expiry(
         &self,
         n: usize,
         ttl_s: u64,
@@ -276,8 +282,8 @@ impl EtcdPeer {
         let (seen, h) = self.watch_deletes("m/").await?;
         let first = now_ms();
         self.fan_out(n, conns, move |mut c, i| async move {
-            let id = Self::grant(&mut c, ttl_s).await?;
-            Self::put(&mut c, &format!("m/{i}"), &id).await?;
+            let id = grant(&mut c, ttl_s).await?;
+            put(&mut c, &format!("m/{i}"), &id).await?;
             Ok(c)
         })
         .await?;
@@ -293,79 +299,170 @@ impl EtcdPeer {
 
     /// Keep-alives per second over `conns` keep-alive connections, on
     /// `leases` leases (60 s TTL), for `dur`.
-    pub async fn keepalives(&self, leases: usize, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
+    async fn keepalives(&self, leases: usize, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
         let ids: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(vec![String::new(); leases]));
         let i2 = ids.clone();
         self.fan_out(leases, conns, move |mut c, i| {
             let i2 = i2.clone();
             async move {
-                let id = Self::grant(&mut c, 60).await?;
+                let id = grant(&mut c, 60).await?;
                 i2.lock().unwrap()[i] = id;
                 Ok(c)
             }
         })
         .await?;
         let ids = Arc::new(ids.lock().unwrap().clone());
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..conns {
-            let ids = ids.clone();
-            let addr = self.addr;
-            tasks.push(tokio::spawn(async move {
-                let mut c = Conn::connect(addr).await?;
-                let mut s = Samples::new();
-                let mut i = w;
-                while start.elapsed() < dur {
-                    let t = Instant::now();
-                    let v = Self::post(&mut c, "/v3/lease/keepalive", &json!({ "ID": ids[i % ids.len()] })).await?;
-                    if v.get("result").is_none() {
-                        bail!("keepalive answered {v}");
-                    }
-                    s.push(t.elapsed().as_secs_f64() * 1000.0);
-                    i += conns;
+        let mut clients = Vec::new();
+        for _ in 0..conns {
+            clients.push(Conn::connect(self.addr).await?);
+        }
+        closed_loops(clients, dur, move |mut c, w, i| {
+            let id = ids[(w + i * conns) % ids.len()].clone();
+            async move {
+                let v = post(&mut c, "/v3/lease/keepalive", &json!({ "ID": id })).await?;
+                if v.get("result").is_none() {
+                    bail!("keepalive answered {v}");
                 }
-                Ok::<Samples, anyhow::Error>(s)
-            }));
-        }
-        let mut all = Samples::new();
-        for t in tasks {
-            all.values.extend(t.await??.values);
-        }
-        Ok((all.values.len() as f64 / start.elapsed().as_secs_f64(), all))
+                Ok(c)
+            }
+        })
+        .await
     }
 
     /// Durable starts: lease grant + put of an attached key, per start.
-    pub async fn starts(&self, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..conns {
-            let mut c = Conn::connect(self.addr).await?;
-            tasks.push(tokio::spawn(async move {
-                let mut s = Samples::new();
-                let mut i = 0usize;
-                while start.elapsed() < dur {
-                    let t = Instant::now();
-                    let id = Self::grant(&mut c, 3600).await?;
-                    Self::put(&mut c, &format!("s/{w}/{i}"), &id).await?;
-                    s.push(t.elapsed().as_secs_f64() * 1000.0);
-                    i += 1;
-                }
-                Ok::<Samples, anyhow::Error>(s)
-            }));
+    async fn starts(&self, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
+        let mut clients = Vec::new();
+        for _ in 0..conns {
+            clients.push(Conn::connect(self.addr).await?);
         }
-        let mut all = Samples::new();
-        for t in tasks {
-            all.values.extend(t.await??.values);
-        }
-        Ok((all.values.len() as f64 / start.elapsed().as_secs_f64(), all))
+        closed_loops(clients, dur, |mut c, w, i| async move {
+            let id = grant(&mut c, 3600).await?;
+            put(&mut c, &format!("s/{w}/{i}"), &id).await?;
+            Ok(c)
+        })
+        .await
     }
 }
 
-impl Drop for EtcdPeer {
+#[async_trait]
+impl Peer for EtcdPeer {
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn info(&self) -> &PeerInfo {
+        &self.info
+    }
+
+    fn population_cap(&self, p: &Params) -> Option<usize> {
+        Some(p.etcd_max_leases)
+    }
+
+    async fn populate(&mut self, n: usize, p: &Params) -> Result<MemoryUse> {
+        let (leases, capped) = capped(n, p);
+        self.member = None;
+        self.population = n;
+        let member = self.member.insert(EtcdMember::start().await?);
+        // RSS readings a moment after start-up and after the last grant, once the member is idle
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rss0 = rss_of(member.child.id()).unwrap_or(0);
+        let took = member.populate_background(leases, p.create_conns).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss1 = rss_of(member.child.id()).unwrap_or(0);
+        let grant_rate = leases as f64 / took.as_secs_f64();
+        Ok(MemoryUse {
+            sessions: leases,
+            rss: Some((rss0, rss1)),
+            metrics: vec![Metric::new("create_rate", "creation rate while populating", Some(grant_rate), "/s")],
+            note: format!("{leases} leases without keys{capped}"),
+        })
+    }
+
+    async fn expiry_lateness(&mut self, _offsets: &[f64], p: &Params) -> Result<Latencies> {
+        // etcd cannot be given a deadline, only a whole-second TTL from the grant
+        let ttl = p.probe_idle_s.max(2);
+        let member = self.populated()?;
+        let samples = member.expiry_lateness(p.probes, ttl, p.peer_window, 32.min(p.probes)).await?;
+        let (leases, capped) = capped(self.population, p);
+        let note = format!(
+            "{} probe leases (TTL {ttl} s) each with a key, on top of {leases} leases{capped}; deadline = grant answer + TTL; receipt = DELETE on a watch",
+            p.probes
+        );
+        Ok(Latencies { samples, note })
+    }
+
+    async fn recover_after_kill9(&mut self, p: &Params) -> Result<Option<Recovery>> {
+        let ready = self.populated()?.restart_after_kill9().await?;
+        let (leases, capped) = capped(self.population, p);
+        let note = format!(
+            "SIGKILL with {leases} live leases{capped}; restart on the same data dir; time until GET /health says true"
+        );
+        Ok(Some(Recovery { ready, note }))
+    }
+
+    async fn mass_expiry(&mut self, n: usize, p: &Params) -> Result<MassExpiry> {
+        let (leases, capped) = capped(n, p);
+        self.member = None;
+        let member = EtcdMember::start().await?;
+        let window = p.peer_window + Duration::from_secs_f64(leases as f64 / 500.0);
+        let ttl = 5u64;
+        let (all_ended_ms, received, spread_ms) = member.mass_expiry(leases, ttl, window, p.create_conns).await?;
+        Ok(MassExpiry {
+            all_ended_ms,
+            received,
+            sessions: leases,
+            spread_ms,
+            window: Some(window),
+            note: format!(
+                "{leases} leases of TTL {ttl} s granted as fast as possible (their deadlines spread over the grant time), key each; measured from the LAST deadline{capped}"
+            ),
+        })
+    }
+
+    async fn clear(&mut self) -> Result<()> {
+        self.member = None;
+        Ok(())
+    }
+
+    async fn heartbeats(&mut self, p: &Params) -> Result<Option<Throughput>> {
+        let member = EtcdMember::start().await?;
+        let leases = p.hb_sessions.min(p.etcd_max_leases);
+        let (rate, latency) = member.keepalives(leases, p.http_conns, p.hb_duration).await?;
+        let note = "POST /v3/lease/keepalive, one at a time per kept-alive connection (JSON gateway; a native gRPC client would be cheaper)".into();
+        Ok(Some(Throughput { rate, latency, note }))
+    }
+
+    async fn starts(&mut self, p: &Params) -> Result<Option<Throughput>> {
+        let member = EtcdMember::start().await?;
+        let (rate, latency) = member.starts(p.http_conns, p.starts_duration).await?;
+        let note = "lease grant + put of a key attached to it (two commits), one start at a time per connection".into();
+        Ok(Some(Throughput { rate, latency, note }))
+    }
+}
+
+impl Drop for EtcdMember {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+async fn post(c: &mut Conn, path: &str, body: &Value) -> Result<Value> {
+    let (s, v) = c.json(http::Method::POST, path, "", Some(body)).await?;
+    if !s.is_success() || v.get("error").is_some() {
+        bail!("etcd {path}: {s} {v}");
+    }
+    Ok(v)
+}
+
+async fn grant(c: &mut Conn, ttl: u64) -> Result<String> {
+    let v = post(c, "/v3/lease/grant", &json!({ "TTL": ttl })).await?;
+    v["ID"].as_str().map(String::from).ok_or_else(|| anyhow!("no lease ID in {v}"))
+}
+
+async fn put(c: &mut Conn, key: &str, lease: &str) -> Result<()> {
+    post(c, "/v3/kv/put", &json!({ "key": b64(key), "value": b64("1"), "lease": lease })).await?;
+    Ok(())
 }
 
 /// POSTs a (possibly streaming) body to `path` and calls `on_line` for every

@@ -13,18 +13,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use async_trait::async_trait;
 use tokio_postgres::{Client, NoTls};
 
-use super::PeerInfo;
+use super::{closed_loops, Latencies, MassExpiry, MemoryUse, Peer, PeerInfo, Throughput};
 use crate::http::now_ms;
+use crate::report::Metric;
+use crate::scenarios::Params;
 use crate::stats::Samples;
 
 /// A connection factory plus the harness's table.
 pub struct PgPeer {
     url: String,
-    pub table: String,
+    table: String,
     admin: Client,
-    pub info: PeerInfo,
+    info: PeerInfo,
     /// Sweep period used by the lateness scenarios.
     pub sweep: Duration,
 }
@@ -87,20 +90,20 @@ impl PgPeer {
         })
     }
 
-    pub async fn truncate(&self) -> Result<()> {
+    async fn truncate(&self) -> Result<()> {
         self.admin.batch_execute(&format!("TRUNCATE {}", self.table)).await?;
         Ok(())
     }
 
     /// Bytes of table + indexes.
-    pub async fn size_bytes(&self) -> Result<i64> {
+    async fn size_bytes(&self) -> Result<i64> {
         let r = self.admin.query_one(&format!("SELECT pg_total_relation_size('{}')", self.table), &[]).await?;
         Ok(r.get(0))
     }
 
     /// N background rows whose deadlines lie 75–240 minutes ahead (as if just
     /// heartbeated); one `INSERT … SELECT generate_series` statement.
-    pub async fn populate_background(&self, n: usize) -> Result<Duration> {
+    async fn populate_background(&self, n: usize) -> Result<Duration> {
         let t0 = Instant::now();
         self.admin
             .execute(
@@ -166,7 +169,7 @@ impl PgPeer {
     }
 
     /// Expiry lateness of probe rows with exactly `deadlines`, idle `idle_ms`.
-    pub async fn expiry_lateness(&self, deadlines: &[f64], idle_ms: f64, window: Duration) -> Result<Samples> {
+    async fn expiry_lateness_at(&self, deadlines: &[f64], idle_ms: f64, window: Duration) -> Result<Samples> {
         self.insert_with_deadlines("probe", deadlines, idle_ms).await?;
         let last = deadlines.iter().cloned().fold(0.0, f64::max);
         let stop = last + window.as_secs_f64() * 1000.0;
@@ -182,7 +185,7 @@ impl PgPeer {
 
     /// Mass expiry: N rows sharing one deadline; (deadline → the sweep that
     /// returned the last of them, rows ended).
-    pub async fn mass_expiry(&self, n: usize, idle_ms: f64, window: Duration) -> Result<(Option<f64>, usize)> {
+    async fn mass_expiry_within(&self, n: usize, idle_ms: f64, window: Duration) -> Result<(Option<f64>, usize)> {
         let deadline = (now_ms() + 2000.0).round();
         self.admin
             .execute(
@@ -201,7 +204,7 @@ impl PgPeer {
 
     /// Heartbeats: `conns` connections each running the seeds' UPDATE one at a
     /// time over `rows` rows, for `dur`.
-    pub async fn heartbeats(&self, rows: usize, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
+    async fn heartbeat_loops(&self, rows: usize, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
         self.admin
             .execute(
                 &format!(
@@ -215,63 +218,116 @@ impl PgPeer {
             self.admin.query_one(&format!("SELECT min(id), max(id) FROM {} WHERE kind='hb'", self.table), &[]).await?;
         let (lo, hi): (i64, i64) = (r.get(0), r.get(1));
         let sql = Arc::new(format!("UPDATE {} SET last_active = now() WHERE id = $1", self.table));
-        self.run_workers(conns, dur, move |c, w, i| {
+        closed_loops(self.connections(conns).await?, dur, move |c, w, i| {
             let sql = sql.clone();
             async move {
                 let id = lo + ((w as i64 + i as i64 * conns as i64) % (hi - lo + 1));
                 c.execute(sql.as_str(), &[&id]).await?;
-                Ok(())
+                Ok(c)
             }
         })
         .await
     }
 
     /// Durable starts: `INSERT … RETURNING id`, autocommit, synchronous_commit as found.
-    pub async fn starts(&self, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
+    async fn start_loops(&self, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
         let sql = Arc::new(format!("INSERT INTO {} (user_id, kind) VALUES ($1, 'start') RETURNING id", self.table));
-        self.run_workers(conns, dur, move |c, w, i| {
+        closed_loops(self.connections(conns).await?, dur, move |c, w, i| {
             let sql = sql.clone();
             async move {
                 c.query_one(sql.as_str(), &[&format!("s{w}-{i}")]).await?;
-                Ok(())
+                Ok(c)
             }
         })
         .await
     }
 
-    async fn run_workers<F, Fut>(&self, conns: usize, dur: Duration, f: F) -> Result<(f64, Samples)>
-    where
-        F: Fn(Arc<Client>, usize, usize) -> Fut + Send + Sync + Clone + 'static,
-        Fut: std::future::Future<Output = Result<()>> + Send,
-    {
+    async fn connections(&self, n: usize) -> Result<Vec<Client>> {
         let mut clients = Vec::new();
-        for _ in 0..conns {
-            clients.push(Arc::new(connect(&self.url).await?));
+        for _ in 0..n {
+            clients.push(connect(&self.url).await?);
         }
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for (w, c) in clients.into_iter().enumerate() {
-            let f = f.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut s = Samples::new();
-                let mut i = 0;
-                while start.elapsed() < dur {
-                    let t = Instant::now();
-                    f(c.clone(), w, i).await?;
-                    s.push(t.elapsed().as_secs_f64() * 1000.0);
-                    i += 1;
-                }
-                Ok::<Samples, anyhow::Error>(s)
-            }));
-        }
-        let mut all = Samples::new();
-        for t in tasks {
-            all.values.extend(t.await??.values);
-        }
-        Ok((all.values.len() as f64 / start.elapsed().as_secs_f64(), all))
+        Ok(clients)
+    }
+}
+
+#[async_trait]
+impl Peer for PgPeer {
+    fn name(&self) -> &'static str {
+        "PostgreSQL"
     }
 
-    pub async fn drop_table(&self) {
+    fn info(&self) -> &PeerInfo {
+        &self.info
+    }
+
+    async fn populate(&mut self, n: usize, _p: &Params) -> Result<MemoryUse> {
+        self.truncate().await?;
+        let size0 = self.size_bytes().await?;
+        let took = self.populate_background(n).await?;
+        let size1 = self.size_bytes().await?;
+        Ok(MemoryUse {
+            sessions: n,
+            rss: None,
+            metrics: vec![Metric::new(
+                "table_per_session",
+                "table + index bytes per session (disk, not RSS)",
+                Some((size1 - size0) as f64 / n as f64),
+                "B",
+            )],
+            note: format!("N rows by one INSERT … SELECT generate_series in {:.1} s", took.as_secs_f64()),
+        })
+    }
+
+    async fn expiry_lateness(&mut self, offsets: &[f64], p: &Params) -> Result<Latencies> {
+        let idle_ms = p.probe_idle_s as f64 * 1000.0;
+        let base = now_ms() + 1500.0;
+        let deadlines: Vec<f64> = offsets.iter().map(|o| base + o).collect();
+        let window = p.pg_sweep + Duration::from_secs(5);
+        let samples = self.expiry_lateness_at(&deadlines, idle_ms, window).await?;
+        let note = format!(
+            "{} probe rows with Tether's deadline offsets, on top of N rows; sweep every {} s; receipt = the sweep's RETURNING row reaching the sweeper",
+            deadlines.len(),
+            p.pg_sweep.as_secs_f64()
+        );
+        Ok(Latencies { samples, note })
+    }
+
+    async fn mass_expiry(&mut self, n: usize, p: &Params) -> Result<MassExpiry> {
+        self.truncate().await?;
+        let window = p.pg_sweep * 2 + Duration::from_secs(10);
+        let (all_ended_ms, received) = self.mass_expiry_within(n, p.probe_idle_s as f64 * 1000.0, window).await?;
+        Ok(MassExpiry {
+            all_ended_ms,
+            received,
+            sessions: n,
+            spread_ms: 0.0,
+            window: None,
+            note: format!("N rows with one shared deadline; sweep every {} s", p.pg_sweep.as_secs_f64()),
+        })
+    }
+
+    async fn clear(&mut self) -> Result<()> {
+        self.truncate().await
+    }
+
+    async fn heartbeats(&mut self, p: &Params) -> Result<Option<Throughput>> {
+        self.truncate().await?;
+        let (rate, latency) = self.heartbeat_loops(p.hb_sessions, p.http_conns, p.hb_duration).await?;
+        self.truncate().await?;
+        let note = "UPDATE … SET last_active=now() WHERE id=$1, autocommit, one at a time per connection".into();
+        Ok(Some(Throughput { rate, latency, note }))
+    }
+
+    async fn starts(&mut self, p: &Params) -> Result<Option<Throughput>> {
+        self.truncate().await?;
+        let (rate, latency) = self.start_loops(p.http_conns, p.starts_duration).await?;
+        self.truncate().await?;
+        let note = "INSERT … RETURNING id, autocommit, one at a time per connection".into();
+        Ok(Some(Throughput { rate, latency, note }))
+    }
+
+    async fn stop(&mut self) {
         let _ = self.admin.batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table)).await;
     }
 }

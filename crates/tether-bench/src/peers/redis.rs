@@ -13,13 +13,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use futures_util::StreamExt;
-use rand::Rng;
 use std::sync::Mutex;
 
-use super::PeerInfo;
-use crate::http::{free_port, now_ms};
+use anyhow::{bail, Context, Result};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use rand::Rng;
+
+use super::{closed_loops, lateness, Latencies, MassExpiry, MemoryUse, Peer, PeerInfo, Throughput};
+use crate::http::{free_port, now_ms, wait_until};
+use crate::report::Metric;
+use crate::scenarios::{durable_starts, Params};
+use crate::server::rss_of;
 use crate::stats::Samples;
 
 /// A value of the size an app would store per session (about 120 bytes).
@@ -84,34 +89,33 @@ impl RedisPeer {
         Ok(self.client.get_multiplexed_async_connection().await?)
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub async fn flushall(&self) -> Result<()> {
+    async fn flushall(&self) -> Result<()> {
         let mut c = self.con().await?;
         let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await?;
         Ok(())
     }
 
     /// `used_memory` from INFO memory, in bytes.
-    pub async fn used_memory(&self) -> Result<u64> {
+    async fn used_memory(&self) -> Result<u64> {
         let mut c = self.con().await?;
         let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
         Ok(info.lines().find_map(|l| l.strip_prefix("used_memory:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0))
     }
 
     /// N background keys `bg:{i}` with TTLs spread between 75 and 240 minutes.
-    pub async fn populate_background(&self, n: usize) -> Result<Duration> {
+    async fn populate_background(&self, n: usize) -> Result<Duration> {
         let mut c = self.con().await?;
         let t0 = Instant::now();
-        let mut rng = rand::thread_rng();
         let mut i = 0;
         while i < n {
             let mut p = redis::pipe();
-            for j in i..(i + 10_000).min(n) {
-                let ttl_ms: u64 = rng.gen_range(75 * 60_000..240 * 60_000);
-                p.cmd("SET").arg(format!("bg:{j}")).arg(VALUE).arg("PX").arg(ttl_ms).ignore();
+            {
+                // thread_rng is not Send: it must not live across the await below
+                let mut rng = rand::thread_rng();
+                for j in i..(i + 10_000).min(n) {
+                    let ttl_ms: u64 = rng.gen_range(75 * 60_000..240 * 60_000);
+                    p.cmd("SET").arg(format!("bg:{j}")).arg(VALUE).arg("PX").arg(ttl_ms).ignore();
+                }
             }
             let _: () = p.query_async(&mut c).await?;
             i += 10_000;
@@ -145,7 +149,7 @@ impl RedisPeer {
     /// Expiry lateness: probe keys `p:{i}` expire at exactly `deadlines[i]`
     /// (PEXPIREAT); lateness = expired-event receipt − deadline. Waits until
     /// `window` after the last deadline.
-    pub async fn expiry_lateness(&self, deadlines: &[f64], window: Duration) -> Result<Samples> {
+    async fn expiry_lateness_at(&self, deadlines: &[f64], window: Duration) -> Result<Samples> {
         let (seen, h) = self.watch_expired("p:").await?;
         let mut c = self.con().await?;
         let mut p = redis::pipe();
@@ -158,20 +162,12 @@ impl RedisPeer {
         wait_until(last + window.as_secs_f64() * 1000.0, || seen.lock().unwrap().len() >= deadlines.len()).await;
         h.abort();
         let seen = seen.lock().unwrap();
-        let mut s = Samples::new();
-        for (i, d) in deadlines.iter().enumerate() {
-            match seen.get(&format!("p:{i}")) {
-                Some(t) => s.push(t - d),
-                None => s.missing += 1,
-            }
-        }
-        s.window_ms = Some(window.as_secs_f64() * 1000.0);
-        Ok(s)
+        Ok(lateness(deadlines.iter().enumerate().map(|(i, d)| (format!("p:{i}"), d)), &seen, Some(window)))
     }
 
     /// Mass expiry: N keys `m:{i}` sharing one deadline. Returns (deadline →
     /// last expired event in ms or None if not all arrived, how many arrived).
-    pub async fn mass_expiry(&self, n: usize, window: Duration) -> Result<(Option<f64>, usize, f64)> {
+    async fn mass_expiry_within(&self, n: usize, window: Duration) -> Result<(Option<f64>, usize)> {
         let (seen, h) = self.watch_expired("m:").await?;
         let mut c = self.con().await?;
         // first the keys without TTL, timed, so the shared deadline can be set after
@@ -204,12 +200,12 @@ impl RedisPeer {
         let seen = seen.lock().unwrap();
         let got = seen.len();
         let last = seen.values().cloned().fold(0.0, f64::max);
-        Ok((if got >= n { Some(last - deadline) } else { None }, got, deadline))
+        Ok((if got >= n { Some(last - deadline) } else { None }, got))
     }
 
     /// Renewals: `conns` connections each sending PEXPIRE one at a time over
     /// `keys` keys for `dur`. Returns (renewals/s, latency samples).
-    pub async fn renewals(&self, keys: usize, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
+    async fn renewals(&self, keys: usize, conns: usize, dur: Duration) -> Result<(f64, Samples)> {
         {
             let mut c = self.con().await?;
             let mut p = redis::pipe();
@@ -218,37 +214,21 @@ impl RedisPeer {
             }
             let _: () = p.query_async(&mut c).await?;
         }
-        let mut tasks = Vec::new();
-        let start = Instant::now();
-        for w in 0..conns {
-            // a separate TCP connection per worker, like HTTP keep-alive workers
-            let mut c = self.con().await?;
-            tasks.push(tokio::spawn(async move {
-                let mut s = Samples::new();
-                let mut i = w;
-                while start.elapsed() < dur {
-                    let t = Instant::now();
-                    let r: redis::RedisResult<i64> =
-                        redis::cmd("PEXPIRE").arg(format!("hb:{}", i % keys)).arg(60_000).query_async(&mut c).await;
-                    if r.is_err() {
-                        break;
-                    }
-                    s.push(t.elapsed().as_secs_f64() * 1000.0);
-                    i += conns;
-                }
-                s
-            }));
+        // a separate TCP connection per worker, like HTTP keep-alive workers
+        let mut clients = Vec::new();
+        for _ in 0..conns {
+            clients.push(self.con().await?);
         }
-        let mut all = Samples::new();
-        for t in tasks {
-            all.values.extend(t.await?.values);
-        }
-        let rate = all.values.len() as f64 / start.elapsed().as_secs_f64();
-        Ok((rate, all))
+        closed_loops(clients, dur, move |mut c, w, i| async move {
+            let key = format!("hb:{}", (w + i * conns) % keys);
+            let _: i64 = redis::cmd("PEXPIRE").arg(key).arg(60_000).query_async(&mut c).await?;
+            Ok(c)
+        })
+        .await
     }
 
     /// Relay: PUBLISH on one connection → message on a subscriber, one at a time.
-    pub async fn relay(&self, count: usize) -> Result<Samples> {
+    async fn relay_messages(&self, count: usize) -> Result<Samples> {
         let mut ps = self.client.get_async_pubsub().await?;
         ps.subscribe("call:bench").await?;
         let mut stream = ps.into_on_message();
@@ -267,16 +247,91 @@ impl RedisPeer {
     }
 }
 
+#[async_trait]
+impl Peer for RedisPeer {
+    fn name(&self) -> &'static str {
+        "Redis"
+    }
+
+    fn info(&self) -> &PeerInfo {
+        &self.info
+    }
+
+    fn not_comparable(&self, scenario: &str) -> Option<&'static str> {
+        (scenario == durable_starts::NAME)
+            .then_some("not comparable: this Redis keeps nothing on disk (--appendonly no), so no start is durable")
+    }
+
+    async fn populate(&mut self, n: usize, _p: &Params) -> Result<MemoryUse> {
+        self.flushall().await?;
+        // let the freed memory settle before the "before" reading
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let used0 = self.used_memory().await?;
+        let rss0 = rss_of(self.child.id()).unwrap_or(0);
+        let took = self.populate_background(n).await?;
+        let used1 = self.used_memory().await?;
+        let rss1 = rss_of(self.child.id()).unwrap_or(0);
+        Ok(MemoryUse {
+            sessions: n,
+            rss: Some((rss0, rss1)),
+            metrics: vec![Metric::new(
+                "used_memory_per_session",
+                "INFO used_memory per key",
+                Some((used1 as f64 - used0 as f64) / n as f64),
+                "B",
+            )],
+            note: format!(
+                "N keys with ~120-byte values and TTLs, written by pipelined SET PX in {:.1} s (not durable)",
+                took.as_secs_f64()
+            ),
+        })
+    }
+
+    async fn expiry_lateness(&mut self, offsets: &[f64], p: &Params) -> Result<Latencies> {
+        let base = now_ms() + 1500.0;
+        let deadlines: Vec<f64> = offsets.iter().map(|o| (base + o).round()).collect();
+        let samples = self.expiry_lateness_at(&deadlines, p.peer_window).await?;
+        let note = format!(
+            "{} probe keys with the same deadline offsets as Tether's probes (PEXPIREAT), on top of N keys with far TTLs; receipt = `expired` message on a subscriber; waited {} s after the last deadline",
+            deadlines.len(),
+            p.peer_window.as_secs()
+        );
+        Ok(Latencies { samples, note })
+    }
+
+    async fn mass_expiry(&mut self, n: usize, p: &Params) -> Result<MassExpiry> {
+        self.flushall().await?;
+        let window = p.peer_window + Duration::from_secs_f64(n as f64 / 10_000.0);
+        let (all_ended_ms, received) = self.mass_expiry_within(n, window).await?;
+        Ok(MassExpiry {
+            all_ended_ms,
+            received,
+            sessions: n,
+            spread_ms: 0.0,
+            window: Some(window),
+            note: "N keys given one PEXPIREAT deadline; all `expired` messages counted on one subscriber".into(),
+        })
+    }
+
+    async fn clear(&mut self) -> Result<()> {
+        self.flushall().await
+    }
+
+    async fn heartbeats(&mut self, p: &Params) -> Result<Option<Throughput>> {
+        let (rate, latency) = self.renewals(p.hb_sessions, p.http_conns, p.hb_duration).await?;
+        let note = "PEXPIRE key 60000, one command at a time per connection (not durable)".into();
+        Ok(Some(Throughput { rate, latency, note }))
+    }
+
+    async fn relay(&mut self, p: &Params) -> Result<Option<Latencies>> {
+        let samples = self.relay_messages(p.relay_messages).await?;
+        Ok(Some(Latencies { samples, note: "PUBLISH → a SUBSCRIBEd connection, one message at a time".into() }))
+    }
+}
+
 impl Drop for RedisPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Sleeps in 10 ms steps until `done()` or the wall clock passes `until_ms`.
-pub async fn wait_until(until_ms: f64, mut done: impl FnMut() -> bool) {
-    while !done() && now_ms() < until_ms {
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
