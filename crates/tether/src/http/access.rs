@@ -72,7 +72,7 @@ pub fn may_see_live(p: &Principal, engine: &tether_engine::Engine, session_id: &
 
 /// The session as the caller may see it: live from the engine, else from the store.
 pub async fn find_session(app: &App, p: &Principal, id: &str) -> Result<Session, ApiError> {
-    let live = app.core.lock().engine.get(id);
+    let live = app.read(|core| core.engine.get(id));
     let session = match live {
         Some(s) => Some(s),
         None => stored(app, id).await?,
