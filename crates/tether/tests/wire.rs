@@ -4,7 +4,6 @@
 //! field, and the events the server publishes read as the typed `Event`.
 
 #[path = "api/helpers.rs"]
-#[allow(dead_code)]
 mod helpers;
 
 use helpers::*;

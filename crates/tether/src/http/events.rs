@@ -385,10 +385,8 @@ fn parse_client_message(text: &str) -> Result<WsClientMessage, WsError> {
             path
         } else if inner.starts_with("unknown variant") || inner.contains("missing field `type`") {
             "type".to_string()
-        } else if let Some(name) = backticked(&inner) {
-            name
         } else {
-            String::new()
+            backticked(&inner).unwrap_or_default()
         };
         let detail =
             if inner.starts_with("unknown variant") { format!("unknown message type: {inner}") } else { inner };

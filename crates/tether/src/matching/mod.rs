@@ -294,6 +294,8 @@ impl Matching {
     }
 
     /// Records a decision on an ended active call. Returns whether it made a mutual match.
+    // Every matching operation takes (now, …, engine, change); the decision itself is four of them.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &mut self,
         now: Millis,
