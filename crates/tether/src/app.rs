@@ -47,7 +47,7 @@ impl Core {
     }
 
     /// Applies everything due at `now`.
-    pub fn tick(&mut self, now: Millis) -> Change {
+    fn tick(&mut self, now: Millis) -> Change {
         let mut change = Change::from(self.engine.expire_due(now));
         self.matching.expire_due(now, &mut self.engine, &mut change);
         change

@@ -409,3 +409,19 @@ fn an_outside_validator_accepts_the_document() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Client generators name their functions after `operationId`: each is unique,
+/// snake_case and says what it does (not the handler's short name).
+#[test]
+fn operation_ids_are_unique_and_descriptive() {
+    let doc = document();
+    let mut seen = BTreeSet::new();
+    for ((method, path), op) in operations(&doc) {
+        let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+        assert!(id.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{method} {path}: {id}");
+        assert!(seen.insert(id.to_string()), "{method} {path}: operationId {id} is used twice");
+    }
+    for id in ["create_session", "list_sessions", "events_sse", "matching_start", "send_signal", "admin_health"] {
+        assert!(seen.contains(id), "operationId {id} is stable");
+    }
+}

@@ -29,7 +29,7 @@ fn admin_only(p: &Principal) -> Result<(), ApiError> {
 ///
 /// `overdue` counts live sessions past a deadline (should always be 0); `problems` and
 /// `recommendations` say what is wrong and what to do.
-#[utoipa::path(get, path = "/v1/admin/health", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/health", operation_id = "admin_health", tag = "admin", security(("bearer" = [])),
     responses(
         (status = 200, description = "The report.", body = HealthReport),
         (status = 401, response = Unauthorized),
@@ -121,7 +121,7 @@ async fn purge(app: &Arc<App>, dry_run: bool) -> Result<u64, ApiError> {
 /// Cleanup dry run
 ///
 /// What `POST /v1/admin/cleanup` would do now. Changes nothing.
-#[utoipa::path(get, path = "/v1/admin/cleanup", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/cleanup", operation_id = "admin_cleanup_preview", tag = "admin", security(("bearer" = [])),
     responses(
         (status = 200, description = "The preview.", body = CleanupPreview),
         (status = 401, response = Unauthorized),
@@ -146,7 +146,7 @@ pub async fn cleanup_preview(State(app): State<Arc<App>>, Caller(p): Caller) -> 
 ///
 /// Ends overdue sessions with their real reason, ends orphans `parent_ended`, removes dead
 /// invitations and purges ended sessions past their kind's `retention`.
-#[utoipa::path(post, path = "/v1/admin/cleanup", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/cleanup", operation_id = "admin_cleanup", tag = "admin", security(("bearer" = [])),
     responses(
         (status = 200, description = "What was done.", body = CleanupResult),
         (status = 401, response = Unauthorized),
@@ -179,7 +179,7 @@ pub async fn cleanup_execute(State(app): State<Arc<App>>, Caller(p): Caller) -> 
 /// Kinds in force
 ///
 /// Extension: every kind with its policy (durations in ms), so clients can derive heartbeat intervals.
-#[utoipa::path(get, path = "/v1/kinds", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/kinds", operation_id = "list_kinds", tag = "admin", security(("bearer" = [])),
     responses(
         (status = 200, description = "The kinds.", body = Kinds),
         (status = 401, response = Unauthorized),

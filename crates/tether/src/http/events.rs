@@ -47,7 +47,7 @@ fn subscriber(p: &Principal, kind: Option<String>) -> Subscriber {
 /// `id:` is the event's sequence number (monotonically increasing), `event:` its `type`, `data:`
 /// the `Event` JSON. Reconnect with `Last-Event-ID` (or `?last_event_id=`) to resume from the
 /// in-memory log. Comments keep the connection alive. The stream closes when the server shuts down.
-#[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = []), ("token_query" = [])),
+#[utoipa::path(get, path = "/v1/events", operation_id = "events_sse", tag = "events", security(("bearer" = []), ("token_query" = [])),
     params(
         StreamQuery,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id."),
@@ -228,7 +228,7 @@ impl Feed {
 /// and, for a failed message, an `error` frame (`WsReply`). A user's open sockets drive its
 /// kinds' `disconnect_grace`: the last one closing starts it, a new one cancels it. The socket
 /// closes when the server shuts down. Frames are limited to 64 KiB.
-#[utoipa::path(get, path = "/v1/ws", tag = "events", security(("bearer" = []), ("token_query" = [])),
+#[utoipa::path(get, path = "/v1/ws", operation_id = "events_ws", tag = "events", security(("bearer" = []), ("token_query" = [])),
     params(
         ("kind" = Option<String>, Query, description = "Only events of sessions of this kind."),
         ("token" = Option<String>, Query, description = "The bearer token (browsers cannot set headers on WebSocket)."),

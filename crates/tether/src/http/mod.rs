@@ -88,7 +88,7 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
 /// Liveness probe
 ///
 /// `200 ok` while the process serves.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses(
         (status = 200, description = "Serving.", body = String, content_type = "text/plain", example = "ok"),
         (status = 405, response = MethodNotAllowed),
@@ -101,7 +101,7 @@ async fn healthz() -> &'static str {
 /// Readiness probe
 ///
 /// `200 ready` once the store is open and recovered.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready.", body = String, content_type = "text/plain", example = "ready"),
         (status = 405, response = MethodNotAllowed),
@@ -117,7 +117,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 /// Prometheus metrics
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
     responses(
         (status = 200, description = "Prometheus text exposition format (`text/plain; version=0.0.4`).", body = String, content_type = "text/plain"),
         (status = 405, response = MethodNotAllowed),
@@ -141,7 +141,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 /// This OpenAPI 3.1 description
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi_json", tag = "operations",
     responses(
         (status = 200, description = "The OpenAPI document.", body = Object, content_type = "application/json"),
         (status = 405, response = MethodNotAllowed),
@@ -152,7 +152,7 @@ async fn openapi_json() -> Response {
 }
 
 /// Redirect to the dashboard
-#[utoipa::path(get, path = "/", tag = "operations",
+#[utoipa::path(get, path = "/", operation_id = "root", tag = "operations",
     responses(
         (status = 307, description = "Temporary redirect to `/admin`.", headers(("location" = String, description = "/admin"))),
         (status = 405, response = MethodNotAllowed),
@@ -165,7 +165,7 @@ async fn root() -> Redirect {
 /// The admin dashboard page
 ///
 /// Served from the embedded `web/admin`; it asks for an API key and calls `/v1/admin/*`.
-#[utoipa::path(get, path = "/admin", tag = "operations",
+#[utoipa::path(get, path = "/admin", operation_id = "admin_page", tag = "operations",
     responses(
         (status = 200, description = "The dashboard.", body = String, content_type = "text/html"),
         (status = 404, description = "The embedded file server's answer for a file it does not hold (e.g. a mistyped sub-path).", body = Problem, content_type = "application/problem+json"),
@@ -179,7 +179,7 @@ async fn admin_page(state: State<Arc<App>>, req: Request) -> Response {
 /// The demo pages
 ///
 /// Served from the embedded `web/demo` (also `/demo/interview.html`), only in demo mode.
-#[utoipa::path(get, path = "/demo", tag = "demo",
+#[utoipa::path(get, path = "/demo", operation_id = "demo_page", tag = "demo",
     responses(
         (status = 200, description = "The demo page.", body = String, content_type = "text/html"),
         (status = 404, description = "Demo mode is off.", body = Problem, content_type = "application/problem+json"),
@@ -193,7 +193,7 @@ async fn demo_page(state: State<Arc<App>>, req: Request) -> Response {
 /// The browser SDK
 ///
 /// Served from the embedded `web/sdk`; its TypeScript declarations are beside it at `/sdk/tether.d.ts`.
-#[utoipa::path(get, path = "/sdk/tether.js", tag = "operations",
+#[utoipa::path(get, path = "/sdk/tether.js", operation_id = "sdk_js", tag = "operations",
     responses(
         (status = 200, description = "The ES module.", body = String, content_type = "text/javascript"),
         (status = 404, description = "The embedded file server's answer for a file it does not hold (e.g. a mistyped sub-path).", body = Problem, content_type = "application/problem+json"),
@@ -207,7 +207,7 @@ async fn sdk_js(state: State<Arc<App>>, req: Request) -> Response {
 /// Mint a demo user token
 ///
 /// Only with `[auth].demo` on (`tether serve --demo`, loopback only); no authentication.
-#[utoipa::path(post, path = "/v1/demo/token", tag = "demo",
+#[utoipa::path(post, path = "/v1/demo/token", operation_id = "demo_token", tag = "demo",
     request_body = DemoTokenRequest,
     responses(
         (status = 200, description = "A user token valid 12 hours.", body = DemoToken),

@@ -30,7 +30,7 @@ type AppState = State<Arc<App>>;
 /// `superseded` (their ids in `superseded`); with `per_user = "reject"` a live one answers `409`
 /// unless `"on_conflict": "takeover"`. A session past its deadline never blocks: it is ended with
 /// its real reason first. `201` means the session is on disk.
-#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sessions", operation_id = "create_session", tag = "sessions", security(("bearer" = [])),
     request_body = CreateSession,
     responses(
         (status = 201, description = "Started (and on disk).", body = CreatedSession),
@@ -109,7 +109,7 @@ pub async fn create(
 ///
 /// Sessions the caller may see (all for an API key), live and ended until purged, in id order
 /// (ids are UUIDv7, so creation order). Page with `cursor` = the previous `next_cursor`.
-#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/sessions", operation_id = "list_sessions", tag = "sessions", security(("bearer" = [])),
     params(
         ("kind" = Option<String>, Query, description = "Only this kind."),
         ("status" = Option<String>, Query, description = "Only these statuses: one of `waiting`, `active`, `completing`, `ended`, a comma-separated list of them, or `live` (waiting, active and completing)."),
@@ -175,7 +175,7 @@ pub async fn list(
 /// Read a session
 ///
 /// Live or ended (until purged after its kind's `retention`).
-#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/sessions/{id}", operation_id = "get_session", tag = "sessions", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session.", body = Session),
@@ -223,7 +223,7 @@ fn engine_err(e: EngineError) -> ApiError {
 /// Activity: pushes the idle deadline back (`expires_at` is the new earliest deadline). With
 /// `presence = "owner"` only the owner's heartbeat counts as the session's activity; a participant's
 /// still refreshes its own `last_seen_at`. Heartbeats may be kept in memory and written in batches.
-#[utoipa::path(post, path = "/v1/sessions/{id}/heartbeat", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sessions/{id}/heartbeat", operation_id = "heartbeat_session", tag = "sessions", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session with its new `expires_at`.", body = Session),
@@ -304,7 +304,7 @@ pub async fn gone_or_missing(
 /// Ends with reason `ended` (an API key sending `"reason":"admin"`: `admin`); any other `reason`
 /// text is kept as `end_detail`. Idempotent: an ended session answers `200` unchanged. The owner,
 /// a member (a call's users) or an API key may end a session; other participants leave instead.
-#[utoipa::path(post, path = "/v1/sessions/{id}/end", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sessions/{id}/end", operation_id = "end_session", tag = "sessions", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
     request_body(content = Option<EndSession>, description = "Optional; an empty body is `{}`."),
     responses(
@@ -356,7 +356,7 @@ fn may_end(p: &Principal, s: &Session) -> Result<(), ApiError> {
 /// Move a session to `completing`
 ///
 /// The kind's `completing_timeout` (if any) starts; `completing_at` records when.
-#[utoipa::path(post, path = "/v1/sessions/{id}/complete", tag = "sessions", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sessions/{id}/complete", operation_id = "complete_session", tag = "sessions", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session, now `completing`.", body = Session),
@@ -389,7 +389,7 @@ pub async fn complete(
 /// No `Authorization` header: the token travels in the body, as JSON `{"token"}` with any
 /// content type (sendBeacon sends `text/plain`) or as the bare token. Ends the session with
 /// reason `closed`; an ended session answers `204` too.
-#[utoipa::path(post, path = "/v1/sessions/{id}/beacon", tag = "sessions",
+#[utoipa::path(post, path = "/v1/sessions/{id}/beacon", operation_id = "beacon_session", tag = "sessions",
     params(("id" = String, Path, description = "Session id")),
     request_body(description = "The bearer token (API key or user JWT) in the body.",
         content(
@@ -435,7 +435,7 @@ pub async fn beacon(State(app): AppState, Path(id): Path<String>, req: Request) 
 ///
 /// The caller (or, with an API key, `user_id`) joins; rejoining after leaving is allowed.
 /// Reaching the kind's `quorum` moves a `waiting` session to `active`.
-#[utoipa::path(post, path = "/v1/sessions/{id}/participants", tag = "participants", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sessions/{id}/participants", operation_id = "join_session", tag = "participants", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
     request_body(content = Option<JoinSession>, description = "Optional; an empty body is `{}`."),
     responses(
@@ -499,7 +499,7 @@ fn me(p: &Principal) -> Result<String, ApiError> {
 ///
 /// Refreshes the caller's participant `last_seen_at` (and the session's activity when the kind's
 /// `presence` counts it). A participant silent for `participant_idle_timeout` is marked left.
-#[utoipa::path(post, path = "/v1/sessions/{id}/participants/me/heartbeat", tag = "participants", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sessions/{id}/participants/me/heartbeat", operation_id = "participant_heartbeat", tag = "participants", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session.", body = Session),
@@ -530,7 +530,7 @@ pub async fn participant_heartbeat(
 /// Leave a session
 ///
 /// Marks the caller's participant left (`participant.left`). The session goes on.
-#[utoipa::path(delete, path = "/v1/sessions/{id}/participants/me", tag = "participants", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/sessions/{id}/participants/me", operation_id = "leave_session", tag = "participants", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
     responses(
         (status = 200, description = "The session.", body = Session),
@@ -556,7 +556,7 @@ pub async fn leave(State(app): AppState, Caller(p): Caller, Path(id): Path<Strin
 /// Create an invitation
 ///
 /// Anyone holding the token may join the session without an account.
-#[utoipa::path(post, path = "/v1/sessions/{id}/invites", tag = "invites", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/sessions/{id}/invites", operation_id = "create_invite", tag = "invites", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
     request_body(content = Option<CreateInvite>, description = "Optional; an empty body is `{}`."),
     responses(
@@ -605,7 +605,7 @@ const PARTICIPANT_TOKEN_SECS: u64 = 24 * 3600;
 /// No authentication: the invitation token is the credential. The guest becomes a participant
 /// (`participant_id` = `guest_…`) and receives a user token limited to this session, good for its
 /// heartbeat, leave and event endpoints.
-#[utoipa::path(post, path = "/v1/invites/{token}/join", tag = "invites",
+#[utoipa::path(post, path = "/v1/invites/{token}/join", operation_id = "join_invite", tag = "invites",
     params(("token" = String, Path, description = "The invitation token")),
     request_body(content = Option<InviteJoin>, description = "Optional; an empty body is `{}`."),
     responses(

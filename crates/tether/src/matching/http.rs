@@ -64,7 +64,7 @@ fn may_write_profile(app: &App, p: &Principal, user: &str) -> Result<(), ApiErro
 ///
 /// An API key may set any user's profile; a user token only its own, and only when `[auth].demo`
 /// is on. Setting a profile lets a waiting user be paired.
-#[utoipa::path(put, path = "/v1/profiles/{user_id}", tag = "matching", security(("bearer" = [])),
+#[utoipa::path(put, path = "/v1/profiles/{user_id}", operation_id = "put_profile", tag = "matching", security(("bearer" = [])),
     params(("user_id" = String, Path, description = "The user (1–128 bytes, no control characters)")),
     request_body = ProfileInput,
     responses(
@@ -100,7 +100,7 @@ pub async fn put_profile(
 /// Read a matching profile
 ///
 /// Extension. An API key reads any profile; a user its own and its current call partner's.
-#[utoipa::path(get, path = "/v1/profiles/{user_id}", tag = "matching", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/profiles/{user_id}", operation_id = "get_profile", tag = "matching", security(("bearer" = [])),
     params(("user_id" = String, Path, description = "The user")),
     responses(
         (status = 200, description = "The profile.", body = Profile),
@@ -137,7 +137,7 @@ pub async fn get_profile(
 /// (whose waiting or active call then ends `partner_left`). Pairing happens at once when a
 /// compatible free user waits: both get `match.found`. Keep the session alive with heartbeats,
 /// `GET /v1/matching/next` or an open WebSocket.
-#[utoipa::path(post, path = "/v1/matching/start", tag = "matching", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/matching/start", operation_id = "matching_start", tag = "matching", security(("bearer" = [])),
     request_body = MatchingStart,
     responses(
         (status = 201, description = "In the pool.", body = MatchingStarted),
@@ -194,7 +194,7 @@ pub async fn start(
 ///
 /// Also a heartbeat of the matching session. `match_found` is true while the user's call is
 /// waiting or active; otherwise `awaiting_decision` names a call whose decision is owed.
-#[utoipa::path(get, path = "/v1/matching/next", tag = "matching", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/matching/next", operation_id = "matching_next", tag = "matching", security(("bearer" = [])),
     params(NextQuery),
     responses(
         (status = 200, description = "The match, if any.", body = NextMatch),
@@ -248,7 +248,7 @@ fn cancelled(s: &Session) -> bool {
 /// A call is a session of kind `call` (quorum 2, `waiting_timeout` 60 s, `max_duration` 180 s)
 /// created by matching for two users (`members`) with nobody joined; its owner (`user_id`) is the
 /// user who waited longer. Both users may read it.
-#[utoipa::path(get, path = "/v1/calls/{id}", tag = "calls", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/calls/{id}", operation_id = "get_call", tag = "calls", security(("bearer" = [])),
     params(("id" = String, Path, description = "Call (session) id")),
     responses(
         (status = 200, description = "The call session (ended ones too, unless cancelled because the partner left).", body = Session),
@@ -291,7 +291,7 @@ fn call_member(p: &Principal, s: &Session, body_user: Option<&str>) -> Result<St
 ///
 /// The user becomes a participant; the call's quorum counts users who joined, so its timer
 /// (`max_duration`) starts on the second join.
-#[utoipa::path(post, path = "/v1/calls/{id}/join", tag = "calls", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/calls/{id}/join", operation_id = "join_call", tag = "calls", security(("bearer" = [])),
     params(("id" = String, Path, description = "Call (session) id")),
     request_body(content = Option<CallActor>, description = "Needed with an API key only; may be empty otherwise."),
     responses(
@@ -343,7 +343,7 @@ pub async fn join_call(
 ///
 /// Ends the call for both users with reason `ended`; from then on it answers `200` (as any ended
 /// session), while a call cancelled because the partner left answers `410`.
-#[utoipa::path(post, path = "/v1/calls/{id}/end", tag = "calls", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/calls/{id}/end", operation_id = "end_call", tag = "calls", security(("bearer" = [])),
     params(("id" = String, Path, description = "Call (session) id")),
     request_body(content = Option<CallActor>, description = "Needed with an API key only; may be empty otherwise."),
     responses(
@@ -402,7 +402,7 @@ const SIGNAL_DATA_LIMIT: usize = 32 * 1024;
 ///
 /// Delivered to the other user only: as a `call.signal` event, and queued for its
 /// `GET /v1/calls/{id}/signals`. Not durable.
-#[utoipa::path(post, path = "/v1/calls/{id}/signals", tag = "calls", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/calls/{id}/signals", operation_id = "send_signal", tag = "calls", security(("bearer" = [])),
     params(("id" = String, Path, description = "Call (session) id")),
     request_body = SignalBody,
     responses(
@@ -469,7 +469,7 @@ pub async fn relay_signal(app: &Arc<App>, p: &Principal, call_id: &str, body: Si
 /// Drain waiting signals
 ///
 /// The signals waiting for the caller, in order; this read removes them.
-#[utoipa::path(get, path = "/v1/calls/{id}/signals", tag = "calls", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/calls/{id}/signals", operation_id = "drain_signals", tag = "calls", security(("bearer" = [])),
     params(("id" = String, Path, description = "Call (session) id"), CallActor),
     responses(
         (status = 200, description = "The signals.", body = SignalList),
@@ -504,7 +504,7 @@ pub async fn drain_signals(
 ///
 /// Extension: the caller's peer connection is up; `setup_ms` feeds the WebRTC set-up metric.
 /// The WebSocket message `webrtc.connected` does the same.
-#[utoipa::path(post, path = "/v1/calls/{id}/webrtc", tag = "calls", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/calls/{id}/webrtc", operation_id = "report_webrtc", tag = "calls", security(("bearer" = [])),
     params(("id" = String, Path, description = "Call (session) id")),
     request_body = WebrtcSetup,
     responses(
@@ -560,7 +560,7 @@ pub async fn record_setup(app: &Arc<App>, p: &Principal, call: &str, ms: f64) ->
 /// Owed by both users of a call that became active, once it ended. `skip` records a pass; `continue`
 /// from both is a mutual match (`match.mutual` to each). Deciding returns the user to the pool
 /// (otherwise it returns after the `matching` kind's `decision_timeout`, default 30 s).
-#[utoipa::path(post, path = "/v1/matching/decision", tag = "matching", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/matching/decision", operation_id = "matching_decision", tag = "matching", security(("bearer" = [])),
     request_body = DecisionBody,
     responses(
         (status = 200, description = "Recorded.", body = DecisionResult),
@@ -626,7 +626,7 @@ pub async fn decision(
 }
 
 /// List mutual matches
-#[utoipa::path(get, path = "/v1/matches", tag = "matching", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/matches", operation_id = "list_matches", tag = "matching", security(("bearer" = [])),
     params(MatchesQuery),
     responses(
         (status = 200, description = "The mutual matches, oldest first.", body = Matches),
@@ -659,7 +659,7 @@ pub async fn matches(
 /// Block a user
 ///
 /// Extension: the two users are never paired again, for good.
-#[utoipa::path(post, path = "/v1/blocks", tag = "matching", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/blocks", operation_id = "create_block", tag = "matching", security(("bearer" = [])),
     request_body = Block,
     responses(
         (status = 200, description = "Blocked.", body = Blocked),
