@@ -18,7 +18,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tether_engine::kind::{CALL, MATCHING};
-use tether_engine::{time::format_rfc3339, Dur, EndReason, EngineError, Millis, NewSession, Session};
+use tether_engine::{time::format_rfc3339, Dur, EndReason, EngineError, Millis, NewSession, Session, Status};
 
 type AppState = State<Arc<App>>;
 
@@ -134,8 +134,8 @@ pub async fn list(
     let mut statuses = Vec::new();
     for st in q.status.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if st == "live" {
-            statuses.extend(["waiting", "active", "completing"].map(String::from));
-        } else if tether_engine::Status::parse(st).is_some() {
+            statuses.extend(Status::ALL.into_iter().filter(|s| s.is_live()).map(|s| s.as_str().to_string()));
+        } else if Status::parse(st).is_some() {
             statuses.push(st.to_string());
         } else {
             return Err(ApiError::invalid(
