@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 /// What starting a session does when the user already holds a live one of the same kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PerUser {
     /// The old session ends `superseded`; the new one starts.
@@ -20,6 +21,7 @@ pub enum PerUser {
 
 /// Whose activity keeps the session alive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Presence {
     Owner,
@@ -27,6 +29,7 @@ pub enum Presence {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnParentEnd {
     End,

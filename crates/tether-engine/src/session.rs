@@ -102,49 +102,77 @@ impl EndReason {
     }
 }
 
+/// A participant of a session. The owner is the first participant (it counts toward `quorum`),
+/// except for calls, where each user becomes a participant by joining the call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Participant {
+    /// The user id (for invite guests: the `participant_id` the join answered).
     pub id: String,
+    /// Display name, if one was given.
+    #[cfg_attr(feature = "schema", schema(required = true))]
     pub name: Option<String>,
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = DateTime))]
     #[serde(with = "rfc3339")]
     pub joined_at: Millis,
+    /// The participant's last heartbeat or activity.
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = DateTime))]
     #[serde(with = "rfc3339")]
     pub last_seen_at: Millis,
+    /// When it left (or was marked left after `participant_idle_timeout`); null while present.
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, format = DateTime, required = true))]
     #[serde(with = "rfc3339::option")]
     pub left_at: Option<Millis>,
 }
 
-/// A session as the API shows it and as the store keeps it.
+/// A session as the API shows it and as the store keeps it. Timestamps are
+/// RFC 3339 UTC with milliseconds; ids are opaque strings (UUIDv7).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct Session {
     pub id: String,
+    /// The session kind (a `[kinds.NAME]` table, or a built-in kind: `default`, `matching`, `call`).
     pub kind: String,
+    /// The owner. For a call: the user who waited longer.
     pub user_id: String,
     pub status: Status,
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = DateTime))]
     #[serde(with = "rfc3339")]
     pub created_at: Millis,
+    /// When it became `active` (quorum reached); null while `waiting`.
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, format = DateTime, required = true))]
     #[serde(with = "rfc3339::option")]
     pub activated_at: Option<Millis>,
     /// Last activity that keeps the session alive (the owner's, or anyone's for `presence = "any"`).
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = DateTime))]
     #[serde(with = "rfc3339")]
     pub last_seen_at: Millis,
-    /// The earliest deadline now in force, or null.
+    /// The earliest deadline now in force (idle, max, waiting, completing), or null.
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, format = DateTime, required = true))]
     #[serde(with = "rfc3339::option")]
     pub expires_at: Option<Millis>,
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, format = DateTime, required = true))]
     #[serde(with = "rfc3339::option")]
     pub ended_at: Option<Millis>,
+    /// Null while live.
+    #[cfg_attr(feature = "schema", schema(required = true))]
     pub end_reason: Option<EndReason>,
+    #[cfg_attr(feature = "schema", schema(required = true))]
     pub parent_id: Option<String>,
+    /// Free-form JSON object given at creation (`{}` when none).
+    #[cfg_attr(feature = "schema", schema(value_type = Object))]
     pub metadata: serde_json::Value,
     pub participants: Vec<Participant>,
     /// Extension: users besides the owner and participants who may see the
-    /// session (both users of a call before they join).
+    /// session (both users of a call before they join). Omitted when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
-    /// Extension: when the session entered `completing`.
+    /// Extension: when the session entered `completing`. Omitted when it never did.
+    #[cfg_attr(feature = "schema", schema(value_type = String, format = DateTime))]
     #[serde(default, with = "rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub completing_at: Option<Millis>,
-    /// Extension: the free-text `reason` given to `POST /end`, if any.
+    /// Extension: the free-text `reason` given to `POST /end`, if any. Omitted when none.
+    #[cfg_attr(feature = "schema", schema(nullable = false))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_detail: Option<String>,
 }

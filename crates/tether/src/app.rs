@@ -1,9 +1,11 @@
-//! The running server's shared state and the one path every operation takes:
-//! lock the [`Core`] (engine + matching), apply the operation, let matching
-//! react, submit the change to the journal while still holding the lock (so
-//! the journal sees changes in engine order), release, await durability.
-//! Also the background tasks: the deadline timer, heartbeat flushing and
-//! retention purging.
+//! The running server's shared state and the two ways to touch it.
+//! [`App::read`] looks at the [`Core`] (engine + matching) under its lock;
+//! [`App::change`] is the one path every change takes: lock, apply what is
+//! already due, apply the operation, let matching react, submit the change to
+//! the journal while still holding the lock (so the journal sees changes in
+//! engine order), release, and let the caller await durability. The core is
+//! private, so no other sequence exists. Also the background tasks: the
+//! deadline timer, heartbeat flushing and retention purging.
 
 use crate::auth::Auth;
 use crate::clock::Clock;
@@ -13,6 +15,8 @@ use crate::matching::Matching;
 use crate::metrics::Metrics;
 use crate::store::{self, Store, StoreWrite};
 use parking_lot::Mutex;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use tether_engine::{Engine, Kinds, Millis, Write};
@@ -43,7 +47,7 @@ impl Core {
     }
 
     /// Applies everything due at `now`.
-    pub fn tick(&mut self, now: Millis) -> Change {
+    fn tick(&mut self, now: Millis) -> Change {
         let mut change = Change::from(self.engine.expire_due(now));
         self.matching.expire_due(now, &mut self.engine, &mut change);
         change
@@ -51,7 +55,8 @@ impl Core {
 }
 
 pub struct App {
-    pub core: Mutex<Core>,
+    /// Only [`App::read`] and [`App::change`] lock it.
+    core: Mutex<Core>,
     pub journal: Journal,
     pub hub: Arc<Hub>,
     pub store: Arc<dyn Store>,
@@ -68,6 +73,45 @@ pub struct App {
     pub closing: watch::Sender<bool>,
     /// Printed once at first start when no key was configured.
     pub generated_api_key: Option<String>,
+}
+
+/// A change was applied in memory but could not be made durable (the store
+/// failed or the journal stopped): nothing was acknowledged.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CommitError(pub String);
+
+/// The result of [`App::change`]: the operation has run and its change is
+/// queued in order. Await it to wait until the change is durable (what a
+/// handler does before answering `2xx`), or [`Pending::detach`] it when
+/// nobody waits (heartbeats, the timer, closing sockets).
+#[must_use = "await it to wait until the change is durable, or detach it"]
+pub struct Pending<T, E> {
+    outcome: Result<T, E>,
+    /// `None` when there is nothing to wait for: the operation failed, or changed nothing durable.
+    ack: Option<Ack>,
+}
+
+impl<T, E> Pending<T, E> {
+    /// The operation's outcome without waiting for durability. The change is
+    /// still committed, in order, by the journal.
+    pub fn detach(self) -> Result<T, E> {
+        self.outcome
+    }
+}
+
+impl<T: Send + 'static, E: From<CommitError> + Send + 'static> IntoFuture for Pending<T, E> {
+    type Output = Result<T, E>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            if let Some(ack) = self.ack {
+                ack.wait().await.map_err(|e| E::from(CommitError(e)))?;
+            }
+            self.outcome
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,61 +186,36 @@ impl App {
 
     /// Reads under the core lock. Nothing due is applied first: a read may see
     /// a session whose deadline passed a moment ago and is about to be ended.
+    /// Keep `f` short: every operation and the deadline timer wait for it.
     pub fn read<T>(&self, f: impl FnOnce(&Core) -> T) -> T {
         f(&self.core.lock())
     }
 
-    /// Lets matching react, counts ends, queues the change and wakes the timer
-    /// if a deadline moved earlier. Call with the core lock held.
-    pub fn commit(&self, core: &mut Core, now: Millis, change: Change) -> Ack {
-        let change = self.settle(core, now, change);
-        self.journal.submit(change)
-    }
-
-    /// What every commit does before the journal: matching reacts, ends are
-    /// counted, the timer is woken if a deadline moved earlier.
-    fn settle(&self, core: &mut Core, now: Millis, mut change: Change) -> Change {
+    /// The one way to change the core. Under the lock: applies whatever is
+    /// already due (so `op` never acts on a session past its deadline), runs
+    /// `op` with the time and the change to add to, lets matching react,
+    /// counts ends, wakes the timer if a deadline moved earlier, and queues
+    /// the change to the journal. A failed `op` still commits what was due
+    /// (and whatever it changed before failing) but is not waited for.
+    pub fn change<T, E>(&self, op: impl FnOnce(&mut Core, Millis, &mut Change) -> Result<T, E>) -> Pending<T, E> {
+        let mut guard = self.core.lock();
+        let core = &mut *guard;
+        let now = self.now();
+        let mut change = core.tick(now);
+        let outcome = op(core, now, &mut change);
         core.matching.settle(now, &mut core.engine, &mut change);
         self.count_ends(&change);
         self.nudge(core);
-        change
-    }
-
-    /// Runs `op` under the core lock after applying anything already due
-    /// (so an operation never acts on a session past its deadline), commits
-    /// what it changed, and waits until that is durable.
-    pub async fn run<T, E: From<String>>(
-        &self,
-        op: impl FnOnce(&mut Core, Millis, &mut Change) -> Result<T, E>,
-    ) -> Result<T, E> {
-        let (value, ack) = {
-            let mut core = self.core.lock();
-            let now = self.now();
-            let mut change = core.tick(now);
-            match op(&mut core, now, &mut change) {
-                Ok(value) => (value, self.commit(&mut core, now, change)),
-                Err(e) => {
-                    self.commit_detached(&mut core, now, change);
-                    return Err(e);
-                }
-            }
-        };
-        ack.wait().await.map_err(E::from)?;
-        Ok(value)
-    }
-
-    /// Applies deadlines already due before a synchronous operation (see [`App::run`]).
-    pub fn catch_up(&self, core: &mut Core, now: Millis) {
-        let change = core.tick(now);
-        if !change.is_empty() {
-            self.commit_detached(core, now, change);
+        if change.is_empty() {
+            return Pending { outcome, ack: None };
         }
-    }
-
-    /// As [`App::commit`], for changes nobody waits for.
-    pub fn commit_detached(&self, core: &mut Core, now: Millis, change: Change) {
-        let change = self.settle(core, now, change);
-        self.journal.submit_detached(change);
+        match outcome {
+            Ok(value) => Pending { outcome: Ok(value), ack: Some(self.journal.submit(change)) },
+            Err(e) => {
+                self.journal.submit_detached(change);
+                Pending { outcome: Err(e), ack: None }
+            }
+        }
     }
 
     fn count_ends(&self, change: &Change) {
@@ -213,7 +232,7 @@ impl App {
     }
 
     /// Wakes the timer when the earliest deadline is now before what it sleeps until.
-    pub fn nudge(&self, core: &Core) {
+    fn nudge(&self, core: &Core) {
         if let Some(next) = core.next_deadline() {
             if next < self.wake_at.load(Ordering::Acquire) {
                 self.wake.notify_one();
@@ -226,19 +245,15 @@ impl App {
     pub async fn run_timer(self: Arc<Self>) {
         let mut closing = self.closing.subscribe();
         loop {
-            let next = {
-                let mut core = self.core.lock();
-                let now = self.now();
-                let change = core.tick(now);
-                if !change.is_empty() {
-                    self.commit_detached(&mut core, now, change);
-                }
-                // Published under the lock, so an operation that adds an earlier
-                // deadline after this point sees it and wakes us.
+            // Nothing to wait for: ends are published once durable, nobody answers.
+            let _ = self.change(|_, _, _| Ok::<_, CommitError>(())).detach();
+            // Published under the lock, so an operation that adds an earlier
+            // deadline after this point sees it and wakes us.
+            let next = self.read(|core| {
                 let next = core.next_deadline();
                 self.wake_at.store(next.unwrap_or(i64::MAX), Ordering::Release);
                 next
-            };
+            });
             let sleep = match next {
                 Some(at) => {
                     let wait = (at - self.now()).max(0) as u64;
@@ -272,11 +287,13 @@ impl App {
     }
 
     pub fn flush_heartbeats(&self) {
-        let dirty = self.core.lock().engine.take_dirty();
-        if !dirty.is_empty() {
-            let writes = dirty.into_iter().map(|s| StoreWrite::Engine(Write::Session(s.into()))).collect();
-            self.journal.submit_detached(Change { writes, ..Change::default() });
-        }
+        let flushed = self.change(|core, _, change| {
+            let dirty = core.engine.take_dirty();
+            change.writes.extend(dirty.into_iter().map(|s| StoreWrite::Engine(Write::Session(s.into()))));
+            Ok::<_, CommitError>(())
+        });
+        // Heartbeats are not acknowledged as durable (see above).
+        let _ = flushed.detach();
     }
 
     /// Purges ended sessions past their kind's retention, once a minute.
@@ -299,7 +316,7 @@ impl App {
     /// Ended sessions past retention: counted (`dry_run`) or deleted.
     pub fn purge(&self, dry_run: bool) -> Result<usize, store::StoreError> {
         let now = self.now();
-        let kinds = self.core.lock().engine.kinds().clone();
+        let kinds = self.read(|core| core.engine.kinds().clone());
         let cutoff = move |kind: &str| {
             let retention = kinds.get(kind).map(|k| k.retention).unwrap_or(tether_engine::kind::DEFAULT_RETENTION);
             now - retention.millis()

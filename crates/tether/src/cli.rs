@@ -153,7 +153,7 @@ async fn serve(args: ServeArgs) -> u8 {
     };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
     let stop = shutdown_signal();
-    tracing::info!(store = %app.store.describe(), live = app.core.lock().engine.live_count(), demo = app.demo, "tether started");
+    tracing::info!(store = %app.store.describe(), live = app.read(|core| core.engine.live_count()), demo = app.demo, "tether started");
     {
         use std::io::Write;
         let mut out = std::io::stdout();

@@ -12,6 +12,8 @@
 //! - [`app`]: shared state, the core lock, the deadline timer and background tasks.
 //! - [`matching`]: continuous matching, calls and signaling on top of the engine.
 //! - [`http`]: the axum router, auth, problem+json, SSE and WebSocket.
+//! - [`wire`]: the request, response, event and WebSocket message types;
+//!   [`openapi`] assembles `/openapi.json` from them and the handlers.
 //! - [`config`]: the TOML configuration file.
 //! - [`cli`]: `tether serve`, `tether health`, `tether cleanup`.
 
@@ -27,3 +29,4 @@ pub mod matching;
 pub mod metrics;
 pub mod openapi;
 pub mod store;
+pub mod wire;

@@ -7,9 +7,11 @@
 
 use super::access::StreamCaller;
 use super::problem::{ApiError, QueryParams};
-use crate::app::App;
+use crate::app::{App, CommitError};
 use crate::auth::Principal;
 use crate::hub::{Gap, Published, Subscriber};
+use crate::wire::events::{Event, WsClientMessage, WsError, WsReply};
+use crate::wire::problem::{MethodNotAllowed, Problem, Unauthorized};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -17,17 +19,21 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 
-#[derive(Deserialize)]
+/// The query of `GET /v1/events` (and of `GET /v1/ws`, which takes no resume point).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Only events of sessions of this kind.
     kind: Option<String>,
+    /// The bearer token, for clients that cannot set headers (EventSource, WebSocket).
     #[allow(dead_code)]
     token: Option<String>,
-    /// Extension: resume point for clients that cannot set `Last-Event-ID`.
+    /// Extension: resume after this event id (when `Last-Event-ID` cannot be set).
     last_event_id: Option<u64>,
 }
 
@@ -64,7 +70,7 @@ fn resume_point(headers: &HeaderMap, query: Option<u64>) -> Result<Option<u64>, 
 }
 
 fn gap_json(gap: Gap) -> String {
-    json!({"type": "stream.gap", "from": gap.from, "to": gap.to}).to_string()
+    Event::gap_json(gap.from, gap.to)
 }
 
 fn subscriber(p: &Principal, kind: Option<String>) -> Subscriber {
@@ -74,6 +80,26 @@ fn subscriber(p: &Principal, kind: Option<String>) -> Subscriber {
     }
 }
 
+/// Event stream (Server-Sent Events)
+///
+/// `id:` is the event's sequence number (monotonically increasing), `event:` its `type`, `data:`
+/// the `Event` JSON. Reconnect with `Last-Event-ID` (or `?last_event_id=`) to resume from the
+/// in-memory log. Comments keep the connection alive. The stream closes when the server shuts down.
+#[utoipa::path(get, path = "/v1/events", operation_id = "events_sse", tag = "events", security(("bearer" = []), ("token_query" = [])),
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id."),
+    ),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`; each event's `data:` is an `Event` (see the schema).",
+            content_type = "text/event-stream", body = String,
+            example = "id: 1099511627777\nevent: session.started\ndata: {\"id\":1099511627777,\"type\":\"session.started\",\"at\":\"2026-11-22T10:00:00.000Z\",\"session\":{…}}\n\n"),
+        (status = 401, response = Unauthorized),
+        (status = 405, response = MethodNotAllowed),
+        (status = 422, description = "`Last-Event-ID` or a query parameter is invalid; `field` names it.", body = Problem, content_type = "application/problem+json"),
+    ),
+    extensions(("x-event-schema" = json!({"$ref": "#/components/schemas/Event"})))
+)]
 pub async fn sse(
     State(app): State<Arc<App>>,
     StreamCaller(p): StreamCaller,
@@ -218,6 +244,33 @@ impl Feed {
     }
 }
 
+/// Event WebSocket
+///
+/// Carries the same events as `GET /v1/events`, each a JSON text frame (`Event`). Clients may send
+/// `WsClientMessage` frames: `{"type":"heartbeat","session_id"}`, `{"type":"signal","call_id","signal"}`,
+/// `{"type":"webrtc.connected","call_id","setup_ms"}` and `{"type":"ping"}`; the server answers `pong`
+/// and, for a failed message, an `error` frame (`WsReply`). A user's open sockets drive its
+/// kinds' `disconnect_grace`: the last one closing starts it, a new one cancels it. The socket
+/// closes when the server shuts down. Frames are limited to 64 KiB.
+#[utoipa::path(get, path = "/v1/ws", operation_id = "events_ws", tag = "events", security(("bearer" = []), ("token_query" = [])),
+    params(
+        ("kind" = Option<String>, Query, description = "Only events of sessions of this kind."),
+        ("token" = Option<String>, Query, description = "The bearer token (browsers cannot set headers on WebSocket)."),
+    ),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol."),
+        (status = 400, description = "Not a valid WebSocket upgrade request (title \"WebSocket upgrade required\"; `detail` says which header is wrong).", body = Problem, content_type = "application/problem+json",
+            example = json!({"type":"https://tether.dev/problems/websocket-upgrade-required","title":"WebSocket upgrade required","status":400,"detail":"Connection header did not include 'upgrade'"})),
+        (status = 401, response = Unauthorized),
+        (status = 405, response = MethodNotAllowed),
+        (status = 422, description = "A query parameter is invalid; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 426, description = "The connection cannot be upgraded (e.g. HTTP/2 without extended CONNECT); title \"WebSocket upgrade required\".", body = Problem, content_type = "application/problem+json"),
+    ),
+    extensions(("x-websocket" = json!({
+        "server_messages": {"oneOf": [{"$ref": "#/components/schemas/Event"}, {"$ref": "#/components/schemas/WsReply"}]},
+        "client_messages": {"$ref": "#/components/schemas/WsClientMessage"}
+    })))
+)]
 pub async fn ws(
     State(app): State<Arc<App>>,
     StreamCaller(p): StreamCaller,
@@ -246,7 +299,12 @@ impl Presence {
     fn open(app: Arc<App>, user: Option<&str>) -> Presence {
         let user = user.map(str::to_string);
         if let Some(u) = &user {
-            app.core.lock().engine.socket_opened(u);
+            // In memory only: nothing to wait for.
+            let opened = app.change(|core, _, _| {
+                core.engine.socket_opened(u);
+                Ok::<_, CommitError>(())
+            });
+            let _ = opened.detach();
         }
         Presence { app, user }
     }
@@ -255,9 +313,12 @@ impl Presence {
 impl Drop for Presence {
     fn drop(&mut self) {
         if let Some(u) = &self.user {
-            let mut core = self.app.core.lock();
-            core.engine.socket_closed(self.app.now(), u);
-            self.app.nudge(&core);
+            // Starts the grace deadline (the change wakes the timer); in memory only.
+            let closed = self.app.change(|core, now, _| {
+                core.engine.socket_closed(now, u);
+                Ok::<_, CommitError>(())
+            });
+            let _ = closed.detach();
         }
     }
 }
@@ -290,7 +351,8 @@ async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket:
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     if let Some(reply) = handle_client_message(&app, &p, text.as_str()).await {
-                        if sink.send(Message::Text(reply.to_string().into())).await.is_err() { break; }
+                        let reply = serde_json::to_string(&reply).unwrap_or_default();
+                        if sink.send(Message::Text(reply.into())).await.is_err() { break; }
                     }
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
@@ -306,53 +368,84 @@ async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket:
     }
 }
 
-#[derive(Deserialize)]
-struct ClientMessage {
-    #[serde(rename = "type")]
-    kind: String,
-    session_id: Option<String>,
-    call_id: Option<String>,
-    signal: Option<Value>,
-    setup_ms: Option<f64>,
-}
-
 /// Handles one client frame; returns a reply frame when there is one
 /// (`pong`, or an error). Successful heartbeats and signals answer nothing.
-async fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<Value> {
-    let msg: ClientMessage = match serde_json::from_str(text) {
-        Ok(m) => m,
-        Err(e) => return Some(json!({"type":"error","status":400,"detail":format!("malformed message: {e}")})),
+async fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<WsReply> {
+    let msg = match parse_client_message(text) {
+        Ok(msg) => msg,
+        Err(reply) => return Some(WsReply::Error(reply)),
     };
-    let result: Result<(), ApiError> = match msg.kind.as_str() {
-        "ping" => return Some(json!({"type":"pong"})),
-        "heartbeat" => match &msg.session_id {
-            Some(id) => super::sessions::touch(app, p, id).await,
-            None => Err(ApiError::invalid("session_id", "session_id is required")),
-        },
-        "signal" => match (&msg.call_id, msg.signal) {
-            (Some(call), Some(signal)) => crate::matching::http::relay_signal_value(app, p, call, signal).await,
-            (None, _) => Err(ApiError::invalid("call_id", "call_id is required")),
-            (_, None) => Err(ApiError::invalid("signal", "signal is required")),
-        },
-        "webrtc.connected" => match (&msg.call_id, msg.setup_ms) {
-            (Some(call), Some(ms)) => crate::matching::http::record_setup(app, p, call, ms),
-            _ => Err(ApiError::invalid("setup_ms", "call_id and setup_ms are required")),
-        },
-        other => Err(ApiError::invalid(
-            "type",
-            format!("unknown message type {other:?} (heartbeat, signal, webrtc.connected, ping)"),
-        )),
+    let (result, about) = match msg {
+        WsClientMessage::Ping => return Some(WsReply::Pong),
+        WsClientMessage::Heartbeat { session_id } => (super::sessions::touch(app, p, &session_id).await, session_id),
+        WsClientMessage::Signal { call_id, signal } => {
+            (crate::matching::http::relay_signal(app, p, &call_id, signal).await, call_id)
+        }
+        WsClientMessage::WebrtcConnected { call_id, setup_ms } => {
+            (crate::matching::http::record_setup(app, p, &call_id, setup_ms).await, call_id)
+        }
     };
-    result.err().map(|e| {
-        let mut v = json!({"type":"error","status":e.status.as_u16(),"title":e.title,"detail":e.detail});
-        if let Some(id) = msg.session_id.or(msg.call_id) {
-            v["session_id"] = Value::from(id);
-        }
-        for (k, val) in e.extra {
-            if k != "session" {
-                v[k] = val;
-            }
-        }
-        v
+    result.err().map(|e| WsReply::Error(ws_error(e, Some(about))))
+}
+
+/// A client frame, or the error frame it earns: `400` (without a title, as
+/// ever) when it is not a JSON object, `422` naming the field serde refused
+/// (an unknown or missing `type` names `type`).
+fn parse_client_message(text: &str) -> Result<WsClientMessage, WsError> {
+    let malformed = |why: String| WsError {
+        status: 400,
+        title: None,
+        detail: format!("malformed message: {why}"),
+        session_id: None,
+        field: None,
+        end_reason: None,
+        status_now: None,
+    };
+    let value: Value = serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
+    if !value.is_object() {
+        return Err(malformed("a client message is a JSON object with a \"type\"".into()));
+    }
+    // The id of the message, for the error frame, whatever else is wrong with it.
+    let about = ["session_id", "call_id"].iter().find_map(|k| value.get(k)?.as_str().map(str::to_string));
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let field = if path != "." {
+            path
+        } else if inner.starts_with("unknown variant") || inner.contains("missing field `type`") {
+            "type".to_string()
+        } else {
+            backticked(&inner).unwrap_or_default()
+        };
+        let detail =
+            if inner.starts_with("unknown variant") { format!("unknown message type: {inner}") } else { inner };
+        let error = if field.is_empty() {
+            ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "Invalid field", detail)
+        } else {
+            ApiError::invalid(&field, detail)
+        };
+        ws_error(error, about)
     })
+}
+
+/// The first `name` quoted in a serde message (`missing field `session_id``).
+fn backticked(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let end = message[start..].find('`')? + start;
+    Some(message[start..end].to_string())
+}
+
+/// The error frame for a failed message: the members the equivalent HTTP
+/// request's problem would carry.
+fn ws_error(e: ApiError, about: Option<String>) -> WsError {
+    let text = |k: &str| e.extra.get(k).and_then(Value::as_str).map(str::to_string);
+    WsError {
+        status: e.status.as_u16(),
+        title: Some(e.title.to_string()),
+        field: text("field"),
+        end_reason: e.extra.get("end_reason").and_then(|v| serde_json::from_value(v.clone()).ok()),
+        status_now: e.extra.get("status_now").and_then(|v| serde_json::from_value(v.clone()).ok()),
+        detail: e.detail,
+        session_id: about,
+    }
 }

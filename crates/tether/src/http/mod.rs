@@ -8,49 +8,65 @@ pub mod events;
 pub mod problem;
 pub mod sessions;
 
-use crate::app::App;
+use crate::app::{App, CommitError};
+use crate::wire::admin::{DemoToken, DemoTokenRequest};
+use crate::wire::problem::{BadRequest, MethodNotAllowed, Problem, TooLarge};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Json, Router};
 use problem::{ApiError, JsonBody};
-use serde::Deserialize;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 use tether_engine::Status;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+impl From<CommitError> for ApiError {
+    /// The change could not be made durable: nothing was acknowledged.
+    fn from(e: CommitError) -> ApiError {
+        ApiError::unavailable(e.0)
+    }
+}
+
+/// Every route with its description: each `routes!` registers handlers by
+/// their `#[utoipa::path]`, so the router and `/openapi.json` come from the
+/// same calls and no route exists undocumented. Only the static-file fallback
+/// (the embedded `web/` tree beyond the documented pages) is outside it.
+pub fn api() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(routes!(sessions::create, sessions::list))
+        .routes(routes!(sessions::get))
+        .routes(routes!(sessions::heartbeat))
+        .routes(routes!(sessions::end))
+        .routes(routes!(sessions::complete))
+        .routes(routes!(sessions::beacon))
+        .routes(routes!(sessions::join))
+        .routes(routes!(sessions::participant_heartbeat))
+        .routes(routes!(sessions::leave))
+        .routes(routes!(sessions::create_invite))
+        .routes(routes!(sessions::join_invite))
+        .routes(routes!(events::sse))
+        .routes(routes!(events::ws))
+        .routes(routes!(admin::kinds))
+        .routes(routes!(admin::health))
+        .routes(routes!(admin::cleanup_preview, admin::cleanup_execute))
+        .routes(routes!(demo_token))
+        .merge(crate::matching::http::routes())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(root))
+        .routes(routes!(admin_page))
+        .routes(routes!(demo_page))
+        .routes(routes!(sdk_js))
+}
 
 pub fn router(app: Arc<App>) -> Router {
-    use crate::matching::http as m;
-    Router::new()
-        .route("/v1/sessions", post(sessions::create).get(sessions::list))
-        .route("/v1/sessions/{id}", get(sessions::get))
-        .route("/v1/sessions/{id}/heartbeat", post(sessions::heartbeat))
-        .route("/v1/sessions/{id}/end", post(sessions::end))
-        .route("/v1/sessions/{id}/complete", post(sessions::complete))
-        .route("/v1/sessions/{id}/beacon", post(sessions::beacon))
-        .route("/v1/sessions/{id}/participants", post(sessions::join))
-        .route("/v1/sessions/{id}/participants/me/heartbeat", post(sessions::participant_heartbeat))
-        .route("/v1/sessions/{id}/participants/me", delete(sessions::leave))
-        .route("/v1/sessions/{id}/invites", post(sessions::create_invite))
-        .route("/v1/invites/{token}/join", post(sessions::join_invite))
-        .route("/v1/events", get(events::sse))
-        .route("/v1/ws", get(events::ws))
-        .route("/v1/kinds", get(admin::kinds))
-        .route("/v1/admin/health", get(admin::health))
-        .route("/v1/admin/cleanup", get(admin::cleanup_preview).post(admin::cleanup_execute))
-        .route("/v1/demo/token", post(demo_token))
-        .merge(m::routes())
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
-        .route("/", get(|| async { axum::response::Redirect::temporary("/admin") }))
-        .fallback(static_asset)
-        .layer(middleware::from_fn_with_state(app.clone(), observe))
-        .with_state(app)
+    let (router, _) = api().split_for_parts();
+    router.fallback(static_asset).layer(middleware::from_fn_with_state(app.clone(), observe)).with_state(app)
 }
 
 /// Records latency and status per route; turns axum's bare 405 into problem+json.
@@ -69,6 +85,29 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
     response
 }
 
+/// Liveness probe
+///
+/// `200 ok` while the process serves.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
+    responses(
+        (status = 200, description = "Serving.", body = String, content_type = "text/plain", example = "ok"),
+        (status = 405, response = MethodNotAllowed),
+    )
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness probe
+///
+/// `200 ready` once the store is open and recovered.
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready.", body = String, content_type = "text/plain", example = "ready"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 503, description = "Still recovering.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.ready.load(std::sync::atomic::Ordering::Acquire) {
         (StatusCode::OK, "ready").into_response()
@@ -77,6 +116,13 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
+/// Prometheus metrics
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition format (`text/plain; version=0.0.4`).", body = String, content_type = "text/plain"),
+        (status = 405, response = MethodNotAllowed),
+    )
+)]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     // O(kinds), not O(sessions): the engine keeps the counts as sessions change,
     // so a scrape never stalls the deadline timer behind a walk of every session.
@@ -91,17 +137,88 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DemoTokenBody {
-    user_id: String,
+/// This OpenAPI 3.1 description
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi_json", tag = "operations",
+    responses(
+        (status = 200, description = "The OpenAPI document.", body = Object, content_type = "application/json"),
+        (status = 405, response = MethodNotAllowed),
+    )
+)]
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document_json()).into_response()
 }
 
-/// Demo mode only: mints a user token without auth (loopback demos).
+/// Redirect to the dashboard
+#[utoipa::path(get, path = "/", operation_id = "root", tag = "operations",
+    responses(
+        (status = 307, description = "Temporary redirect to `/admin`.", headers(("location" = String, description = "/admin"))),
+        (status = 405, response = MethodNotAllowed),
+    )
+)]
+async fn root() -> Redirect {
+    Redirect::temporary("/admin")
+}
+
+/// The admin dashboard page
+///
+/// Served from the embedded `web/admin`; it asks for an API key and calls `/v1/admin/*`.
+#[utoipa::path(get, path = "/admin", operation_id = "admin_page", tag = "operations",
+    responses(
+        (status = 200, description = "The dashboard.", body = String, content_type = "text/html"),
+        (status = 404, description = "The embedded file server's answer for a file it does not hold (e.g. a mistyped sub-path).", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+    )
+)]
+async fn admin_page(state: State<Arc<App>>, req: Request) -> Response {
+    static_asset(state, req).await
+}
+
+/// The demo pages
+///
+/// Served from the embedded `web/demo` (also `/demo/interview.html`), only in demo mode.
+#[utoipa::path(get, path = "/demo", operation_id = "demo_page", tag = "demo",
+    responses(
+        (status = 200, description = "The demo page.", body = String, content_type = "text/html"),
+        (status = 404, description = "Demo mode is off.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+    )
+)]
+async fn demo_page(state: State<Arc<App>>, req: Request) -> Response {
+    static_asset(state, req).await
+}
+
+/// The browser SDK
+///
+/// Served from the embedded `web/sdk`; its TypeScript declarations are beside it at `/sdk/tether.d.ts`.
+#[utoipa::path(get, path = "/sdk/tether.js", operation_id = "sdk_js", tag = "operations",
+    responses(
+        (status = 200, description = "The ES module.", body = String, content_type = "text/javascript"),
+        (status = 404, description = "The embedded file server's answer for a file it does not hold (e.g. a mistyped sub-path).", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+    )
+)]
+async fn sdk_js(state: State<Arc<App>>, req: Request) -> Response {
+    static_asset(state, req).await
+}
+
+/// Mint a demo user token
+///
+/// Only with `[auth].demo` on (`tether serve --demo`, loopback only); no authentication.
+#[utoipa::path(post, path = "/v1/demo/token", operation_id = "demo_token", tag = "demo",
+    request_body = DemoTokenRequest,
+    responses(
+        (status = 200, description = "A user token valid 12 hours.", body = DemoToken),
+        (status = 400, response = BadRequest),
+        (status = 404, description = "Demo mode is off.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`user_id` missing or not 1–64 of letters, digits, `-`, `_`, `.`; `field` names it.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn demo_token(
     State(app): State<Arc<App>>,
-    JsonBody(body): JsonBody<DemoTokenBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    JsonBody(body): JsonBody<DemoTokenRequest>,
+) -> Result<Json<DemoToken>, ApiError> {
     if !app.demo {
         return Err(ApiError::not_found("resource"));
     }
@@ -112,7 +229,7 @@ async fn demo_token(
             "user_id must be 1..=64 characters of letters, digits, '-', '_' or '.'",
         ));
     }
-    Ok(Json(json!({"token": app.auth.mint(id, None, 12 * 3600), "user_id": id})))
+    Ok(Json(DemoToken { token: app.auth.mint(id, None, 12 * 3600), user_id: id.to_string() }))
 }
 
 #[derive(rust_embed::RustEmbed)]

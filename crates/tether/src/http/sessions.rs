@@ -3,41 +3,55 @@
 
 use super::access::{acting_user, ended_or_missing, find_session, may_see, may_see_live, stored, Caller};
 use super::problem::{read_body, ApiError, JsonBody, QueryParams};
-use crate::app::{new_id, App};
+use crate::app::{new_id, App, Core};
 use crate::auth::Principal;
 use crate::journal::Change;
+use crate::wire::problem::{BadRequest, MethodNotAllowed, Problem, TooLarge, Unauthorized, Unavailable};
+use crate::wire::sessions::{
+    BeaconBody, CreateInvite, CreateSession, CreatedSession, EndSession, Invite, InviteJoin, InviteJoined, JoinSession,
+    ListQuery, SessionList,
+};
+use crate::wire::NAME_MAX_CHARS;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tether_engine::kind::{CALL, MATCHING};
-use tether_engine::{time::format_rfc3339, Dur, EndReason, EngineError, NewSession, Session};
+use tether_engine::{time::format_rfc3339, Dur, EndReason, EngineError, Millis, NewSession, Session, Status};
 
 type AppState = State<Arc<App>>;
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSession {
-    /// The session kind (a `[kinds.NAME]` table or a built-in kind).
-    pub kind: String,
-    pub metadata: Option<Value>,
-    pub parent_id: Option<String>,
-    /// Only with an API key: the user the session is for.
-    pub user_id: Option<String>,
-    /// `"takeover"`: end a blocking session (`per_user = "reject"`) with `taken_over`.
-    pub on_conflict: Option<String>,
-    /// Extension: the owner's display name as a participant.
-    pub name: Option<String>,
-}
-
+/// Start a session
+///
+/// Creates a session of `kind` for the caller (or, with an API key, for `user_id`). Its owner is
+/// its first participant and counts toward the kind's `quorum`: with `quorum = 1` it starts
+/// `active`, else `waiting`. With `per_user = "replace"` the user's live sessions of this kind end
+/// `superseded` (their ids in `superseded`); with `per_user = "reject"` a live one answers `409`
+/// unless `"on_conflict": "takeover"`. A session past its deadline never blocks: it is ended with
+/// its real reason first. `201` means the session is on disk.
+#[utoipa::path(post, path = "/v1/sessions", operation_id = "create_session", tag = "sessions", security(("bearer" = [])),
+    request_body = CreateSession,
+    responses(
+        (status = 201, description = "Started (and on disk).", body = CreatedSession),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token named another user in `user_id`, or an invitation token (limited to its session) tried to start one.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 409, description = "`per_user = \"reject\"` and the user already holds a live session of this kind: `blocking_session` is it. Retry with `\"on_conflict\": \"takeover\"`.", body = Problem, content_type = "application/problem+json",
+            example = json!({"type":"https://tether.dev/problems/conflict","title":"Conflict","status":409,
+                "detail":"user u1 already has a live interview session (01936b7e-…); send \"on_conflict\": \"takeover\" to end it and start anew",
+                "blocking_session":{"id":"01936b7e-8a3c-7d41-9a53-1c5e2f0b4d21","kind":"interview","user_id":"u1","status":"active","created_at":"2026-11-22T10:00:00.000Z","activated_at":"2026-11-22T10:00:00.000Z","last_seen_at":"2026-11-22T10:00:30.000Z","expires_at":"2026-11-22T10:05:30.000Z","ended_at":null,"end_reason":null,"parent_id":null,"metadata":{},"participants":[]}})),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "A field is missing, has the wrong type or fails a check (unknown or empty `kind`, `metadata` not an object, `on_conflict` not `takeover`, `name` over 200 characters, `user_id` missing with an API key, `parent_id` unknown or ended, unknown field); `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create(
     State(app): AppState,
     Caller(p): Caller,
     JsonBody(body): JsonBody<CreateSession>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<CreatedSession>), ApiError> {
     if matches!(&p, Principal::User { scope: Some(_), .. }) {
         return Err(ApiError::forbidden("an invitation token can only act on its own session"));
     }
@@ -59,6 +73,7 @@ pub async fn create(
             format!("{} sessions are started by the matching endpoints (POST /v1/matching/start creates matching sessions; calls are created by pairing)", body.kind),
         ));
     }
+    check_name(&body.name)?;
     let metadata = match body.metadata {
         None | Some(Value::Null) => json!({}),
         Some(v @ Value::Object(_)) => v,
@@ -70,47 +85,57 @@ pub async fn create(
             .await
             .map_err(|_| ApiError::invalid("parent_id", "the parent session does not exist"))?;
     }
-    let (session, superseded, ack) = {
-        let mut core = app.core.lock();
-        let now = app.now();
-        let req = NewSession {
-            id: new_id(),
-            kind: body.kind,
-            owner,
-            owner_name: body.name,
-            metadata,
-            parent_id: body.parent_id,
-            takeover,
-            members: vec![],
-        };
-        let (session, superseded, out) = core.engine.create(now, req)?;
-        let ack = app.commit(&mut core, now, Change::from(out));
-        (session, superseded, ack)
+    let req = NewSession {
+        id: new_id(),
+        kind: body.kind,
+        owner,
+        owner_name: body.name,
+        metadata,
+        parent_id: body.parent_id,
+        takeover,
+        members: vec![],
     };
-    ack.wait().await.map_err(ApiError::unavailable)?;
-    Ok((StatusCode::CREATED, Json(json!({"session": session, "superseded": superseded}))).into_response())
+    let (session, superseded) = app
+        .change(|core: &mut Core, now, change: &mut Change| {
+            let (session, superseded, out) = core.engine.create(now, req)?;
+            change.absorb(out);
+            Ok::<_, ApiError>((session, superseded))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreatedSession { session, superseded })))
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    kind: Option<String>,
-    status: Option<String>,
-    user_id: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
+/// List sessions
+///
+/// Sessions the caller may see (all for an API key), live and ended until purged, in id order
+/// (ids are UUIDv7, so creation order). Page with `cursor` = the previous `next_cursor`.
+#[utoipa::path(get, path = "/v1/sessions", operation_id = "list_sessions", tag = "sessions", security(("bearer" = [])),
+    params(
+        ("kind" = Option<String>, Query, description = "Only this kind."),
+        ("status" = Option<String>, Query, description = "Only these statuses: one of `waiting`, `active`, `completing`, `ended`, a comma-separated list of them, or `live` (waiting, active and completing)."),
+        ("user_id" = Option<String>, Query, description = "Only sessions of this owner."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size, 1–1000 (default 100)."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page."),
+    ),
+    responses(
+        (status = 200, description = "One page.", body = SessionList),
+        (status = 401, response = Unauthorized),
+        (status = 405, response = MethodNotAllowed),
+        (status = 422, description = "A query parameter is invalid (`status` not a status, `limit` out of range or not a number); `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(
     State(app): AppState,
     Caller(p): Caller,
     QueryParams(q): QueryParams<ListQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<SessionList>, ApiError> {
     // `status` takes one status, a comma-separated list, or `live` (waiting, active, completing).
     let mut statuses = Vec::new();
     for st in q.status.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if st == "live" {
-            statuses.extend(["waiting", "active", "completing"].map(String::from));
-        } else if tether_engine::Status::parse(st).is_some() {
+            statuses.extend(Status::ALL.into_iter().filter(|s| s.is_live()).map(|s| s.as_str().to_string()));
+        } else if Status::parse(st).is_some() {
             statuses.push(st.to_string());
         } else {
             return Err(ApiError::invalid(
@@ -140,48 +165,48 @@ pub async fn list(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    let sessions: Vec<Session> = {
-        let core = app.core.lock();
+    let sessions: Vec<Session> = app.read(|core| {
         found.into_iter().map(|s| core.engine.get(&s.id).unwrap_or(s)).filter(|s| may_see(&p, s)).collect()
-    };
+    });
     let next_cursor = (sessions.len() == limit).then(|| sessions.last().map(|s| s.id.clone())).flatten();
-    Ok(Json(json!({"sessions": sessions, "next_cursor": next_cursor})).into_response())
+    Ok(Json(SessionList { sessions, next_cursor }))
 }
 
+/// Read a session
+///
+/// Live or ended (until purged after its kind's `retention`).
+#[utoipa::path(get, path = "/v1/sessions/{id}", operation_id = "get_session", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session.", body = Session),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "No such session, or one the caller may not see.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get(State(app): AppState, Caller(p): Caller, Path(id): Path<String>) -> Result<Json<Session>, ApiError> {
     find_session(&app, &p, &id).await.map(Json)
 }
 
-/// Runs an operation on a live session the caller may see; answers 410 (or
-/// the ended session, for idempotent ops) when it has ended.
-async fn on_live<T>(
+/// Runs `op` on a live session the caller may see, through [`App::change`],
+/// and waits until its change is durable. `Ok(Err(session))`: the session has
+/// ended (the ended session, for idempotent operations to answer with).
+async fn on_live<T: Send + 'static>(
     app: &Arc<App>,
     p: &Principal,
     id: &str,
-    op: impl FnOnce(&mut crate::app::Core, i64, &Session) -> Result<(T, Change), ApiError>,
+    op: impl FnOnce(&mut Core, Millis, &Session, &mut Change) -> Result<T, ApiError>,
 ) -> Result<Result<T, Session>, ApiError> {
-    let result = {
-        let mut core = app.core.lock();
-        let now = app.now();
-        app.catch_up(&mut core, now);
-        match core.engine.get(id) {
-            Some(s) if may_see(p, &s) => match op(&mut core, now, &s) {
-                Ok((value, change)) => {
-                    let ack = app.commit(&mut core, now, change);
-                    Some(Ok((value, ack)))
-                }
-                Err(e) => Some(Err(e)),
-            },
-            Some(_) => return Err(ApiError::not_found("session")),
-            None => None,
-        }
-    };
-    match result {
-        Some(Ok((value, ack))) => {
-            ack.wait().await.map_err(ApiError::unavailable)?;
-            Ok(Ok(value))
-        }
-        Some(Err(e)) => Err(e),
+    let done = app
+        .change(|core: &mut Core, now, change: &mut Change| match core.engine.get(id) {
+            Some(s) if may_see(p, &s) => op(core, now, &s, change).map(Some),
+            Some(_) => Err(ApiError::not_found("session")),
+            None => Ok(None),
+        })
+        .await?;
+    match done {
+        Some(value) => Ok(Ok(value)),
         None => match stored(app, id).await? {
             Some(s) if may_see(p, &s) => Ok(Err(s)),
             _ => Err(ApiError::not_found("session")),
@@ -193,75 +218,96 @@ fn engine_err(e: EngineError) -> ApiError {
     ApiError::from(e)
 }
 
+/// Heartbeat a session
+///
+/// Activity: pushes the idle deadline back (`expires_at` is the new earliest deadline). With
+/// `presence = "owner"` only the owner's heartbeat counts as the session's activity; a participant's
+/// still refreshes its own `last_seen_at`. Heartbeats may be kept in memory and written in batches.
+#[utoipa::path(post, path = "/v1/sessions/{id}/heartbeat", operation_id = "heartbeat_session", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session with its new `expires_at`.", body = Session),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "No such session, or one the caller may not see.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "The session has ended: `end_reason` says why, `session` is the ended session.", body = Problem, content_type = "application/problem+json",
+            example = json!({"type":"https://tether.dev/problems/session-ended","title":"Session ended","status":410,"detail":"session 01936b7e-… has ended (idle_timeout)","end_reason":"idle_timeout"})),
+    )
+)]
 pub async fn heartbeat(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
-    let session = beat(&app, &p, &id).await?;
-    Ok(Json(session))
+    beat(&app, &p, &id).await.map(Json)
 }
 
 /// A heartbeat from `p` on session `id`, shared by HTTP and WebSocket.
-pub async fn beat(app: &App, p: &Principal, id: &str) -> Result<Session, ApiError> {
+pub async fn beat(app: &Arc<App>, p: &Principal, id: &str) -> Result<Session, ApiError> {
     beat_with(app, p, id, |engine, now, user| engine.heartbeat(now, id, user)).await
 }
 
 /// [`beat`] for a caller that does not answer with the session (a WebSocket
 /// heartbeat): the engine builds no snapshot.
-pub async fn touch(app: &App, p: &Principal, id: &str) -> Result<(), ApiError> {
+pub async fn touch(app: &Arc<App>, p: &Principal, id: &str) -> Result<(), ApiError> {
     beat_with(app, p, id, |engine, now, user| engine.touch(now, id, user)).await
 }
 
+/// The heartbeat hot path: it does not wait for the journal (heartbeats are
+/// written in batches by the flusher), and it builds no snapshot to check
+/// visibility.
 async fn beat_with<T>(
-    app: &App,
+    app: &Arc<App>,
     p: &Principal,
     id: &str,
-    op: impl FnOnce(&mut tether_engine::Engine, i64, &str) -> Result<T, EngineError>,
+    op: impl FnOnce(&mut tether_engine::Engine, Millis, &str) -> Result<T, EngineError>,
 ) -> Result<T, ApiError> {
-    match beat_live(app, p, id, op)? {
+    app.metrics.count_heartbeat();
+    let beaten = app
+        .change(|core: &mut Core, now, _change: &mut Change| {
+            match may_see_live(p, &core.engine, id) {
+                Some(true) => {}
+                Some(false) => return Err(ApiError::not_found("session")),
+                None => return Ok(None),
+            }
+            let user = match p.user_id() {
+                Some(u) => u.to_string(),
+                None => core.engine.owner_of(id).ok_or_else(|| engine_err(EngineError::NotLive))?,
+            };
+            op(&mut core.engine, now, &user).map(Some).map_err(engine_err)
+        })
+        .detach()?;
+    match beaten {
         Some(value) => Ok(value),
         None => Err(ended_or_missing(app, p, id, "session", |_| true).await),
     }
 }
 
-/// The heartbeat under the core lock; `None` when the session is not live.
-fn beat_live<T>(
-    app: &App,
-    p: &Principal,
-    id: &str,
-    op: impl FnOnce(&mut tether_engine::Engine, i64, &str) -> Result<T, EngineError>,
-) -> Result<Option<T>, ApiError> {
-    app.metrics.count_heartbeat();
-    let mut core = app.core.lock();
-    let now = app.now();
-    app.catch_up(&mut core, now);
-    match may_see_live(p, &core.engine, id) {
-        Some(true) => {}
-        Some(false) => return Err(ApiError::not_found("session")),
-        None => return Ok(None),
-    }
-    let user = match p.user_id() {
-        Some(u) => u.to_string(),
-        None => core.engine.owner_of(id).ok_or_else(|| engine_err(EngineError::NotLive))?,
-    };
-    let value = op(&mut core.engine, now, &user).map_err(engine_err)?;
-    // A heartbeat may move a deadline earlier only by re-admitting state; nudge anyway is cheap.
-    app.nudge(&core);
-    Ok(Some(value))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct EndBody {
-    reason: Option<String>,
-}
-
+/// End a session
+///
+/// Ends with reason `ended` (an API key sending `"reason":"admin"`: `admin`); any other `reason`
+/// text is kept as `end_detail`. Idempotent: an ended session answers `200` unchanged. The owner,
+/// a member (a call's users) or an API key may end a session; other participants leave instead.
+#[utoipa::path(post, path = "/v1/sessions/{id}/end", operation_id = "end_session", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    request_body(content = Option<EndSession>, description = "Optional; an empty body is `{}`."),
+    responses(
+        (status = 200, description = "The ended session (unchanged if it had ended already).", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A participant who is not the owner (it leaves with `DELETE /v1/sessions/{id}/participants/me`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session, or one the caller may not see.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`reason` is over 500 characters or not a string, or an unknown field; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn end(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<EndBody>,
+    JsonBody(body): JsonBody<EndSession>,
 ) -> Result<Json<Session>, ApiError> {
     if body.reason.as_ref().is_some_and(|r| r.len() > 500) {
         return Err(ApiError::invalid("reason", "reason is limited to 500 characters"));
@@ -269,10 +315,11 @@ pub async fn end(
     let reason =
         if p.is_api_key() && body.reason.as_deref() == Some("admin") { EndReason::Admin } else { EndReason::Ended };
     let detail = body.reason.filter(|r| r != "admin" || reason != EndReason::Admin);
-    let r = on_live(&app, &p, &id, |core, now, s| {
+    let r = on_live(&app, &p, &id, |core, now, s, change| {
         may_end(&p, s)?;
         let (s, out) = core.engine.end(now, &id, reason, detail).map_err(engine_err)?;
-        Ok((s, Change::from(out)))
+        change.absorb(out);
+        Ok(s)
     })
     .await?;
     Ok(Json(r.unwrap_or_else(|ended| ended)))
@@ -290,30 +337,66 @@ fn may_end(p: &Principal, s: &Session) -> Result<(), ApiError> {
     }
 }
 
+/// Move a session to `completing`
+///
+/// The kind's `completing_timeout` (if any) starts; `completing_at` records when.
+#[utoipa::path(post, path = "/v1/sessions/{id}/complete", operation_id = "complete_session", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session, now `completing`.", body = Session),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A participant who is not the owner.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session, or one the caller may not see.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 409, description = "The status does not allow it (e.g. still `waiting`); `status_now` is the status.", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The session has ended: `end_reason` says why.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn complete(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
-    let r = on_live(&app, &p, &id, |core, now, s| {
+    let r = on_live(&app, &p, &id, |core, now, s, change| {
         may_end(&p, s)?;
         let (s, out) = core.engine.complete(now, &id).map_err(engine_err)?;
-        Ok((s, Change::from(out)))
+        change.absorb(out);
+        Ok(s)
     })
     .await?;
     r.map(Json).map_err(|ended| ApiError::gone(&ended))
 }
 
-/// `navigator.sendBeacon` cannot set headers: the token travels in the body,
-/// as JSON `{"token"}` (any content type, typically text/plain) or as the bare token.
+/// Close a session from a page unload (`navigator.sendBeacon`)
+///
+/// No `Authorization` header: the token travels in the body, as JSON `{"token"}` with any
+/// content type (sendBeacon sends `text/plain`) or as the bare token. Ends the session with
+/// reason `closed`; an ended session answers `204` too.
+#[utoipa::path(post, path = "/v1/sessions/{id}/beacon", operation_id = "beacon_session", tag = "sessions",
+    params(("id" = String, Path, description = "Session id")),
+    request_body(description = "The bearer token (API key or user JWT) in the body.",
+        content(
+            (BeaconBody = "application/json"),
+            (String = "text/plain", example = "{\"token\":\"eyJhbGciOiJIUzI1NiJ9…\"}"),
+        )
+    ),
+    responses(
+        (status = 204, description = "Closed (or had ended already)."),
+        (status = 400, response = BadRequest),
+        (status = 401, description = "The body carries no token, or an invalid or expired one.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's user is a participant but not the owner.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session, or one the token may not see.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "JSON body without a string `token`; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn beacon(State(app): AppState, Path(id): Path<String>, req: Request) -> Result<StatusCode, ApiError> {
     let bytes = read_body(req).await?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the beacon body must be UTF-8"))?.trim();
     let token = if text.starts_with('{') {
-        #[derive(Deserialize)]
-        struct BeaconBody {
-            token: String,
-        }
         super::problem::parse_json::<BeaconBody>(text.as_bytes())?.token
     } else {
         text.to_string()
@@ -322,38 +405,53 @@ pub async fn beacon(State(app): AppState, Path(id): Path<String>, req: Request) 
         return Err(ApiError::unauthorized("the beacon body must carry the token: {\"token\":\"…\"}"));
     }
     let p = super::access::authenticate(&app, Some(token))?;
-    let _ended_already = on_live(&app, &p, &id, |core, now, s| {
+    let _ended_already = on_live(&app, &p, &id, |core, now, s, change| {
         may_end(&p, s)?;
         let (s, out) = core.engine.end(now, &id, EndReason::Closed, None).map_err(engine_err)?;
-        Ok((s, Change::from(out)))
+        change.absorb(out);
+        Ok(s)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct JoinBody {
-    user_id: Option<String>,
-    name: Option<String>,
-}
-
+/// Join a session as a participant
+///
+/// The caller (or, with an API key, `user_id`) joins; rejoining after leaving is allowed.
+/// Reaching the kind's `quorum` moves a `waiting` session to `active`.
+#[utoipa::path(post, path = "/v1/sessions/{id}/participants", operation_id = "join_session", tag = "participants", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    request_body(content = Option<JoinSession>, description = "Optional; an empty body is `{}`."),
+    responses(
+        (status = 201, description = "The session with the participant (maybe now `active`).", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token named another user in `user_id`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session, or one the caller may not see.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "The session has ended: `end_reason` says why.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`name` over 200 characters, `user_id` missing with an API key, or an unknown field; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn join(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<JoinBody>,
-) -> Result<Response, ApiError> {
+    JsonBody(body): JsonBody<JoinSession>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
     let user = acting_user(&p, body.user_id.as_deref())?;
     check_name(&body.name)?;
-    let r = on_live(&app, &p, &id, |core, now, s| {
+    let r = on_live(&app, &p, &id, |core, now, s, change| {
         not_a_stranger_in_a_call(s, &user)?;
         let (s, out) = core.engine.join(now, &id, &user, body.name).map_err(engine_err)?;
-        Ok((s, Change::from(out)))
+        change.absorb(out);
+        Ok(s)
     })
     .await?;
     match r {
-        Ok(s) => Ok((StatusCode::CREATED, Json(s)).into_response()),
+        Ok(s) => Ok((StatusCode::CREATED, Json(s))),
         Err(ended) => Err(ApiError::gone(&ended)),
     }
 }
@@ -367,9 +465,10 @@ fn not_a_stranger_in_a_call(s: &Session, user: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Display names are held to the `maxLength` the schemas state.
 fn check_name(name: &Option<String>) -> Result<(), ApiError> {
-    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-        return Err(ApiError::invalid("name", "name is limited to 200 characters"));
+    if name.as_ref().is_some_and(|n| n.chars().count() > NAME_MAX_CHARS) {
+        return Err(ApiError::invalid("name", format!("name is limited to {NAME_MAX_CHARS} characters")));
     }
     Ok(())
 }
@@ -380,96 +479,145 @@ fn me(p: &Principal) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::forbidden("`participants/me` needs a user token (an API key is not a participant)"))
 }
 
+/// Heartbeat as a participant
+///
+/// Refreshes the caller's participant `last_seen_at` (and the session's activity when the kind's
+/// `presence` counts it). A participant silent for `participant_idle_timeout` is marked left.
+#[utoipa::path(post, path = "/v1/sessions/{id}/participants/me/heartbeat", operation_id = "participant_heartbeat", tag = "participants", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session.", body = Session),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "Called with an API key (`me` needs a user token).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session, one the caller may not see, or the caller is not a present participant.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "The session has ended: `end_reason` says why.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn participant_heartbeat(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Session>, ApiError> {
     let user = me(&p)?;
-    {
-        let core = app.core.lock();
-        if let Some(s) = core.engine.get(&id) {
-            if may_see(&p, &s) && s.participant(&user).is_none_or(|x| x.left_at.is_some()) {
-                return Err(ApiError::not_found("participant"));
-            }
-        }
+    let absent = app.read(|core| {
+        core.engine
+            .get(&id)
+            .is_some_and(|s| may_see(&p, &s) && s.participant(&user).is_none_or(|x| x.left_at.is_some()))
+    });
+    if absent {
+        return Err(ApiError::not_found("participant"));
     }
     beat(&app, &p, &id).await.map(Json)
 }
 
+/// Leave a session
+///
+/// Marks the caller's participant left (`participant.left`). The session goes on.
+#[utoipa::path(delete, path = "/v1/sessions/{id}/participants/me", operation_id = "leave_session", tag = "participants", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session.", body = Session),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "Called with an API key (`me` needs a user token).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session, one the caller may not see, or the caller is not a participant.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "The session has ended: `end_reason` says why.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn leave(State(app): AppState, Caller(p): Caller, Path(id): Path<String>) -> Result<Json<Session>, ApiError> {
     let user = me(&p)?;
-    let r = on_live(&app, &p, &id, |core, now, _| {
+    let r = on_live(&app, &p, &id, |core, now, _, change| {
         let (s, out) = core.engine.leave(now, &id, &user).map_err(engine_err)?;
-        Ok((s, Change::from(out)))
+        change.absorb(out);
+        Ok(s)
     })
     .await?;
     r.map(Json).map_err(|ended| ApiError::gone(&ended))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct InviteBody {
-    ttl: Option<String>,
-}
-
+/// Create an invitation
+///
+/// Anyone holding the token may join the session without an account.
+#[utoipa::path(post, path = "/v1/sessions/{id}/invites", operation_id = "create_invite", tag = "invites", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    request_body(content = Option<CreateInvite>, description = "Optional; an empty body is `{}`."),
+    responses(
+        (status = 201, description = "The invitation.", body = Invite),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "No such session, or one the caller may not see.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "The session has ended: `end_reason` says why.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`ttl` is not a duration (`30s`, `5m`, `1h`, …) or is 0, or an unknown field; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create_invite(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<InviteBody>,
-) -> Result<Response, ApiError> {
+    JsonBody(body): JsonBody<CreateInvite>,
+) -> Result<(StatusCode, Json<Invite>), ApiError> {
     let ttl = body.ttl.as_deref().map(|t| Dur::parse(t).map_err(|e| ApiError::invalid("ttl", e))).transpose()?;
     if ttl == Some(Dur(0)) {
         return Err(ApiError::invalid("ttl", "ttl must be longer than 0"));
     }
     let token = crate::app::random_token(16);
-    let r = on_live(&app, &p, &id, |core, now, s| {
+    let r = on_live(&app, &p, &id, |core, now, s, change| {
         if s.kind == CALL {
             return Err(ApiError::conflict("calls are for their two users only: they cannot be joined by invitation"));
         }
         let (invite, expiry, out) = core.engine.create_invite(now, &id, token, ttl).map_err(engine_err)?;
-        Ok(((invite, expiry), Change::from(out)))
+        change.absorb(out);
+        Ok(Invite { token: invite.token, expires_at: expiry.map(format_rfc3339), session_id: invite.session_id })
     })
     .await?;
     match r {
-        Ok((invite, expiry)) => Ok((
-            StatusCode::CREATED,
-            Json(json!({"token": invite.token, "expires_at": expiry.map(format_rfc3339), "session_id": invite.session_id})),
-        )
-            .into_response()),
+        Ok(invite) => Ok((StatusCode::CREATED, Json(invite))),
         Err(ended) => Err(ApiError::gone(&ended)),
     }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct InviteJoinBody {
-    name: Option<String>,
 }
 
 /// How long an invite's participant token lasts.
 const PARTICIPANT_TOKEN_SECS: u64 = 24 * 3600;
 
+/// Join through an invitation
+///
+/// No authentication: the invitation token is the credential. The guest becomes a participant
+/// (`participant_id` = `guest_…`) and receives a user token limited to this session, good for its
+/// heartbeat, leave and event endpoints.
+#[utoipa::path(post, path = "/v1/invites/{token}/join", operation_id = "join_invite", tag = "invites",
+    params(("token" = String, Path, description = "The invitation token")),
+    request_body(content = Option<InviteJoin>, description = "Optional; an empty body is `{}`."),
+    responses(
+        (status = 201, description = "Joined.", body = InviteJoined),
+        (status = 400, response = BadRequest),
+        (status = 404, description = "No such invitation.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "`detail` says the invitation expired (title \"Invitation expired\") or that the session ended (title \"Session ended\").", body = Problem, content_type = "application/problem+json",
+            example = json!({"type":"https://tether.dev/problems/invitation-expired","title":"Invitation expired","status":410,"detail":"the invitation expired"})),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`name` over 200 characters or an unknown field; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn join_invite(
     State(app): AppState,
     Path(token): Path<String>,
-    JsonBody(body): JsonBody<InviteJoinBody>,
-) -> Result<Response, ApiError> {
+    JsonBody(body): JsonBody<InviteJoin>,
+) -> Result<(StatusCode, Json<InviteJoined>), ApiError> {
     check_name(&body.name)?;
     let participant_id = format!("guest_{}", uuid::Uuid::now_v7().simple());
-    let (session, ack) = {
-        let mut core = app.core.lock();
-        let now = app.now();
-        let (session, out) = core.engine.join_invite(now, &token, &participant_id, body.name)?;
-        let ack = app.commit(&mut core, now, Change::from(out));
-        (session, ack)
-    };
-    ack.wait().await.map_err(ApiError::unavailable)?;
-    let participant_token = app.auth.mint(&participant_id, Some(&session.id), PARTICIPANT_TOKEN_SECS);
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"session": session, "participant_id": participant_id, "token": participant_token})),
-    )
-        .into_response())
+    let session = app
+        .change(|core: &mut Core, now, change: &mut Change| {
+            let (session, out) = core.engine.join_invite(now, &token, &participant_id, body.name)?;
+            change.absorb(out);
+            Ok::<_, ApiError>(session)
+        })
+        .await?;
+    let token = app.auth.mint(&participant_id, Some(&session.id), PARTICIPANT_TOKEN_SECS);
+    Ok((StatusCode::CREATED, Json(InviteJoined { session, participant_id, token })))
 }

@@ -3,38 +3,43 @@
 //! `POST /v1/calls/{id}/webrtc`. Signals and WebRTC reports arriving over the
 //! WebSocket share the functions here.
 
-use super::{call_users, Decision, DecisionError, Signal};
+use super::{call_users, Decision, DecisionError};
 use crate::app::{App, Core};
 use crate::auth::Principal;
 use crate::http::access::{acting_user, ended_or_missing, find_session, may_see, Caller};
 use crate::http::problem::{ApiError, JsonBody, QueryParams};
 use crate::hub::Draft;
 use crate::journal::Change;
+use crate::wire::matching::{
+    Block, Blocked, CallActor, CallJoin, DecisionBody, DecisionResult, MatchEntry, Matches, MatchesQuery,
+    MatchingStart, MatchingStarted, NextMatch, NextQuery, Profile, ProfileInput, ReceivedSignal, SignalAccepted,
+    SignalBody, SignalList, SignalType, WebrtcSetup,
+};
+use crate::wire::problem::{BadRequest, MethodNotAllowed, Problem, TooLarge, Unauthorized, Unavailable};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tether_engine::kind::{CALL, MATCHING};
 use tether_engine::{EndReason, NewSession, Session, Status};
-use tether_match::{parse_personality, Preferences, PreferencesInput, Profile, ProfileInput};
+use tether_match::{parse_personality, Preferences, PreferencesInput};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1/profiles/{user_id}", put(put_profile).get(get_profile))
-        .route("/v1/matching/start", post(start))
-        .route("/v1/matching/next", get(next))
-        .route("/v1/matching/decision", post(decision))
-        .route("/v1/matches", get(matches))
-        .route("/v1/blocks", post(block))
-        .route("/v1/calls/{id}", get(get_call))
-        .route("/v1/calls/{id}/join", post(join_call))
-        .route("/v1/calls/{id}/end", post(end_call))
-        .route("/v1/calls/{id}/signals", post(post_signal).get(drain_signals))
-        .route("/v1/calls/{id}/webrtc", post(webrtc))
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(put_profile, get_profile))
+        .routes(routes!(start))
+        .routes(routes!(next))
+        .routes(routes!(decision))
+        .routes(routes!(matches))
+        .routes(routes!(block))
+        .routes(routes!(get_call))
+        .routes(routes!(join_call))
+        .routes(routes!(end_call))
+        .routes(routes!(post_signal, drain_signals))
+        .routes(routes!(webrtc))
 }
 
 type AppState = State<Arc<App>>;
@@ -54,16 +59,35 @@ fn may_write_profile(app: &App, p: &Principal, user: &str) -> Result<(), ApiErro
     }
 }
 
+/// Set a user's matching profile
+///
+/// An API key may set any user's profile; a user token only its own, and only when `[auth].demo`
+/// is on. Setting a profile lets a waiting user be paired.
+#[utoipa::path(put, path = "/v1/profiles/{user_id}", operation_id = "put_profile", tag = "matching", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user (1–128 bytes, no control characters)")),
+    request_body = ProfileInput,
+    responses(
+        (status = 200, description = "Stored; the profile as validated.", body = Profile),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token for another user, an invitation token, or a user token with demo mode off.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "A field is missing or invalid (`name`, `age` outside 18–120, `interests[3]`, `personality` not 5 numbers in 0..1, the path's `user_id`); `field` names it.", body = Problem, content_type = "application/problem+json",
+            example = json!({"type":"https://tether.dev/problems/invalid-field","title":"Invalid field","status":422,"detail":"age: must be between 18 and 120","field":"age"})),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn put_profile(
     State(app): AppState,
     Caller(p): Caller,
     Path(user): Path<String>,
     JsonBody(body): JsonBody<ProfileInput>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Profile>, ApiError> {
     may_write_profile(&app, &p, &user)?;
-    let profile = Profile::parse(user, body).map_err(field_error)?;
-    let shown = serde_json::to_value(&profile).unwrap_or(Value::Null);
-    app.run(|core: &mut Core, now, change: &mut Change| {
+    let profile = tether_match::Profile::parse(user, body.into()).map_err(field_error)?;
+    let shown = Profile::from(&profile);
+    app.change(|core: &mut Core, now, change: &mut Change| {
         let Core { engine, matching } = core;
         matching.put_profile(now, profile, engine, change);
         Ok::<_, ApiError>(())
@@ -72,42 +96,64 @@ pub async fn put_profile(
     Ok(Json(shown))
 }
 
+/// Read a matching profile
+///
+/// Extension. An API key reads any profile; a user its own and its current call partner's.
+#[utoipa::path(get, path = "/v1/profiles/{user_id}", operation_id = "get_profile", tag = "matching", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The profile.", body = Profile),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "No profile, or one the caller may not see.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+    )
+)]
 pub async fn get_profile(
     State(app): AppState,
     Caller(p): Caller,
     Path(user): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let core = app.core.lock();
-    let m = &core.matching;
-    // A user sees its own profile and its current call partner's.
-    let visible = match &p {
-        Principal::ApiKey => true,
-        Principal::User { id, .. } => {
-            id == &user || m.call_of(id).and_then(|c| m.live_call(c)).is_some_and(|call| call.users.contains(&user))
+) -> Result<Json<Profile>, ApiError> {
+    app.read(|core| {
+        let m = &core.matching;
+        // A user sees its own profile and its current call partner's.
+        let visible = match &p {
+            Principal::ApiKey => true,
+            Principal::User { id, .. } => {
+                id == &user || m.call_of(id).and_then(|c| m.live_call(c)).is_some_and(|call| call.users.contains(&user))
+            }
+        };
+        match m.pool().profile(&user) {
+            Some(profile) if visible => Ok(Json(Profile::from(profile))),
+            _ => Err(ApiError::not_found("profile")),
         }
-    };
-    match m.pool().profile(&user) {
-        Some(profile) if visible => Ok(Json(serde_json::to_value(profile).unwrap_or(Value::Null))),
-        _ => Err(ApiError::not_found("profile")),
-    }
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StartBody {
-    min_age: Option<i64>,
-    max_age: Option<i64>,
-    preferred_interests: Option<Vec<String>>,
-    personality_weight: Option<f64>,
-    /// API key only: the user who enters the pool.
-    user_id: Option<String>,
-}
-
+/// Enter the matching pool
+///
+/// Starts a `matching` session (kind `matching`: idle 30 s, `disconnect_grace` 5 s, `per_user`
+/// replace) for the caller or, with an API key, `user_id`; it replaces the user's previous one
+/// (whose waiting or active call then ends `partner_left`). Pairing happens at once when a
+/// compatible free user waits: both get `match.found`. Keep the session alive with heartbeats,
+/// `GET /v1/matching/next` or an open WebSocket.
+#[utoipa::path(post, path = "/v1/matching/start", operation_id = "matching_start", tag = "matching", security(("bearer" = [])),
+    request_body = MatchingStart,
+    responses(
+        (status = 201, description = "In the pool.", body = MatchingStarted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "An invitation token, or a user token naming another user in `user_id`.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "A field is missing or invalid (`min_age`/`max_age` outside 18–120 or `max_age` < `min_age`, `preferred_interests[i]`, `personality_weight` outside 0..1, `user_id` missing with an API key, an unknown field); `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn start(
     State(app): AppState,
     Caller(p): Caller,
-    JsonBody(body): JsonBody<StartBody>,
-) -> Result<Response, ApiError> {
+    JsonBody(body): JsonBody<MatchingStart>,
+) -> Result<(StatusCode, Json<MatchingStarted>), ApiError> {
     if matches!(&p, Principal::User { scope: Some(_), .. }) {
         return Err(ApiError::forbidden("an invitation token cannot start matching"));
     }
@@ -121,7 +167,7 @@ pub async fn start(
     let prefs = Preferences::parse(input).map_err(field_error)?;
     let metadata = json!({"preferences": prefs.to_input()});
     let session = app
-        .run(|core: &mut Core, now, change: &mut Change| {
+        .change(|core: &mut Core, now, change: &mut Change| {
             let Core { engine, matching } = core;
             let req = NewSession {
                 id: crate::app::new_id(),
@@ -140,38 +186,47 @@ pub async fn start(
             Ok::<_, ApiError>(session)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"session_id": session.id, "status": session.status, "session": session})))
-        .into_response())
+    Ok((StatusCode::CREATED, Json(MatchingStarted { session_id: session.id.clone(), status: session.status, session })))
 }
 
-#[derive(Deserialize)]
-pub struct NextQuery {
-    session_id: Option<String>,
-}
-
+/// Poll for a match
+///
+/// Also a heartbeat of the matching session. `match_found` is true while the user's call is
+/// waiting or active; otherwise `awaiting_decision` names a call whose decision is owed.
+#[utoipa::path(get, path = "/v1/matching/next", operation_id = "matching_next", tag = "matching", security(("bearer" = [])),
+    params(NextQuery),
+    responses(
+        (status = 200, description = "The match, if any.", body = NextMatch),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "No such session, or one the caller may not see.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "The matching session has ended: `end_reason` says why.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`session_id` missing or not a `matching` session; `field` names it.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn next(
     State(app): AppState,
     Caller(p): Caller,
     QueryParams(q): QueryParams<NextQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NextMatch>, ApiError> {
     let id =
         q.session_id.ok_or_else(|| ApiError::invalid("session_id", "session_id is required (the matching session)"))?;
     let session = crate::http::sessions::beat(&app, &p, &id).await?;
     if session.kind != MATCHING {
         return Err(ApiError::invalid("session_id", "session_id must name a matching session"));
     }
-    let core = app.core.lock();
-    let m = &core.matching;
-    if let Some(call_id) = m.call_of(&session.user_id) {
-        if let Some(call) = m.live_call(call_id) {
-            let partner = call.users.iter().find(|u| **u != session.user_id).cloned().unwrap_or_default();
-            return Ok(Json(json!({"match_found": true, "match": m.match_info(call_id, &partner, call.score)})));
+    let answer = app.read(|core| {
+        let m = &core.matching;
+        if let Some(call_id) = m.call_of(&session.user_id) {
+            if let Some(call) = m.live_call(call_id) {
+                let partner = call.users.iter().find(|u| **u != session.user_id).cloned().unwrap_or_default();
+                let found = m.match_info(call_id, &partner, call.score);
+                return NextMatch { match_found: true, found: Some(found), awaiting_decision: None };
+            }
         }
-    }
-    Ok(Json(match m.owing(&session.user_id) {
-        Some(call) => json!({"match_found": false, "awaiting_decision": call}),
-        None => json!({"match_found": false}),
-    }))
+        NextMatch { match_found: false, found: None, awaiting_decision: m.owing(&session.user_id).map(str::to_string) }
+    });
+    Ok(Json(answer))
 }
 
 /// The call as the caller may see it, or 404 (also for sessions that are not calls).
@@ -187,6 +242,23 @@ fn cancelled(s: &Session) -> bool {
     s.end_reason == Some(EndReason::PartnerLeft)
 }
 
+/// Read a call
+///
+/// A call is a session of kind `call` (quorum 2, `waiting_timeout` 60 s, `max_duration` 180 s)
+/// created by matching for two users (`members`) with nobody joined; its owner (`user_id`) is the
+/// user who waited longer. Both users may read it.
+#[utoipa::path(get, path = "/v1/calls/{id}", operation_id = "get_call", tag = "calls", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Call (session) id")),
+    responses(
+        (status = 200, description = "The call session (ended ones too, unless cancelled because the partner left).", body = Session),
+        (status = 401, response = Unauthorized),
+        (status = 404, description = "No such call, or not one of the caller's.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "Cancelled because the partner's matching session ended: `end_reason` is `partner_left`.", body = Problem, content_type = "application/problem+json",
+            example = json!({"type":"https://tether.dev/problems/session-ended","title":"Session ended","status":410,"detail":"session 01936b80-… has ended (partner_left)","end_reason":"partner_left"})),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_call(
     State(app): AppState,
     Caller(p): Caller,
@@ -214,25 +286,39 @@ fn call_member(p: &Principal, s: &Session, body_user: Option<&str>) -> Result<St
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct CallActor {
-    user_id: Option<String>,
-}
-
+/// Join a call
+///
+/// The user becomes a participant; the call's quorum counts users who joined, so its timer
+/// (`max_duration`) starts on the second join.
+#[utoipa::path(post, path = "/v1/calls/{id}/join", operation_id = "join_call", tag = "calls", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Call (session) id")),
+    request_body(content = Option<CallActor>, description = "Needed with an API key only; may be empty otherwise."),
+    responses(
+        (status = 200, description = "Joined.", body = CallJoin),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token naming another user in `user_id`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call, or not one of the caller's (or the acting user's).", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "The call has ended: `end_reason` says why.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`user_id` missing with an API key, or an unknown field; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn join_call(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<CallActor>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CallJoin>, ApiError> {
     let s = find_call(&app, &p, &id).await?;
     let user = call_member(&p, &s, body.user_id.as_deref())?;
     if !s.status.is_live() {
         return Err(ApiError::gone(&s));
     }
     let joined = app
-        .run(|core: &mut Core, now, change: &mut Change| {
+        .change(|core: &mut Core, now, change: &mut Change| {
             let name = core.matching.pool().profile(&user).map(|p| p.name().to_string());
             let (session, out) = core.engine.join(now, &id, &user, name)?;
             change.absorb(out);
@@ -245,13 +331,33 @@ pub async fn join_call(
         Err(e) => return Err(e),
     };
     let active = session.status == Status::Active;
-    Ok(Json(json!({
-        "timer_started": active,
-        "ends_at": if active { session.expires_at.map(tether_engine::time::format_rfc3339) } else { None },
-        "session": session,
-    })))
+    Ok(Json(CallJoin {
+        timer_started: active,
+        ends_at: if active { session.expires_at.map(tether_engine::time::format_rfc3339) } else { None },
+        session,
+    }))
 }
 
+/// End a call
+///
+/// Ends the call for both users with reason `ended`; from then on it answers `200` (as any ended
+/// session), while a call cancelled because the partner left answers `410`.
+#[utoipa::path(post, path = "/v1/calls/{id}/end", operation_id = "end_call", tag = "calls", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Call (session) id")),
+    request_body(content = Option<CallActor>, description = "Needed with an API key only; may be empty otherwise."),
+    responses(
+        (status = 200, description = "The ended call session (unchanged if it had ended already).", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token naming another user in `user_id`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call, or not one of the caller's (or the acting user's).", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "Cancelled because the partner left: `end_reason` is `partner_left`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`user_id` missing with an API key, or an unknown field; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn end_call(
     State(app): AppState,
     Caller(p): Caller,
@@ -267,7 +373,7 @@ pub async fn end_call(
         return Ok(Json(s));
     }
     let ended = app
-        .run(|core: &mut Core, now, change: &mut Change| {
+        .change(|core: &mut Core, now, change: &mut Change| {
             let (session, out) = core.engine.end(now, &id, EndReason::Ended, None)?;
             change.absorb(out);
             Ok::<_, ApiError>(session)
@@ -288,105 +394,135 @@ pub async fn end_call(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignalBody {
-    #[serde(rename = "type")]
-    kind: String,
-    data: Option<Value>,
-    /// API key only: which of the call's users sends it.
-    user_id: Option<String>,
-}
-
-pub const SIGNAL_TYPES: [&str; 3] = ["offer", "answer", "ice-candidate"];
 /// A signal's `data` is at most this many bytes of JSON (SDP offers are a few KB).
 const SIGNAL_DATA_LIMIT: usize = 32 * 1024;
 
+/// Send a WebRTC signal
+///
+/// Delivered to the other user only: as a `call.signal` event, and queued for its
+/// `GET /v1/calls/{id}/signals`. Not durable.
+#[utoipa::path(post, path = "/v1/calls/{id}/signals", operation_id = "send_signal", tag = "calls", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Call (session) id")),
+    request_body = SignalBody,
+    responses(
+        (status = 202, description = "Accepted for delivery.", body = SignalAccepted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token naming another user in `user_id`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call, or not one of the caller's (or the acting user's).", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "The call has ended: `end_reason` says why.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`type` not `offer`/`answer`/`ice-candidate`, `data` missing, not an object or over 32 KiB, `user_id` missing with an API key, or an unknown field; `field` names it.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn post_signal(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<SignalBody>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<SignalAccepted>), ApiError> {
     relay_signal(&app, &p, &id, body).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": true}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(SignalAccepted { accepted: true })))
 }
 
-/// A signal from the WebSocket: `{"type":"signal","call_id","signal":{"type","data"}}`.
-pub async fn relay_signal_value(app: &Arc<App>, p: &Principal, call: &str, signal: Value) -> Result<(), ApiError> {
-    let body: SignalBody =
-        serde_json::from_value(signal).map_err(|e| ApiError::invalid("signal", format!("signal: {e}")))?;
-    relay_signal(app, p, call, body).await
-}
-
-async fn relay_signal(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Result<(), ApiError> {
-    if !relay_live(app, p, call_id, body)? {
-        return Err(ended_or_missing(app, p, call_id, "call", |s| s.kind == CALL).await);
-    }
-    Ok(())
-}
-
-/// Relays under the core lock; `false` when the call is not live (or not the caller's).
-fn relay_live(app: &App, p: &Principal, call_id: &str, body: SignalBody) -> Result<bool, ApiError> {
-    if !SIGNAL_TYPES.contains(&body.kind.as_str()) {
-        return Err(ApiError::invalid(
-            "type",
-            format!("type must be one of offer, answer, ice-candidate, not {:?}", body.kind),
-        ));
-    }
+/// Relays a signal from `p` (HTTP or the WebSocket `signal` message) to the call's other user.
+pub async fn relay_signal(app: &Arc<App>, p: &Principal, call_id: &str, body: SignalBody) -> Result<(), ApiError> {
+    let kind = SignalType::parse(&body.kind).ok_or_else(|| {
+        ApiError::invalid("type", format!("type must be one of offer, answer, ice-candidate, not {:?}", body.kind))
+    })?;
     let data = match body.data {
-        Some(d @ Value::Object(_)) => d,
+        Some(Value::Object(d)) => d,
         Some(_) => return Err(ApiError::invalid("data", "data must be a JSON object")),
         None => return Err(ApiError::invalid("data", "data is required")),
     };
-    if data.to_string().len() > SIGNAL_DATA_LIMIT {
+    if serde_json::to_string(&data).map_or(0, |s| s.len()) > SIGNAL_DATA_LIMIT {
         return Err(ApiError::invalid("data", format!("data is limited to {SIGNAL_DATA_LIMIT} bytes")));
     }
-    let mut core = app.core.lock();
-    let now = app.now();
-    app.catch_up(&mut core, now);
-    let Some(session) = core.engine.get(call_id).filter(|s| s.kind == CALL && may_see(p, s)) else {
-        return Ok(false);
-    };
-    let from = call_member(p, &session, body.user_id.as_deref())?;
-    let signal = Signal { kind: body.kind, data, from: from.clone(), at: now };
-    let json_signal = signal.to_json();
-    let to = core.matching.relay(call_id, &from, signal).ok_or_else(|| ApiError::not_found("call"))?;
-    app.metrics.count_signal_relayed();
-    let mut draft = Draft::new(tether_engine::EventType::CallSignal, now, session).with("signal", json_signal);
-    draft.audience = Some(vec![to]);
-    // Signals are not durable: straight to the hub, in order, without waiting for a commit.
-    app.hub.publish(vec![draft]);
-    Ok(true)
+    // Signals are not durable: the change holds nothing to commit; the signal goes
+    // straight to the hub, in order, under the lock.
+    let relayed = app
+        .change(|core: &mut Core, now, _change: &mut Change| {
+            let Some(session) = core.engine.get(call_id).filter(|s| s.kind == CALL && may_see(p, s)) else {
+                return Ok(false);
+            };
+            let from = call_member(p, &session, body.user_id.as_deref())?;
+            let signal =
+                ReceivedSignal { kind, data, from: from.clone(), at: tether_engine::time::format_rfc3339(now) };
+            let event_signal = serde_json::to_value(&signal).unwrap_or(Value::Null);
+            let to = core.matching.relay(call_id, &from, signal).ok_or_else(|| ApiError::not_found("call"))?;
+            app.metrics.count_signal_relayed();
+            let mut draft = Draft::new(tether_engine::EventType::CallSignal, now, session).with("signal", event_signal);
+            draft.audience = Some(vec![to]);
+            app.hub.publish(vec![draft]);
+            Ok::<_, ApiError>(true)
+        })
+        .detach()?;
+    if relayed {
+        Ok(())
+    } else {
+        Err(ended_or_missing(app, p, call_id, "call", |s| s.kind == CALL).await)
+    }
 }
 
+/// Drain waiting signals
+///
+/// The signals waiting for the caller, in order; this read removes them.
+#[utoipa::path(get, path = "/v1/calls/{id}/signals", operation_id = "drain_signals", tag = "calls", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Call (session) id"), CallActor),
+    responses(
+        (status = 200, description = "The signals.", body = SignalList),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token naming another user in `user_id`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call, or not one of the caller's (or the acting user's).", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 410, description = "Cancelled because the partner left: `end_reason` is `partner_left`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`user_id` missing with an API key; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn drain_signals(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
     QueryParams(q): QueryParams<CallActor>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SignalList>, ApiError> {
     let s = find_call(&app, &p, &id).await?;
     let user = call_member(&p, &s, q.user_id.as_deref())?;
     if cancelled(&s) {
         return Err(ApiError::gone(&s));
     }
-    let signals: Vec<Value> = app.core.lock().matching.drain(&id, &user).iter().map(Signal::to_json).collect();
-    Ok(Json(json!({ "signals": signals })))
+    // Draining changes only the in-memory queues: nothing to make durable.
+    let signals = app
+        .change(|core: &mut Core, _now, _change: &mut Change| Ok::<_, ApiError>(core.matching.drain(&id, &user)))
+        .detach()?;
+    Ok(Json(SignalList { signals }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetupBody {
-    setup_ms: f64,
-    user_id: Option<String>,
-}
-
+/// Report WebRTC set-up time
+///
+/// Extension: the caller's peer connection is up; `setup_ms` feeds the WebRTC set-up metric.
+/// The WebSocket message `webrtc.connected` does the same.
+#[utoipa::path(post, path = "/v1/calls/{id}/webrtc", operation_id = "report_webrtc", tag = "calls", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Call (session) id")),
+    request_body = WebrtcSetup,
+    responses(
+        (status = 204, description = "Recorded."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token naming another user in `user_id`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call, or not one of the caller's (or the acting user's).", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`setup_ms` missing or outside 0–600000, `user_id` missing with an API key, or an unknown field; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn webrtc(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<SetupBody>,
+    JsonBody(body): JsonBody<WebrtcSetup>,
 ) -> Result<StatusCode, ApiError> {
     let s = find_call(&app, &p, &id).await?;
     call_member(&p, &s, body.user_id.as_deref())?;
@@ -403,32 +539,47 @@ fn observe_setup(app: &App, ms: f64) -> Result<(), ApiError> {
 }
 
 /// A WebRTC set-up report from the WebSocket: `{"type":"webrtc.connected","call_id","setup_ms"}`.
-pub fn record_setup(app: &Arc<App>, p: &Principal, call: &str, ms: f64) -> Result<(), ApiError> {
-    let session = {
-        let core = app.core.lock();
-        core.engine.get(call)
+pub async fn record_setup(app: &Arc<App>, p: &Principal, call: &str, ms: f64) -> Result<(), ApiError> {
+    let live = app.read(|core| core.engine.get(call));
+    let session = match live {
+        Some(s) => Some(s),
+        None => {
+            let (store, id) = (app.store.clone(), call.to_string());
+            tokio::task::spawn_blocking(move || store.get(&id).ok().flatten()).await.ok().flatten()
+        }
     }
-    .or_else(|| app.store.get(call).ok().flatten())
     .filter(|s| s.kind == CALL && may_see(p, s))
     .ok_or_else(|| ApiError::not_found("call"))?;
     call_member(p, &session, None).or_else(|e| if p.is_api_key() { Ok(String::new()) } else { Err(e) })?;
     observe_setup(app, ms)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecisionBody {
-    call_id: String,
-    decision: String,
-    personality_rating: Option<Vec<f64>>,
-    user_id: Option<String>,
-}
-
+/// Decide after a call
+///
+/// Owed by both users of a call that became active, once it ended. `skip` records a pass; `continue`
+/// from both is a mutual match (`match.mutual` to each). Deciding returns the user to the pool
+/// (otherwise it returns after the `matching` kind's `decision_timeout`, default 30 s).
+#[utoipa::path(post, path = "/v1/matching/decision", operation_id = "matching_decision", tag = "matching", security(("bearer" = [])),
+    request_body = DecisionBody,
+    responses(
+        (status = 200, description = "Recorded.", body = DecisionResult),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token naming another user in `user_id`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call, or not one of the caller's (or the acting user's).", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 409, description = "The call is still live (`call_status` says how), never became active (no decision is owed), its decision window passed, or the user already decided differently.", body = Problem, content_type = "application/problem+json",
+            example = json!({"type":"https://tether.dev/problems/conflict","title":"Conflict","status":409,"detail":"the call is still live: decide after it ends","call_status":"active"})),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "A field is missing or invalid (`decision` not `skip`/`continue`, `personality_rating[i]` outside 0..1 or not 5 numbers, `user_id` missing with an API key, an unknown field); `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn decision(
     State(app): AppState,
     Caller(p): Caller,
     JsonBody(body): JsonBody<DecisionBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DecisionResult>, ApiError> {
     let decision = match body.decision.as_str() {
         "skip" => Decision::Skip,
         "continue" => Decision::Continue,
@@ -457,7 +608,7 @@ pub async fn decision(
     }
     let call_id = body.call_id.clone();
     let mutual = app
-        .run(|core: &mut Core, now, change: &mut Change| {
+        .change(|core: &mut Core, now, change: &mut Change| {
             let Core { engine, matching } = core;
             matching.decide(now, &user, &call_id, decision, rating, engine, change).map_err(|e| match e {
                 DecisionError::NotOwed => {
@@ -470,47 +621,61 @@ pub async fn decision(
             })
         })
         .await?;
-    Ok(Json(json!({"call_id": body.call_id, "decision": decision.as_str(), "mutual": mutual})))
+    Ok(Json(DecisionResult { call_id: body.call_id, decision, mutual }))
 }
 
-#[derive(Deserialize)]
-pub struct MatchesQuery {
-    user_id: Option<String>,
-}
-
+/// List mutual matches
+#[utoipa::path(get, path = "/v1/matches", operation_id = "list_matches", tag = "matching", security(("bearer" = [])),
+    params(MatchesQuery),
+    responses(
+        (status = 200, description = "The mutual matches, oldest first.", body = Matches),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token naming another user in `user_id`.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 422, description = "`user_id` missing with an API key; `field` names it.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn matches(
     State(app): AppState,
     Caller(p): Caller,
     QueryParams(q): QueryParams<MatchesQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Matches>, ApiError> {
     let user = acting_user(&p, q.user_id.as_deref())?;
-    let core = app.core.lock();
-    let list: Vec<Value> = core
-        .matching
-        .matches_of(&user)
-        .into_iter()
-        .map(|(other, at)| {
-            json!({"user_id": other, "name": core.matching.pool().profile(&other).map(|p| p.name()),
-                   "matched_at": tether_engine::time::format_rfc3339(at)})
-        })
-        .collect();
-    Ok(Json(json!({ "matches": list })))
+    let matches = app.read(|core| {
+        core.matching
+            .matches_of(&user)
+            .into_iter()
+            .map(|(other, at)| MatchEntry {
+                name: core.matching.pool().profile(&other).map(|p| p.name().to_string()),
+                user_id: other,
+                matched_at: tether_engine::time::format_rfc3339(at),
+            })
+            .collect()
+    });
+    Ok(Json(Matches { matches }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlockBody {
-    /// The user to block.
-    user_id: String,
-    /// API key only: who blocks.
-    by: Option<String>,
-}
-
+/// Block a user
+///
+/// Extension: the two users are never paired again, for good.
+#[utoipa::path(post, path = "/v1/blocks", operation_id = "create_block", tag = "matching", security(("bearer" = [])),
+    request_body = Block,
+    responses(
+        (status = 200, description = "Blocked.", body = Blocked),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A user token naming another user in `by`.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`user_id` missing, blank or the blocker itself, `by` missing with an API key, or an unknown field; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn block(
     State(app): AppState,
     Caller(p): Caller,
-    JsonBody(body): JsonBody<BlockBody>,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<Block>,
+) -> Result<Json<Blocked>, ApiError> {
     // The blocker is `by` here (`user_id` names the blocked user): say so in errors.
     let me = acting_user(&p, body.by.as_deref()).map_err(|e| match e.status {
         StatusCode::UNPROCESSABLE_ENTITY => {
@@ -522,10 +687,10 @@ pub async fn block(
     if other.is_empty() || other == me {
         return Err(ApiError::invalid("user_id", "user_id must name another user"));
     }
-    app.run(|core: &mut Core, _now, change: &mut Change| {
+    app.change(|core: &mut Core, _now, change: &mut Change| {
         core.matching.block(&me, &other, change);
         Ok::<_, ApiError>(())
     })
     .await?;
-    Ok(Json(json!({"blocked": other, "by": me})))
+    Ok(Json(Blocked { blocked: other, by: me }))
 }

@@ -24,6 +24,7 @@ use crate::hub::Draft;
 use crate::journal::Change;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoreWrite};
+use crate::wire::matching::{self as wire, ReceivedSignal};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use tether_engine::kind::{CALL, MATCHING};
@@ -40,26 +41,11 @@ pub const MATCHES: &str = "matches";
 /// them over its event stream anyway).
 pub const SIGNAL_QUEUE_LIMIT: usize = 256;
 
-#[derive(Clone, Debug)]
-pub struct Signal {
-    pub kind: String,
-    pub data: Value,
-    pub from: String,
-    pub at: Millis,
-}
-
-impl Signal {
-    pub fn to_json(&self) -> Value {
-        json!({"type": self.kind, "data": self.data, "from": self.from,
-               "at": tether_engine::time::format_rfc3339(self.at)})
-    }
-}
-
 /// A call that is waiting or active.
 pub struct LiveCall {
     pub users: [String; 2],
     pub score: f64,
-    queues: HashMap<String, VecDeque<Signal>>,
+    queues: HashMap<String, VecDeque<ReceivedSignal>>,
 }
 
 /// A call that became active and ended: decisions are owed on it.
@@ -69,20 +55,8 @@ struct EndedCall {
     decisions: HashMap<String, Decision>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    Skip,
-    Continue,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Skip => "skip",
-            Decision::Continue => "continue",
-        }
-    }
-}
+/// A skip/continue decision after a call: the wire's enum.
+pub use crate::wire::matching::DecisionKind as Decision;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct MutualMatch {
@@ -300,7 +274,7 @@ impl Matching {
     }
 
     /// Queues a signal for the other user and returns who that is.
-    pub fn relay(&mut self, call_id: &str, from: &str, signal: Signal) -> Option<String> {
+    pub fn relay(&mut self, call_id: &str, from: &str, signal: ReceivedSignal) -> Option<String> {
         let call = self.calls.get_mut(call_id)?;
         let to = call.users.iter().find(|u| u.as_str() != from)?.clone();
         let q = call.queues.entry(to.clone()).or_default();
@@ -311,7 +285,7 @@ impl Matching {
         Some(to)
     }
 
-    pub fn drain(&mut self, call_id: &str, user: &str) -> Vec<Signal> {
+    pub fn drain(&mut self, call_id: &str, user: &str) -> Vec<ReceivedSignal> {
         self.calls
             .get_mut(call_id)
             .and_then(|c| c.queues.get_mut(user))
@@ -320,6 +294,8 @@ impl Matching {
     }
 
     /// Records a decision on an ended active call. Returns whether it made a mutual match.
+    // Every matching operation takes (now, …, engine, change); the decision itself is four of them.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide(
         &mut self,
         now: Millis,
@@ -364,7 +340,14 @@ impl Matching {
             ));
             self.matches.push(mm);
             for (me, other) in [(user, partner.as_str()), (partner.as_str(), user)] {
-                let mut d = Draft::new(EventType::MatchMutual, now, session.clone()).with("match", json!({"call_id": call_id, "user_id": other, "name": self.pool.profile(other).map(|p| p.name().to_string()), "matched_at": tether_engine::time::format_rfc3339(now)}));
+                let mutual = wire::MutualMatch {
+                    call_id: call_id.to_string(),
+                    user_id: other.to_string(),
+                    name: self.pool.profile(other).map(|p| p.name().to_string()),
+                    matched_at: tether_engine::time::format_rfc3339(now),
+                };
+                let mut d = Draft::new(EventType::MatchMutual, now, session.clone())
+                    .with("match", serde_json::to_value(mutual).unwrap_or(Value::Null));
                 d.audience = Some(vec![me.to_string()]);
                 change.events.push(d);
             }
@@ -510,27 +493,28 @@ impl Matching {
             .insert(id.clone(), LiveCall { users: [p.a.clone(), p.b.clone()], score: p.score, queues: HashMap::new() });
         self.metrics.count_pair();
         for (me, other) in [(&p.a, &p.b), (&p.b, &p.a)] {
+            let found = self.match_info(&id, other, p.score);
             let mut d = Draft::new(EventType::MatchFound, now, session.clone())
-                .with("match", self.match_info(&id, other, p.score));
+                .with("match", serde_json::to_value(found).unwrap_or(Value::Null));
             d.audience = Some(vec![me.clone()]);
             change.events.push(d);
         }
     }
 
-    /// The `match` object: `{"call_id","partner":{…},"compatibility_score"}`.
-    pub fn match_info(&self, call_id: &str, partner: &str, score: f64) -> Value {
+    /// The `match` of `match.found` and `GET /v1/matching/next`.
+    pub fn match_info(&self, call_id: &str, partner: &str, score: f64) -> wire::Match {
         let profile = self.pool.profile(partner);
-        json!({
-            "call_id": call_id,
-            "partner": {
-                "user_id": partner,
-                "name": profile.map(|p| p.name()),
-                "age": profile.map(|p| p.age()),
-                "bio": profile.and_then(|p| p.bio()),
-                "interests": profile.map(|p| p.interests().to_vec()).unwrap_or_default(),
+        wire::Match {
+            call_id: call_id.to_string(),
+            partner: wire::Partner {
+                user_id: partner.to_string(),
+                name: profile.map(|p| p.name().to_string()),
+                age: profile.map(|p| p.age()),
+                bio: profile.and_then(|p| p.bio()).map(str::to_string),
+                interests: profile.map(|p| p.interests().to_vec()).unwrap_or_default(),
             },
-            "compatibility_score": (score * 1000.0).round() / 1000.0,
-        })
+            compatibility_score: (score * 1000.0).round() / 1000.0,
+        }
     }
 }
 
