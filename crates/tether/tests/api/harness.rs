@@ -88,11 +88,12 @@ async fn the_manual_clock_drives_the_in_process_deadline_timer() {
     assert_eq!(e.received_at, start + 400, "receipt is stamped with server time");
 }
 
-/// The check is wired to the server's real document: a real answer passes,
-/// the same answer doctored fails, naming the field.
+/// The check is wired to the server's real document: a real answer and a
+/// real event pass, the same doctored fail, naming the field.
 #[tokio::test]
 async fn the_real_document_refuses_a_doctored_answer() {
     let app = TestApp::in_process().await;
+    let mut events = app.sse(API_KEY, "", None).await;
     let s = app.start_for("dot", "plain").await;
     let path = format!("/v1/sessions/{}", id_of(&s));
     let r = app.get(&path, Some(API_KEY)).await; // checked, and passes
@@ -104,6 +105,12 @@ async fn the_real_document_refuses_a_doctored_answer() {
         let err = app.contract().verify("GET", &path, &answer).expect_err(field);
         assert!(err.contains(field), "{err}");
     }
+    let started = events.wait_event(ms(2000), "session.started", &id_of(&s)).await; // checked, and passes
+    app.contract().verify_event(&started.data).expect("a real event passes");
+    let mut doctored = started.data.clone();
+    doctored["type"] = json!("session.exploded");
+    let err = app.contract().verify_event(&doctored).expect_err("an unknown event type");
+    assert!(err.contains("type"), "{err}");
     let answer = Answer { status: 201, content_type: &r.content_type, text: "(doctored)", body: &r.body };
     let err = app.contract().verify("GET", &path, &answer).expect_err("an undocumented status");
     assert!(err.contains("201"), "{err}");

@@ -694,7 +694,7 @@ impl TestApp {
                 }
             }
         });
-        EventStream { rx, task, seen: Vec::new() }
+        EventStream { rx, task, seen: Vec::new(), contract: self.contract.clone(), transport: "SSE" }
     }
 
     /// Opens `GET /v1/ws?token=…` and waits until the server is serving it (ping → pong).
@@ -726,7 +726,9 @@ impl TestApp {
                 }
             }
         });
-        let mut ws = Ws { sink, events: EventStream { rx, task, seen: Vec::new() } };
+        let events =
+            EventStream { rx, task, seen: Vec::new(), contract: self.contract.clone(), transport: "WebSocket" };
+        let mut ws = Ws { sink, events };
         ws.sync().await;
         ws
     }
@@ -851,6 +853,9 @@ pub struct EventStream {
     task: JoinHandle<()>,
     /// Every event taken from this stream so far.
     pub seen: Vec<Event>,
+    /// Checks each event taken (WebSocket `pong` and `error` frames are not events).
+    contract: Option<Arc<Contract>>,
+    transport: &'static str,
 }
 
 impl Drop for EventStream {
@@ -863,6 +868,11 @@ impl EventStream {
     pub async fn next(&mut self, timeout: Duration) -> Next {
         match tokio::time::timeout(timeout, self.rx.recv()).await {
             Ok(Some(e)) => {
+                if let Some(contract) = &self.contract {
+                    if !(self.transport == "WebSocket" && matches!(e.event.as_str(), "pong" | "error")) {
+                        contract.check_event(self.transport, &e.data);
+                    }
+                }
                 self.seen.push(e.clone());
                 Next::Event(e)
             }

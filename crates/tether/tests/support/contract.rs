@@ -2,6 +2,9 @@
 //! harness reads (status, content type and JSON body) is checked against the
 //! operation the document describes for that method and path.
 //!
+//! Events (SSE `data:` and WebSocket event frames) are checked against the
+//! document's `Event` schema as the test takes them.
+//!
 //! Strict on purpose: a path or method the document does not describe, a
 //! status it does not list for the operation, a content type it does not
 //! offer, a body where it documents none, and a body that fails the response
@@ -207,6 +210,38 @@ impl Contract {
             Ok(())
         } else {
             Err(format!("{where_} {key} body fails the schema: {}", errors.join("; ")))
+        }
+    }
+
+    /// Checks one event (an SSE `data:` or a WebSocket event frame) according to [`ContractMode`].
+    #[track_caller]
+    pub fn check_event(&self, transport: &str, data: &Value) {
+        if self.mode == ContractMode::Off {
+            return;
+        }
+        if let Err(mismatch) = self.verify_event(data) {
+            let report = format!("{transport} event {mismatch}; event: {data}");
+            match self.mode {
+                ContractMode::Enforce => panic!("the event disagrees with /openapi.json: {report}"),
+                ContractMode::Report => eprintln!("openapi mismatch: {report}"),
+                ContractMode::Off => {}
+            }
+        }
+    }
+
+    /// The mismatch between an event and the document's `Event` schema, if any.
+    pub fn verify_event(&self, data: &Value) -> Result<(), String> {
+        let pointer = "/components/schemas/Event";
+        let schema = self.doc.pointer(pointer).ok_or("the document has no Event schema")?;
+        let errors: Vec<String> = self
+            .validator(pointer, schema)?
+            .iter_errors(data)
+            .map(|e| format!("at {:?}: {e}", e.instance_path().to_string()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("fails the Event schema: {}", errors.join("; ")))
         }
     }
 
