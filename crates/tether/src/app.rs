@@ -254,12 +254,10 @@ impl App {
                 self.wake_at.store(next.unwrap_or(i64::MAX), Ordering::Release);
                 next
             });
-            let sleep = match next {
-                Some(at) => {
-                    let wait = (at - self.now()).max(0) as u64;
-                    tokio::time::sleep(std::time::Duration::from_millis(wait))
-                }
-                None => tokio::time::sleep(std::time::Duration::from_secs(3600)),
+            // The clock says when `at` has come: a test's manual clock wakes this when moved.
+            let sleep: crate::clock::Wakeup = match next {
+                Some(at) => self.clock.sleep_until(at),
+                None => Box::pin(tokio::time::sleep(std::time::Duration::from_secs(3600))),
             };
             tokio::select! {
                 _ = sleep => {}

@@ -5,14 +5,13 @@
 //! duplicated query parameter named, floats answered as given, and `410`s
 //! that carry the real end reason while the end is still being written.
 
-#[path = "api/helpers.rs"]
-mod helpers;
+mod support;
 
 use futures::{SinkExt, StreamExt};
-use helpers::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
+use support::*;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 

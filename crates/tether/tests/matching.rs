@@ -1,19 +1,22 @@
 //! Continuous matching, calls and signaling (CONTRACT §6, issue 3), end to
-//! end: the real `tether` binary on a random port with a real SQLite file,
-//! driven over HTTP, SSE and WebSocket.
+//! end over HTTP, SSE and WebSocket with a real SQLite file: the real
+//! `tether` binary where a process matters (kill -9), an in-process server
+//! on a manual clock wherever a deadline does (call timers, waiting and
+//! decision timeouts, disconnect grace), so those advance time instead of
+//! sleeping.
 //!
 //! Pairing happens inside the request that makes a user free (entering the
 //! pool, a decision, a cancelled call), so "not paired" is checked right
 //! after that request with `GET /v1/matching/next`, without waiting. Events
-//! are awaited, never slept for; the only polling is for a decision timeout,
-//! which has no event of its own.
+//! are awaited, never slept for; a read applies whatever is due before it
+//! answers, so right after the clock moves a read shows the deadline's effect.
 
-mod matching_support;
+mod support;
 
-use matching_support::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+use support::*;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -263,7 +266,7 @@ async fn signals_arrive_in_order_to_the_other_side_only() {
 
 #[tokio::test]
 async fn the_timer_starts_on_the_second_join_and_the_call_ends_at_max_duration() {
-    let app = TestApp::start().await; // call max_duration 1s
+    let app = TestApp::in_process().await; // call max_duration 1s
     let mut events = app.sse(API_KEY, "?kind=call", None).await;
     let p = app.pair_up("alice", "bob").await;
     let (alice, bob) = (user_token("alice"), user_token("bob"));
@@ -281,23 +284,23 @@ async fn the_timer_starts_on_the_second_join_and_the_call_ends_at_max_duration()
     let again = app.post(&join, Some(&alice), json!({})).await;
     assert_eq!(again.expect(200)["timer_started"], false);
 
-    let before = now_ms();
+    app.advance(ms(250)); // the timer counts from the second join, not the first
+    let joined_at = app.now();
     let second = app.post(&join, Some(&bob), json!({})).await;
-    let after = now_ms();
     let second = second.expect(200).clone();
     assert_eq!(second["timer_started"], true, "{second}");
     let ends_at = ts(&second["ends_at"]);
-    assert!(
-        ends_at >= before + 1000 - 5 && ends_at <= after + 1000 + 5,
-        "ends_at {ends_at} should be ~1s after the second join ({before}..{after})"
-    );
+    assert_eq!(ends_at, joined_at + 1000, "ends_at is 1s after the second join");
 
     let activated = events.wait_event(WAIT, "session.activated", &p.call).await;
     assert_eq!(ts(&activated.data["session"]["activated_at"]) + 1000, ends_at);
+    app.advance_to(ends_at - 1);
+    let c = app.get(&format!("/v1/calls/{}", p.call), Some(&bob)).await.expect(200).clone();
+    assert_eq!(c["status"], "active", "1 ms before max_duration: {c}");
+    app.advance_to(ends_at);
     let ended = events.wait_event(WAIT, "session.ended", &p.call).await;
     assert_eq!(ended.reason(), "max_duration");
-    assert!(ended.received_at >= ends_at - 5, "ended early: {} < {ends_at}", ended.received_at);
-    assert!(ended.received_at <= ends_at + 1000, "ended late: {} vs {ends_at}", ended.received_at);
+    assert_eq!(ts(&ended.data["session"]["ended_at"]), ends_at, "{}", ended.data);
 
     // An ended call (not cancelled) still answers 200.
     let c = app.get(&format!("/v1/calls/{}", p.call), Some(&bob)).await.expect(200).clone();
@@ -373,10 +376,14 @@ async fn a_partner_who_leaves_ends_the_call_with_410() {
 
 #[tokio::test]
 async fn a_call_nobody_joins_ends_waiting_timeout_and_frees_both() {
-    let app = TestApp::start_with_config(&config_with(&[("call", "waiting_timeout", "400ms")])).await;
+    let app = TestApp::in_process_with_config(&config_with(&[("call", "waiting_timeout", "400ms")])).await;
     let mut events = app.sse(API_KEY, "?kind=call", None).await;
     let p = app.pair_up("alice", "bob").await;
     app.join(&p.call, "alice").await;
+    app.advance(ms(399));
+    let c = app.get(&format!("/v1/calls/{}", p.call), Some(&user_token("alice"))).await.expect(200).clone();
+    assert_eq!(c["status"], "waiting", "1 ms before waiting_timeout: {c}");
+    app.advance(ms(1));
     let ended = events.wait_event(WAIT, "session.ended", &p.call).await;
     assert_eq!(ended.reason(), "waiting_timeout");
     // Never active: no decision owed, no exclusion — they are paired again at once.
@@ -391,7 +398,7 @@ async fn a_call_nobody_joins_ends_waiting_timeout_and_frees_both() {
 
 #[tokio::test]
 async fn the_pair_never_meets_again() {
-    let app = TestApp::start_with_config(&config_with(&[("call", "max_duration", "1m")])).await; // decision_timeout 1s
+    let app = TestApp::in_process_with_config(&config_with(&[("call", "max_duration", "1m")])).await; // decision_timeout 1s
     let p = app.pair_up("alice", "bob").await;
     app.activate(&p).await;
     app.end_call(&p.call, "alice").await.expect(200);
@@ -401,8 +408,11 @@ async fn the_pair_never_meets_again() {
     // Alice decides: back in the pool, alone (bob still owes his decision).
     app.decide(&p.call, "alice", "skip").await.expect(200);
     app.assert_waiting(&p.a_session, "alice").await;
-    // Bob never decides: back after decision_timeout, and not paired with alice.
-    let n = app.until_decision_released(&p.b_session, Duration::from_secs(5)).await;
+    // Bob never decides: back after decision_timeout (1s from the call's end), and not paired with alice.
+    app.advance(ms(999));
+    assert_eq!(app.next(&p.b_session).await["awaiting_decision"], p.call.as_str(), "1 ms before decision_timeout");
+    app.advance(ms(1));
+    let n = app.next(&p.b_session).await;
     assert_eq!(n, json!({"match_found": false}), "bob must not be paired with alice again");
     app.assert_waiting(&p.a_session, "alice").await;
     // His decision window has closed.
@@ -851,7 +861,7 @@ async fn a_user_without_a_profile_waits_until_it_has_one() {
 
 #[tokio::test]
 async fn a_closed_websocket_ends_matching_disconnected_and_the_call_partner_left() {
-    let app = TestApp::start().await; // matching disconnect_grace 300ms
+    let app = TestApp::in_process().await; // matching disconnect_grace 300ms
     app.profile("alice", 30, &["music"]).await;
     app.profile("bob", 30, &["music"]).await;
     let (alice, bob) = (user_token("alice"), user_token("bob"));
@@ -862,11 +872,15 @@ async fn a_closed_websocket_ends_matching_disconnected_and_the_call_partner_left
     let call = app.current_call(&bob_session).await.expect("paired");
     let mut bob_sse = app.sse(&bob, "", None).await;
 
-    let closed_at = now_ms();
+    let closed_at = app.now();
     alice_ws.close().await;
+    app.session_until(&alice_session, "the disconnect grace", |s| ts(&s["expires_at"]) == closed_at + 300).await;
+    app.advance(ms(299));
+    assert_eq!(app.session(&alice_session).await["status"], "active", "1 ms before the grace runs out");
+    app.advance(ms(1));
     let ended = backend.wait_event(WAIT, "session.ended", &alice_session).await;
     assert_eq!(ended.reason(), "disconnected");
-    assert!(ended.received_at >= closed_at + 300 - 5, "ended before the grace: {} ms", ended.received_at - closed_at);
+    assert_eq!(ts(&ended.data["session"]["ended_at"]), closed_at + 300, "{}", ended.data);
     let call_ended = bob_sse.wait_event(WAIT, "session.ended", &call).await;
     assert_eq!(call_ended.reason(), "partner_left");
     let r = app.get(&format!("/v1/calls/{call}"), Some(&bob)).await;

@@ -6,15 +6,14 @@
 //! methods allow neither `"` nor `\`), is round-tripped through the same
 //! parser from the library's own encoder.
 
-#[path = "api/helpers.rs"]
-mod helpers;
+mod support;
 
-use helpers::*;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use support::*;
 use tether_engine::Status;
 
 /// Parses Prometheus text from stdin with `prometheus_client` and prints the

@@ -7,14 +7,16 @@
 //! PostgreSQL: `TETHER_TEST_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); `off` skips this file.
 
+mod support;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::{id_of, now_ms, pg_base, ts, PgSchema};
 
 const API_KEY: &str = "pg-test-api-key-0123456789";
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 const CONFIG: &str = r#"
 [auth]
@@ -34,66 +36,6 @@ max_duration = "4s"
 per_user = "replace"
 idle_timeout = "1m"
 "#;
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-fn ts(v: &Value) -> i64 {
-    let s = v.as_str().unwrap_or_else(|| panic!("expected a timestamp, got {v}"));
-    tether_engine::time::parse_rfc3339(s).unwrap_or_else(|| panic!("bad timestamp {s:?}"))
-}
-
-fn pg_base() -> Option<String> {
-    match std::env::var("TETHER_TEST_POSTGRES") {
-        Ok(v) if v == "off" => None,
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => Some(DEFAULT_PG.to_string()),
-    }
-}
-
-/// A schema for one test, dropped (from a plain thread: the sync client
-/// cannot run inside a runtime) when this is.
-struct PgSchema {
-    base: String,
-    name: String,
-}
-
-impl PgSchema {
-    fn new(tag: &str) -> PgSchema {
-        let base = pg_base().expect("postgres on");
-        let name = format!("tether_crash_{tag}_{}_{}", std::process::id(), rand::random::<u32>());
-        PgSchema { base, name }
-    }
-    fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}schema={}", self.base, self.name)
-    }
-    /// Runs `f` with a client on a plain thread.
-    fn with_client<R: Send + 'static>(&self, f: impl FnOnce(&mut postgres::Client) -> R + Send + 'static) -> R {
-        let base = self.base.clone();
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&base, postgres::NoTls).unwrap_or_else(|e| {
-                panic!("PostgreSQL at {base} is not reachable ({e}); start it or set TETHER_TEST_POSTGRES=off")
-            });
-            f(&mut c)
-        })
-        .join()
-        .unwrap()
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let (base, name) = (self.base.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut c) = postgres::Client::connect(&base, postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
-            }
-        })
-        .join();
-    }
-}
 
 /// One `tether serve` process on a PostgreSQL URL.
 struct Server {
@@ -187,10 +129,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-fn id_of(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,66 +8,16 @@
 //! `postgres://postgres@127.0.0.1:5432/test`); set it to `off` to leave the
 //! PostgreSQL store out (an unreachable server is a failure, not a skip).
 
+mod support;
+
 use serde_json::json;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use support::postgres::{pg_base, PgSchema};
 use tether::store::{self, ListFilter, MemoryStore, SqliteStore, Store, StoreWrite};
 use tether_engine::time::format_rfc3339;
 use tether_engine::{Invite, Millis, Session, Write};
 
 // ---- backends ----
-
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-fn pg_base() -> Option<String> {
-    match std::env::var("TETHER_TEST_POSTGRES") {
-        Ok(v) if v == "off" => None,
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => Some(DEFAULT_PG.to_string()),
-    }
-}
-
-/// A schema that exists for one check and is dropped when this is.
-struct PgSchema {
-    base: String,
-    name: String,
-}
-
-impl PgSchema {
-    fn new(tag: &str) -> PgSchema {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let base = pg_base().expect("postgres on");
-        let name = format!(
-            "tether_test_{tag}_{}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>()
-        );
-        PgSchema { base, name }
-    }
-    fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}schema={}", self.base, self.name)
-    }
-    fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.base, postgres::NoTls).unwrap_or_else(|e| {
-            panic!("PostgreSQL at {} is not reachable ({e}); start it or set TETHER_TEST_POSTGRES=off", self.base)
-        })
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        // On a plain thread: the sync client cannot run inside a tokio runtime.
-        let (base, name) = (self.base.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(mut c) = postgres::Client::connect(&base, postgres::NoTls) {
-                let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
-            }
-        })
-        .join();
-    }
-}
 
 /// One store under test plus whatever keeps its storage alive.
 struct Backend {

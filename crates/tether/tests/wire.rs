@@ -3,11 +3,10 @@
 //! WebSocket client messages are parsed as a tagged enum whose errors name the
 //! field, and the events the server publishes read as the typed `Event`.
 
-#[path = "api/helpers.rs"]
-mod helpers;
+mod support;
 
-use helpers::*;
 use serde_json::{json, Value};
+use support::*;
 use tether::wire::events::Event as WireEvent;
 use tether::wire::NAME_MAX_CHARS;
 

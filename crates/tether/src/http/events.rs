@@ -94,9 +94,12 @@ fn subscriber(p: &Principal, kind: Option<String>) -> Subscriber {
         (status = 200, description = "An endless `text/event-stream`; each event's `data:` is an `Event` (see the schema).",
             content_type = "text/event-stream", body = String,
             example = "id: 1099511627777\nevent: session.started\ndata: {\"id\":1099511627777,\"type\":\"session.started\",\"at\":\"2026-11-22T10:00:00.000Z\",\"session\":{…}}\n\n"),
+        (status = 400, description = "`Last-Event-ID` is not an event id (a non-negative integer); `field` names it. \
+            An id older than the resume log, or from before a restart, is not an error: the stream starts with `stream.gap`.",
+            body = Problem, content_type = "application/problem+json"),
         (status = 401, response = Unauthorized),
         (status = 405, response = MethodNotAllowed),
-        (status = 422, description = "`Last-Event-ID` or a query parameter is invalid; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`kind` names no configured kind, or a query parameter is invalid; `field` names it.", body = Problem, content_type = "application/problem+json"),
     ),
     extensions(("x-event-schema" = json!({"$ref": "#/components/schemas/Event"})))
 )]
@@ -263,7 +266,7 @@ impl Feed {
             example = json!({"type":"https://tether.dev/problems/websocket-upgrade-required","title":"WebSocket upgrade required","status":400,"detail":"Connection header did not include 'upgrade'"})),
         (status = 401, response = Unauthorized),
         (status = 405, response = MethodNotAllowed),
-        (status = 422, description = "A query parameter is invalid; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`kind` names no configured kind, or a query parameter is invalid; `field` names it.", body = Problem, content_type = "application/problem+json"),
         (status = 426, description = "The connection cannot be upgraded (e.g. HTTP/2 without extended CONNECT); title \"WebSocket upgrade required\".", body = Problem, content_type = "application/problem+json"),
     ),
     extensions(("x-websocket" = json!({

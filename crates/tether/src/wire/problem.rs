@@ -66,6 +66,7 @@ pub struct BadRequest(#[allow(dead_code)] Problem);
 #[response(
     description = "Missing, invalid or expired token.",
     content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "RFC 6750: `Bearer` when no token was sent; `Bearer error=\"invalid_token\"` when the token given was refused.")),
     example = json!({"type":"https://tether.dev/problems/unauthorized","title":"Unauthorized","status":401,"detail":"the token has expired"})
 )]
 pub struct Unauthorized(#[allow(dead_code)] Problem);

@@ -99,21 +99,26 @@ async fn websocket_receives_the_same_events_as_sse() {
 
 #[tokio::test]
 async fn websocket_heartbeats_keep_a_session_alive() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let hal = user_token("hal");
     let mut ws = app.ws(&hal).await;
     let s = app.start_session(&hal, json!({"kind": "presence"})).await["session"].clone(); // idle 800ms
     let id = id_of(&s);
 
-    let until = ts(&s["created_at"]) + 2000;
-    while now_ms() < until {
+    // Heartbeats every 700 ms carry it past twice the idle timeout.
+    for _ in 0..3 {
+        app.advance(ms(700));
         ws.send(json!({"type": "heartbeat", "session_id": id})).await;
-        ws.events.expect_none(ms(200), "end or error", |e| e.is("session.ended", &id) || e.event == "error").await;
+        ws.sync().await; // handled in order, before the pong
     }
-    ws.sync().await;
+    assert!(
+        ws.events.seen.iter().all(|e| !e.is("session.ended", &id) && e.event != "error"),
+        "{:?}",
+        ws.events.summary()
+    );
     let now = app.session(&id).await;
     assert_eq!(now["status"], "active", "{now}");
-    assert!(ts(&now["last_seen_at"]) > ts(&s["last_seen_at"]) + 1000, "{now}");
+    assert_eq!(ts(&now["last_seen_at"]), app.now(), "{now}");
 
     // Another user's heartbeat over WS: an error frame, as over HTTP (404).
     let mut other = app.ws(&user_token("ida")).await;
@@ -121,15 +126,18 @@ async fn websocket_heartbeats_keep_a_session_alive() {
     let err = other.events.wait_for(ms(2000), "error frame", |e| e.event == "error").await;
     assert_eq!(err.data["status"], 404);
 
-    let e = ws.events.wait_event(ms(3000), "session.ended", &id).await;
+    let last_beat = app.now();
+    app.advance(ms(800));
+    let e = ws.events.wait_event(ms(2000), "session.ended", &id).await;
     assert_eq!(e.reason(), "idle_timeout");
+    assert_eq!(ts(&e.data["session"]["ended_at"]), last_beat + 800);
     // The other user's socket never saw hal's session.
     assert!(other.events.seen.iter().all(|e| e.session_id() != id));
 }
 
 #[tokio::test]
 async fn disconnect_grace_ends_disconnected() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let mut admin = app.sse(API_KEY, "?kind=grace", None).await;
     let dora = user_token("dora");
     let ws = app.ws(&dora).await;
@@ -137,44 +145,44 @@ async fn disconnect_grace_ends_disconnected() {
     // Another user's socket does not keep dora's session.
     let _bystander = app.ws(&user_token("bystander")).await;
 
-    let closed_at = now_ms();
+    let closed_at = app.now();
     ws.close().await;
-    let e = admin.wait_event(ms(3000), "session.ended", &s).await;
+    app.session_until(&s, "the disconnect grace", |now| ts(&now["expires_at"]) == closed_at + 500).await;
+    app.advance(ms(499));
+    assert_eq!(app.session(&s).await["status"], "active", "1 ms before the grace runs out");
+    app.advance(ms(1));
+    let e = admin.wait_event(ms(2000), "session.ended", &s).await;
     assert_eq!(e.reason(), "disconnected");
-    let after = ts(&e.data["session"]["ended_at"]) - closed_at;
-    assert!((450..=1200).contains(&after), "ended {after} ms after the socket closed (grace 500ms)");
+    assert_eq!(ts(&e.data["session"]["ended_at"]), closed_at + 500, "ended when the 500 ms grace ran out");
 }
 
 #[tokio::test]
 async fn reconnecting_within_disconnect_grace_cancels_it() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let mut admin = app.sse(API_KEY, "?kind=grace", None).await;
     let ed = user_token("ed");
     let ws = app.ws(&ed).await;
     let s = app.start_session(&ed, json!({"kind": "grace"})).await["session"].clone();
     let id = id_of(&s);
-    assert!(ts(&s["expires_at"]) > now_ms() + 50_000, "idle 1m while connected: {s}");
+    assert_eq!(ts(&s["expires_at"]), app.now() + 60_000, "idle 1m while connected: {s}");
 
     ws.close().await;
     // The grace is in force once the server has seen the close (no event marks it).
-    let started = std::time::Instant::now();
-    loop {
-        let now = app.session(&id).await;
-        if ts(&now["expires_at"]) <= now_ms() + 600 {
-            break;
-        }
-        assert!(started.elapsed() < ms(400), "the grace did not start: {now}");
-        tokio::time::sleep(ms(10)).await;
-    }
+    let closed_at = app.now();
+    app.session_until(&id, "the disconnect grace", |now| ts(&now["expires_at"]) == closed_at + 500).await;
+    app.advance(ms(499));
     let ws2 = app.ws(&ed).await;
     let now = app.session(&id).await;
-    assert!(ts(&now["expires_at"]) > now_ms() + 50_000, "reconnecting cancels the grace: {now}");
-    admin.expect_none(ms(900), "end of the reconnected session", |e| e.is("session.ended", &id)).await;
-    assert_eq!(app.session(&id).await["status"], "active");
+    assert_eq!(ts(&now["expires_at"]), ts(&now["last_seen_at"]) + 60_000, "reconnecting cancels the grace: {now}");
+    app.advance(ms(501));
+    assert_eq!(app.session(&id).await["status"], "active", "past the cancelled grace");
 
     // Closing again starts a new grace, which runs out.
+    let closed_again = app.now();
     ws2.close().await;
-    let e = admin.wait_event(ms(3000), "session.ended", &id).await;
+    app.session_until(&id, "the second grace", |now| ts(&now["expires_at"]) == closed_again + 500).await;
+    app.advance(ms(500));
+    let e = admin.wait_event(ms(2000), "session.ended", &id).await;
     assert_eq!(e.reason(), "disconnected");
 }
 
@@ -182,21 +190,22 @@ async fn reconnecting_within_disconnect_grace_cancels_it() {
 /// stream keeps the session through `disconnect_grace`, and closing it starts the grace.
 #[tokio::test]
 async fn an_open_event_stream_counts_as_presence() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let mut admin = app.sse(API_KEY, "?kind=grace", None).await;
     let fay = user_token("fay");
     let stream = app.sse(&fay, "", None).await;
     let s = id_of(&app.start_session(&fay, json!({"kind": "grace"})).await["session"]);
     // Longer than the 500 ms grace: the stream is open, so nothing may end.
-    tokio::time::sleep(ms(900)).await;
+    app.advance(ms(900));
     assert_eq!(app.session(&s).await["status"], "active");
 
-    let closed_at = now_ms();
+    let closed_at = app.now();
     drop(stream);
-    let e = admin.wait_event(ms(3000), "session.ended", &s).await;
+    app.session_until(&s, "the disconnect grace", |now| ts(&now["expires_at"]) == closed_at + 500).await;
+    app.advance(ms(500));
+    let e = admin.wait_event(ms(2000), "session.ended", &s).await;
     assert_eq!(e.reason(), "disconnected");
-    let after = ts(&e.data["session"]["ended_at"]) - closed_at;
-    assert!((450..=1500).contains(&after), "ended {after} ms after the stream closed (grace 500ms)");
+    assert_eq!(ts(&e.data["session"]["ended_at"]), closed_at + 500, "ended when the 500 ms grace ran out");
 }
 
 /// A `Last-Event-ID` ahead of the server (its memory store restarted) must not

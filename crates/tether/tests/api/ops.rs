@@ -10,7 +10,7 @@ fn metric_value(text: &str, prefix: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn health_ready_metrics_admin() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let r = app.get("/healthz", None).await;
     r.expect(200);
     app.get("/readyz", None).await.expect(200);
@@ -18,7 +18,8 @@ async fn health_ready_metrics_admin() {
     let mut events = app.sse(API_KEY, "?kind=late", None).await;
     app.start_for("mia", "plain").await;
     let short = id_of(&app.start_for("max", "late").await);
-    events.wait_event(ms(3000), "session.ended", &short).await;
+    app.advance(ms(400)); // kind late: idle 400ms
+    events.wait_event(ms(2000), "session.ended", &short).await;
 
     let m = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(m.status().as_u16(), 200);

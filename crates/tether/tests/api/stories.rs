@@ -84,38 +84,49 @@ async fn reject_answers_409_and_takeover_clears_it() {
     app.start_for("ben", "interview").await;
 }
 
-/// A tab closed without a word ends `idle_timeout`; a client that heartbeats
-/// stays alive well past the idle timeout.
+/// A tab closed without a word ends `idle_timeout` at its deadline, not a
+/// millisecond before; a client that heartbeats stays alive well past the
+/// idle timeout, and ends one idle timeout after its last heartbeat.
 #[tokio::test]
 async fn silent_client_ends_idle_timeout_heartbeating_one_stays() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let mut events = app.sse(API_KEY, "?kind=presence", None).await;
+    let started = app.now();
     let silent = app.start_for("sam", "presence").await;
     let beating = app.start_for("bea", "presence").await;
     let (silent_id, beating_id) = (id_of(&silent), id_of(&beating));
     let idle = 800;
-    assert_eq!(ts(&silent["expires_at"]) - ts(&silent["last_seen_at"]), idle, "expires_at is the idle deadline");
+    assert_eq!(ts(&silent["expires_at"]), started + idle, "expires_at is the idle deadline");
+    let beat = format!("/v1/sessions/{beating_id}/heartbeat");
+    let bea = user_token("bea");
 
-    let hb = app.keep_alive(&format!("/v1/sessions/{beating_id}/heartbeat"), &user_token("bea"), ms(200));
-
-    let ended = events.wait_event(ms(3000), "session.ended", &silent_id).await;
+    app.advance(ms(idle as u64 - 1));
+    let b = app.post_empty(&beat, Some(&bea)).await.expect(200).clone();
+    assert_eq!(ts(&b["expires_at"]), app.now() + idle, "a heartbeat grants a full idle timeout: {b}");
+    assert_eq!(app.session(&silent_id).await["status"], "active", "1 ms before its deadline");
+    app.advance(ms(1));
+    let ended = events.wait_event(ms(2000), "session.ended", &silent_id).await;
     assert_eq!(ended.reason(), "idle_timeout");
     let s = app.session(&silent_id).await;
     assert_eq!(s["end_reason"], "idle_timeout");
-    assert!(ts(&s["ended_at"]) >= ts(&silent["created_at"]) + idle, "not before its deadline: {s}");
+    assert_eq!(ts(&s["ended_at"]), started + idle, "ended at its deadline: {s}");
 
-    // Past twice the idle timeout since it started, the heartbeating one lives.
-    let until = ts(&beating["created_at"]) + 2 * idle + 200;
-    let wait = (until - now_ms()).max(0) as u64;
-    events.expect_none(ms(wait), "end of the heartbeating session", |e| e.is("session.ended", &beating_id)).await;
+    // Heartbeats every 700 ms carry it past twice the idle timeout.
+    for _ in 0..3 {
+        app.advance(ms(700));
+        app.post_empty(&beat, Some(&bea)).await.expect(200);
+    }
+    assert!(app.now() > started + 2 * idle);
     let b = app.session(&beating_id).await;
     assert_eq!(b["status"], "active", "{b}");
-    assert!(ts(&b["expires_at"]) > ts(&beating["expires_at"]), "heartbeats move expires_at: {b}");
-    assert!(hb.stop() >= 5);
+    assert_eq!(ts(&b["expires_at"]), app.now() + idle, "heartbeats move expires_at: {b}");
 
-    // Once it falls silent, it ends too.
-    let ended = events.wait_event(ms(3000), "session.ended", &beating_id).await;
+    // Once it falls silent, it ends one idle timeout after its last heartbeat.
+    let last_beat = app.now();
+    app.advance(ms(idle as u64));
+    let ended = events.wait_event(ms(2000), "session.ended", &beating_id).await;
     assert_eq!(ended.reason(), "idle_timeout");
+    assert_eq!(ts(&ended.data["session"]["ended_at"]), last_beat + idle, "{}", ended.data);
 
     let gone = app.post_empty(&format!("/v1/sessions/{silent_id}/heartbeat"), Some(&user_token("sam"))).await;
     assert_eq!(gone.problem(410, &[])["end_reason"], "idle_timeout");
@@ -125,7 +136,7 @@ async fn silent_client_ends_idle_timeout_heartbeating_one_stays() {
 /// the customer can ask again at once.
 #[tokio::test]
 async fn waiting_request_times_out_and_customer_can_start_again() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let carol = user_token("carol");
     let mut events = app.sse(API_KEY, "?kind=request", None).await;
 
@@ -139,8 +150,11 @@ async fn waiting_request_times_out_and_customer_can_start_again() {
     let blocked = app.post("/v1/sessions", Some(&carol), json!({"kind": "request"})).await;
     assert_eq!(blocked.problem(409, &[])["blocking_session"]["id"], r1_id.as_str());
 
-    // … until it times out.
-    let ended = events.wait_event(ms(3000), "session.ended", &r1_id).await;
+    // … until it times out, at its deadline.
+    app.advance(ms(699));
+    assert_eq!(app.session(&r1_id).await["status"], "waiting", "1 ms before the waiting deadline");
+    app.advance(ms(1));
+    let ended = events.wait_event(ms(2000), "session.ended", &r1_id).await;
     assert_eq!(ended.reason(), "waiting_timeout");
     assert_eq!(app.session(&r1_id).await["end_reason"], "waiting_timeout");
 
@@ -148,6 +162,7 @@ async fn waiting_request_times_out_and_customer_can_start_again() {
     assert_eq!(r2["superseded"], json!([]), "the timed-out request is not taken over, it already ended");
     let r2_id = id_of(&r2["session"]);
     assert_eq!(r2["session"]["status"], "waiting");
+    let r2_waiting_deadline = ts(&r2["session"]["expires_at"]);
 
     // A mechanic accepting reaches the quorum.
     let joined = app
@@ -161,8 +176,8 @@ async fn waiting_request_times_out_and_customer_can_start_again() {
     assert_eq!(joined["status"], "active");
     assert!(joined["activated_at"].is_string());
     events.wait_event(ms(2000), "session.activated", &r2_id).await;
-    // The waiting deadline no longer applies.
-    events.expect_none(ms(900), "end of the accepted request", |e| e.is("session.ended", &r2_id)).await;
+    // The waiting deadline no longer applies (a read applies whatever is due first).
+    app.advance_to(r2_waiting_deadline);
     assert_eq!(app.session(&r2_id).await["status"], "active");
 }
 
@@ -206,7 +221,7 @@ async fn ending_a_parent_ends_its_children() {
 /// Reading room: a room lives while any participant heartbeats, even with its owner silent.
 #[tokio::test]
 async fn room_lives_while_any_participant_heartbeats() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let olga = user_token("olga");
     let mut events = app.sse(API_KEY, "?kind=room", None).await;
     let room = app.start_session(&olga, json!({"kind": "room", "name": "Olga"})).await["session"].clone();
@@ -227,32 +242,35 @@ async fn room_lives_while_any_participant_heartbeats() {
         })
         .await;
 
-    let hb = app.keep_alive(&format!("/v1/sessions/{room_id}/participants/me/heartbeat"), &user_token("pete"), ms(200));
-    // The owner stays silent for more than twice the idle timeout (800ms).
-    let until = ts(&room["created_at"]) + 2000;
-    events
-        .expect_none(ms((until - now_ms()).max(0) as u64), "end of the room", |e| e.is("session.ended", &room_id))
-        .await;
+    // The owner stays silent for more than twice the idle timeout (800ms) while Pete heartbeats.
+    let pete = user_token("pete");
+    for _ in 0..3 {
+        app.advance(ms(700));
+        app.post_empty(&format!("/v1/sessions/{room_id}/participants/me/heartbeat"), Some(&pete)).await.expect(200);
+    }
+    assert!(app.now() > ts(&room["created_at"]) + 2 * 800);
     let s = app.get(&format!("/v1/sessions/{room_id}"), Some(&olga)).await.expect(200).clone();
     assert_eq!(s["status"], "active", "{s}");
-    hb.stop();
 
-    let e = events.wait_event(ms(3000), "session.ended", &room_id).await;
+    let last_beat = app.now();
+    app.advance(ms(800));
+    let e = events.wait_event(ms(2000), "session.ended", &room_id).await;
     assert_eq!(e.reason(), "idle_timeout");
+    assert_eq!(ts(&e.data["session"]["ended_at"]), last_beat + 800, "{}", e.data);
 }
 
 /// Invites: a live invite lets a guest in; an expired one answers 410 saying
 /// the invitation expired; one to an ended session says the session ended.
 #[tokio::test]
 async fn invites_expire_with_410() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let ivy = user_token("ivy");
     let s = id_of(&app.start_session(&ivy, json!({"kind": "reading"})).await["session"]);
 
     let inv = app.post(&format!("/v1/sessions/{s}/invites"), Some(&ivy), json!({})).await;
     let inv = inv.expect(201).clone();
     let token = inv["token"].as_str().unwrap().to_string();
-    assert!(ts(&inv["expires_at"]) > now_ms() + 3_000_000, "invite_ttl 1h: {inv}");
+    assert_eq!(ts(&inv["expires_at"]), app.now() + 3_600_000, "invite_ttl 1h: {inv}");
     let join = app.post(&format!("/v1/invites/{token}/join"), None, json!({"name": "Guest"})).await;
     let join = join.expect(201).clone();
     let guest = join["token"].as_str().unwrap().to_string();
@@ -270,9 +288,12 @@ async fn invites_expire_with_410() {
     let short = app.post(&format!("/v1/sessions/{s}/invites"), Some(&ivy), json!({"ttl": "300ms"})).await;
     let short = short.expect(201).clone();
     let expires = ts(&short["expires_at"]);
-    assert!(expires <= now_ms() + 300 && expires > now_ms() - 1000, "{short}");
-    sleep_until_ms(expires + 30).await; // no event marks an invite's expiry
-    let late = app.post(&format!("/v1/invites/{}/join", short["token"].as_str().unwrap()), None, json!({})).await;
+    assert_eq!(expires, app.now() + 300, "{short}");
+    let short_join = format!("/v1/invites/{}/join", short["token"].as_str().unwrap());
+    app.advance_to(expires - 1);
+    app.post(&short_join, None, json!({"name": "Just in time"})).await.expect(201);
+    app.advance_to(expires);
+    let late = app.post(&short_join, None, json!({})).await;
     late.problem(410, &["invitation", "expired"]);
 
     let unknown = app.post("/v1/invites/no-such-invite/join", None, json!({})).await;
@@ -290,25 +311,32 @@ async fn invites_expire_with_410() {
 /// `participant_idle_timeout`: a participant that stops heartbeating is marked left.
 #[tokio::test]
 async fn participant_idle_timeout_marks_left() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let lou = user_token("lou");
     let mut events = app.sse(&lou, "", None).await;
     let s = id_of(&app.start_session(&lou, json!({"kind": "lobby"})).await["session"]);
     app.post(&format!("/v1/sessions/{s}/participants"), Some(API_KEY), json!({"user_id": "gus"})).await.expect(201);
-    let hb = app.keep_alive(&format!("/v1/sessions/{s}/heartbeat"), &lou, ms(150));
+    let gus_joined = app.now();
 
-    let left = events.wait_for(ms(3000), "participant.left of gus", |e| e.is("participant.left", &s)).await;
+    // The owner heartbeats; gus does not. 1 ms before his 600 ms, he is still in.
+    app.advance(ms(599));
+    app.post_empty(&format!("/v1/sessions/{s}/heartbeat"), Some(&lou)).await.expect(200);
+    let now = app.session(&s).await;
+    let gus = now["participants"].as_array().unwrap().iter().find(|p| p["id"] == "gus").unwrap().clone();
+    assert!(gus["left_at"].is_null(), "gus left early: {now}");
+    app.advance(ms(1));
+
+    let left = events.wait_for(ms(2000), "participant.left of gus", |e| e.is("participant.left", &s)).await;
     assert_eq!(left.data["participant"]["id"], "gus", "{}", left.data);
     assert_eq!(left.data["session"]["status"], "active");
     let now = app.session(&s).await;
     let parts = now["participants"].as_array().unwrap();
     let gus = parts.iter().find(|p| p["id"] == "gus").unwrap();
     let lou_p = parts.iter().find(|p| p["id"] == "lou").unwrap();
-    assert!(gus["left_at"].is_string(), "{now}");
-    assert!(ts(&gus["left_at"]) - ts(&gus["last_seen_at"]) >= 600, "{now}");
+    assert_eq!(ts(&gus["left_at"]), gus_joined + 600, "{now}");
+    assert_eq!(ts(&gus["left_at"]) - ts(&gus["last_seen_at"]), 600, "{now}");
     assert!(lou_p["left_at"].is_null(), "the heartbeating owner stays: {now}");
     assert_eq!(now["status"], "active");
-    hb.stop();
 
     // A participant that left no longer heartbeats as one.
     let r = app.post_empty(&format!("/v1/sessions/{s}/participants/me/heartbeat"), Some(&user_token("gus"))).await;
@@ -318,7 +346,7 @@ async fn participant_idle_timeout_marks_left() {
 /// AI interview wrap-up: complete → completing → completing_timeout.
 #[tokio::test]
 async fn complete_then_completing_timeout() {
-    let app = TestApp::start().await;
+    let app = TestApp::in_process().await;
     let cody = user_token("cody");
     let mut events = app.sse(&cody, "", None).await;
     let s = id_of(&app.start_session(&cody, json!({"kind": "interview"})).await["session"]);
@@ -326,14 +354,18 @@ async fn complete_then_completing_timeout() {
     let c = app.post_empty(&format!("/v1/sessions/{s}/complete"), Some(&cody)).await;
     let c = c.expect(200).clone();
     assert_eq!(c["status"], "completing");
-    assert!(ts(&c["expires_at"]) <= now_ms() + 600, "expires_at is the completing deadline: {c}");
+    let deadline = ts(&c["expires_at"]);
+    assert_eq!(deadline, app.now() + 600, "expires_at is the completing deadline: {c}");
     events.wait_event(ms(2000), "session.completing", &s).await;
 
-    let e = events.wait_event(ms(3000), "session.ended", &s).await;
+    app.advance_to(deadline - 1);
+    assert_eq!(app.session(&s).await["status"], "completing", "1 ms before the completing deadline");
+    app.advance_to(deadline);
+    let e = events.wait_event(ms(2000), "session.ended", &s).await;
     assert_eq!(e.reason(), "completing_timeout");
     let s2 = app.session(&s).await;
     assert_eq!(s2["end_reason"], "completing_timeout");
-    assert!(ts(&s2["ended_at"]) >= ts(&c["expires_at"]));
+    assert_eq!(ts(&s2["ended_at"]), deadline);
 
     let again = app.post_empty(&format!("/v1/sessions/{s}/complete"), Some(&cody)).await;
     assert_eq!(again.problem(410, &[])["end_reason"], "completing_timeout");

@@ -1,14 +1,9 @@
 //! Helpers for the matching tests: profiles, entering the pool, reading a
 //! user's match, joining, deciding. Everything goes through the public HTTP
-//! API of a real server ([`harness::TestApp`]).
+//! API of a [`TestApp`], whichever backend it runs on.
 
-#![allow(dead_code)]
-
-pub mod harness;
-
-pub use harness::*;
+use super::app::*;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// A display name for a user id: "alice" → "Alice".
 pub fn name_of(user: &str) -> String {
@@ -145,20 +140,6 @@ impl TestApp {
     pub async fn matches_of(&self, user: &str) -> Vec<Value> {
         let r = self.get(&format!("/v1/matches?user_id={user}"), Some(API_KEY)).await;
         r.expect(200)["matches"].as_array().expect("matches").clone()
-    }
-
-    /// Polls `GET /v1/matching/next` until the owner of `matching_session`
-    /// owes no decision any more (there is no event for "back in the pool").
-    pub async fn until_decision_released(&self, matching_session: &str, limit: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let n = self.next(matching_session).await;
-            if n.get("awaiting_decision").is_none() {
-                return n;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "still awaiting a decision after {limit:?}: {n}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }
 

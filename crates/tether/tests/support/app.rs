@@ -1,18 +1,28 @@
-//! The test harness: a [`TestApp`] runs the real `tether` binary on a free
-//! port with its own temporary directory, SQLite file and generated config,
-//! and offers typed helpers (requests that check every error is
-//! problem+json and never a 5xx, user tokens, an SSE reader, a WebSocket
-//! client, `kill9`, `restart`, `sigterm`).
+//! The test server and its client: a [`TestApp`] is a `tether` server on a
+//! free port with its own temporary directory, SQLite file and config, plus
+//! typed helpers (requests whose every answer is checked — never a 5xx,
+//! errors are problem+json, and status and body agree with the server's own
+//! `/openapi.json` — user tokens, an SSE reader, a WebSocket client).
+//!
+//! Two backends behind the same request methods:
+//! - [`TestApp::start`]: the real binary in its own process, on the wall
+//!   clock. For what only a process can show: `kill9`, `restart`,
+//!   `sigterm`, start-up errors, and lateness measured in real time.
+//! - [`TestApp::in_process`]: `App::build` + `http::serve` on a thread of
+//!   this process with a [`ManualClock`]: time stands still until the test
+//!   calls [`TestApp::advance`], so deadline tests move time by exactly what
+//!   they mean and never sleep for a deadline.
 
-#![allow(dead_code)]
-
+use super::contract::{Answer, Contract};
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tether::clock::{Clock, ManualClock};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -122,6 +132,7 @@ pub fn config_with(overrides: &[(&str, &str, &str)]) -> String {
     out
 }
 
+/// Wall-clock Unix milliseconds (for a [`TestApp::in_process`] server, use [`TestApp::now`]).
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
@@ -132,7 +143,8 @@ pub fn ts(v: &Value) -> i64 {
     tether_engine::time::parse_rfc3339(s).unwrap_or_else(|| panic!("bad timestamp {s:?}"))
 }
 
-/// Sleeps until the Unix-millisecond instant `at` (for deadlines with no event to wait on).
+/// Sleeps until the wall-clock Unix-millisecond instant `at`. Only for a
+/// binary server across a restart (the in-process one advances time instead).
 pub async fn sleep_until_ms(at: i64) {
     let wait = at - now_ms();
     if wait > 0 {
@@ -227,10 +239,47 @@ pub fn check_answer(method: &str, path: &str, r: &Resp) {
     }
 }
 
+/// The server's time as the test sees it.
+#[derive(Clone)]
+pub enum Time {
+    Wall,
+    Manual(Arc<ManualClock>),
+}
+
+impl Time {
+    pub fn now(&self) -> i64 {
+        match self {
+            Time::Wall => now_ms(),
+            Time::Manual(clock) => clock.now(),
+        }
+    }
+}
+
+/// A server running on a thread of the test process.
+struct InProcess {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Closed when the server's thread is done (store flushed and closed).
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl InProcess {
+    /// Asks for a graceful shutdown and waits (bounded) for the journal's final flush.
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+            let _ = self.done.recv_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub host: String,
     child: Option<Child>,
+    in_process: Option<InProcess>,
+    /// The server's clock: the wall clock, or the manual one of an in-process server.
+    pub time: Time,
+    contract: Option<Arc<Contract>>,
     dir: tempfile::TempDir,
     pub db: PathBuf,
     pub config: PathBuf,
@@ -248,25 +297,146 @@ impl TestApp {
     }
 
     pub async fn start_with_config(config: &str) -> TestApp {
+        let mut app = TestApp::prepare(config, Time::Wall);
+        app.spawn().await;
+        app.load_contract().await;
+        app
+    }
+
+    /// Starts an in-process server with the standard test config and a manual clock.
+    pub async fn in_process() -> TestApp {
+        TestApp::in_process_with_config(&config_text()).await
+    }
+
+    /// Starts `App::build` + `http::serve` on a thread of this process, with
+    /// `config`, a SQLite file and a [`ManualClock`] stopped at the wall-clock
+    /// time: server time moves only through [`TestApp::advance`].
+    pub async fn in_process_with_config(config: &str) -> TestApp {
+        let clock = Arc::new(ManualClock::starting_now());
+        let mut app = TestApp::prepare(config, Time::Manual(clock.clone()));
+        app.spawned_at = clock.now();
+        let settings = app.settings();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<Result<String, String>>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("tether-in-process".into())
+            .spawn(move || {
+                // Its own runtime, like the binary's: the server does not
+                // depend on the test's runtime being polled.
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                runtime.block_on(async move {
+                    let app = match tether::app::App::build(settings, clock) {
+                        Ok(app) => app,
+                        Err(e) => return drop(addr_tx.send(Err(format!("App::build: {e}")))),
+                    };
+                    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                        Ok(l) => l,
+                        Err(e) => return drop(addr_tx.send(Err(format!("bind 127.0.0.1:0: {e}")))),
+                    };
+                    let addr = listener.local_addr().expect("local address").to_string();
+                    let _ = addr_tx.send(Ok(addr));
+                    let stopped = async move {
+                        let _ = stop_rx.await;
+                    };
+                    if let Err(e) = tether::http::serve(listener, app, stopped).await {
+                        eprintln!("in-process server: {e}");
+                    }
+                });
+                drop(done_tx);
+            })
+            .expect("spawn the server thread");
+        let addr = match addr_rx.await {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(e)) => panic!("the in-process server did not start: {e}"),
+            Err(_) => panic!("the in-process server's thread died while starting"),
+        };
+        app.in_process = Some(InProcess { stop: Some(stop_tx), done: done_rx });
+        app.host = addr.clone();
+        app.base = format!("http://{addr}");
+        app.load_contract().await;
+        app
+    }
+
+    /// The server settings the binary would derive from the same config
+    /// file and store (through the same flag/file merging).
+    fn settings(&self) -> tether::app::Settings {
+        use clap::Parser;
+        let store = format!("sqlite://{}", self.db.display());
+        let argv = ["tether", "serve", "--listen", "127.0.0.1:0", "--store", &store, "--config"];
+        let cli = tether::cli::Cli::try_parse_from(
+            argv.iter().map(|a| a.to_string()).chain([self.config.display().to_string()]),
+        )
+        .unwrap_or_else(|e| panic!("serve flags: {e}"));
+        let tether::cli::Command::Serve(args) = cli.command else { panic!("not a serve command") };
+        match tether::cli::resolve(&args) {
+            Ok((_listen, settings, _log)) => settings,
+            Err(e) => panic!("the test config does not load: {e}"),
+        }
+    }
+
+    /// Fetches the server's `/openapi.json` (once per test process; see [`Contract`]).
+    async fn load_contract(&mut self) {
+        let r = self.client.get(self.url("/openapi.json")).send().await.expect("GET /openapi.json");
+        assert_eq!(r.status(), StatusCode::OK, "GET /openapi.json");
+        let text = r.text().await.expect("read /openapi.json");
+        self.contract = Some(Contract::shared(&text));
+    }
+
+    /// The `/openapi.json` check every answer goes through.
+    pub fn contract(&self) -> &Contract {
+        self.contract.as_deref().expect("loaded at start")
+    }
+
+    /// The server's time: the wall clock, or the in-process server's manual clock.
+    pub fn now(&self) -> i64 {
+        self.time.now()
+    }
+
+    /// Moves the in-process server's clock forward by `by` and returns the new
+    /// time. Deadlines now due fire (the deadline timer is woken); what they
+    /// publish is awaited as usual, and any request after this sees them.
+    pub fn advance(&self, by: Duration) -> i64 {
+        self.manual_clock().advance(by.as_millis() as i64)
+    }
+
+    /// Moves the in-process server's clock forward to `at` (Unix ms).
+    pub fn advance_to(&self, at: i64) -> i64 {
+        self.manual_clock().advance_to(at)
+    }
+
+    fn manual_clock(&self) -> &ManualClock {
+        match &self.time {
+            Time::Manual(clock) => clock,
+            Time::Wall => panic!("only an in-process server (TestApp::in_process) has a clock to advance"),
+        }
+    }
+
+    fn prepare(config: &str, time: Time) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("tether.db");
         let cfg = dir.path().join("tether.toml");
         std::fs::write(&cfg, config).unwrap();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
         let stream_client = reqwest::Client::builder().build().unwrap();
-        let mut app = TestApp {
+        TestApp {
             base: String::new(),
             host: String::new(),
             child: None,
+            in_process: None,
+            time,
+            contract: None,
             dir,
             db,
             config: cfg,
             client,
             stream_client,
             spawned_at: 0,
-        };
-        app.spawn().await;
-        app
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -278,7 +448,7 @@ impl TestApp {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("server running").id()
+        self.child.as_ref().expect("a running binary (TestApp::start)").id()
     }
 
     async fn spawn(&mut self) {
@@ -328,8 +498,9 @@ impl TestApp {
         self.base = format!("http://{addr}");
     }
 
-    /// SIGKILL: no shutdown, no flush.
+    /// SIGKILL: no shutdown, no flush (the binary only).
     pub fn kill9(&mut self) {
+        assert!(self.in_process.is_none(), "kill -9 needs the binary (TestApp::start)");
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -338,6 +509,7 @@ impl TestApp {
 
     /// Starts the server again on the same SQLite file and config (after `kill9` or a stop).
     pub async fn restart(&mut self) {
+        assert!(self.in_process.is_none(), "restart needs the binary (TestApp::start)");
         self.kill9();
         self.spawn().await;
     }
@@ -388,6 +560,15 @@ impl TestApp {
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         let resp = Resp { status, content_type, text, body };
         check_answer(method, path, &resp);
+        if let Some(contract) = &self.contract {
+            let answer = Answer {
+                status: status.as_u16(),
+                content_type: &resp.content_type,
+                text: &resp.text,
+                body: &resp.body,
+            };
+            contract.check(method, path, &answer);
+        }
         resp
     }
 
@@ -447,35 +628,57 @@ impl TestApp {
         self.get(&format!("/v1/sessions/{id}"), Some(API_KEY)).await.expect(200).clone()
     }
 
+    /// Reads the session (API key) until `pred` holds, for changes no event
+    /// marks, such as a disconnect grace starting once the server has seen a
+    /// socket close. Waits for the server, not for time: fails after 5 s.
+    pub async fn session_until(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let limit = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = self.session(id).await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(Instant::now() < limit, "timed out waiting for {what}: {s}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     // ---- events ----
 
     /// Opens `GET /v1/events{query}` (query like `?kind=x`, may be empty) with a bearer token.
     pub async fn sse(&self, token: &str, query: &str, last_event_id: Option<u64>) -> EventStream {
-        let mut b = self.stream_client.get(self.url(&format!("/v1/events{query}"))).bearer_auth(token);
+        let path = format!("/v1/events{query}");
+        let mut b = self.stream_client.get(self.url(&path)).bearer_auth(token);
         if let Some(id) = last_event_id {
             b = b.header("Last-Event-ID", id.to_string());
         }
-        self.open_sse(b).await
+        self.open_sse(&path, b).await
     }
 
     /// Opens `GET /v1/events?token=…` (the browser way).
     pub async fn sse_query_token(&self, token: &str) -> EventStream {
-        let b = self.stream_client.get(self.url(&format!("/v1/events?token={token}")));
-        self.open_sse(b).await
+        let path = format!("/v1/events?token={token}");
+        let b = self.stream_client.get(self.url(&path));
+        self.open_sse(&path, b).await
     }
 
-    async fn open_sse(&self, b: reqwest::RequestBuilder) -> EventStream {
+    async fn open_sse(&self, path: &str, b: reqwest::RequestBuilder) -> EventStream {
         let r = b.send().await.expect("open SSE");
         assert_eq!(r.status(), StatusCode::OK, "SSE: {}", r.text().await.unwrap_or_default());
         let ct = r.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         assert!(ct.starts_with("text/event-stream"), "SSE content-type {ct:?}");
+        if let Some(contract) = &self.contract {
+            // The stream's status and content type; its frames are not a JSON body.
+            contract.check("GET", path, &Answer { status: 200, content_type: &ct, text: "", body: &Value::Null });
+        }
         let (tx, rx) = mpsc::unbounded_channel();
+        let time = self.time.clone();
         let task = tokio::spawn(async move {
             let mut bytes = r.bytes_stream();
             let mut buf = String::new();
             while let Some(chunk) = bytes.next().await {
                 let Ok(chunk) = chunk else { break };
-                let received = now_ms();
+                let received = time.now();
                 buf.push_str(&String::from_utf8_lossy(&chunk));
                 if buf.contains('\r') {
                     buf = buf.replace("\r\n", "\n").replace('\r', "\n");
@@ -491,7 +694,7 @@ impl TestApp {
                 }
             }
         });
-        EventStream { rx, task, seen: Vec::new() }
+        EventStream { rx, task, seen: Vec::new(), contract: self.contract.clone(), transport: "SSE" }
     }
 
     /// Opens `GET /v1/ws?token=…` and waits until the server is serving it (ping → pong).
@@ -500,10 +703,11 @@ impl TestApp {
         let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connect");
         let (sink, mut stream) = socket.split();
         let (tx, rx) = mpsc::unbounded_channel();
+        let time = self.time.clone();
         let task = tokio::spawn(async move {
             while let Some(msg) = stream.next().await {
                 let Ok(msg) = msg else { break };
-                let received = now_ms();
+                let received = time.now();
                 match msg {
                     tokio_tungstenite::tungstenite::Message::Text(text) => {
                         let data: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
@@ -522,7 +726,9 @@ impl TestApp {
                 }
             }
         });
-        let mut ws = Ws { sink, events: EventStream { rx, task, seen: Vec::new() } };
+        let events =
+            EventStream { rx, task, seen: Vec::new(), contract: self.contract.clone(), transport: "WebSocket" };
+        let mut ws = Ws { sink, events };
         ws.sync().await;
         ws
     }
@@ -566,7 +772,10 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.kill9();
+        match &mut self.in_process {
+            Some(server) => server.stop(),
+            None => self.kill9(),
+        }
     }
 }
 
@@ -577,7 +786,7 @@ pub struct Event {
     /// The SSE `event:` field or the frame's `type`.
     pub event: String,
     pub data: Value,
-    /// Unix ms when the client received it.
+    /// Unix ms (server time, see [`TestApp::now`]) when the client received it.
     pub received_at: i64,
 }
 
@@ -644,6 +853,9 @@ pub struct EventStream {
     task: JoinHandle<()>,
     /// Every event taken from this stream so far.
     pub seen: Vec<Event>,
+    /// Checks each event taken (WebSocket `pong` and `error` frames are not events).
+    contract: Option<Arc<Contract>>,
+    transport: &'static str,
 }
 
 impl Drop for EventStream {
@@ -656,6 +868,11 @@ impl EventStream {
     pub async fn next(&mut self, timeout: Duration) -> Next {
         match tokio::time::timeout(timeout, self.rx.recv()).await {
             Ok(Some(e)) => {
+                if let Some(contract) = &self.contract {
+                    if !(self.transport == "WebSocket" && matches!(e.event.as_str(), "pong" | "error")) {
+                        contract.check_event(self.transport, &e.data);
+                    }
+                }
                 self.seen.push(e.clone());
                 Next::Event(e)
             }
