@@ -27,9 +27,6 @@ test('dashboard: counts, lateness, live feed, find/end, cleanup', { timeout: 90_
   const interview = await create('interview', 'adm-ivy');
   await create('default', 'adm-dan');
   await create('default', 'adm-dora');
-  await create('e2e_short', 'adm-sam'); // expires after 500 ms: an expiry to measure
-  await create('e2e_short', 'adm-sue');
-
   const page = await br.newPage(srv.url + '/admin');
   await page.getByLabel('API key').fill(API_KEY);
   await page.getByRole('button', { name: 'Connect' }).click();
@@ -42,6 +39,12 @@ test('dashboard: counts, lateness, live feed, find/end, cleanup', { timeout: 90_
   await waitFor(async () => Number(await page.locator('#t-live').textContent()) >= 3, { what: 'live tile' });
   assert.equal(await page.locator('#t-overdue').textContent(), '0');
   assert.match(await page.locator('#t-health').textContent(), /healthy/);
+
+  // Created only now: on a loaded machine an expiry can be more than 100 ms
+  // late, which health rightly reports as degraded (the check above is about
+  // the dashboard showing the server's verdict, not about this machine's load).
+  await create('e2e_short', 'adm-sam'); // expires after 500 ms: an expiry to measure
+  await create('e2e_short', 'adm-sue');
 
   // lateness from the histogram once the short sessions expired
   await waitFor(async () => /ms|µs|s$/.test(await page.locator('#t-lateness').textContent()), {
