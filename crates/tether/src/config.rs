@@ -25,6 +25,9 @@
 //!   a built-in kind's timeout is removed (`[kinds.matching] idle_timeout = "off"`).
 //!   `retention` is not a timeout and cannot be `"off"`.
 //! - `decision_timeout` is accepted only in `[kinds.matching]`.
+//! - `[limits]`: `user_rate` and `api_key_rate` are `"N/s"`, `"N/m"`, `"N/h"`
+//!   or `"off"`; `user_burst` and `api_key_burst` whole numbers from 1;
+//!   `ws_send_timeout` a duration. See [`Limits`] for the defaults.
 //! - Kind names are 1 to 64 characters of `a-z`, `0-9`, `_` and `-`.
 //! - The first problem stops loading with a [`ConfigError`] that names the
 //!   file, the 1-based line and the dotted key: an unknown key (with a "did you
@@ -973,6 +976,49 @@ retention          = "7d"        # ended sessions kept this long, then purged
         let e = load(&path).unwrap_err();
         assert_eq!((e.line, &e.key), (None, &None));
         assert!(e.to_string().starts_with(&format!("{}: cannot read the config file", path.display())), "{e}");
+    }
+
+    #[test]
+    fn limits_default_and_parse() {
+        let limits = ok("").limits;
+        assert_eq!(limits, Limits::default());
+        assert_eq!(limits.user_rate.map(|r| r.to_string()).as_deref(), Some("50/s"));
+        assert_eq!(limits.user_burst.get(), 100);
+        assert_eq!(limits.api_key_rate, None);
+
+        let text = "[limits]\nuser_rate = \"600/m\"\nuser_burst = 7\napi_key_rate = \"1000/h\"\nws_send_timeout = \"2s\"\n";
+        let limits = ok(text).limits;
+        assert_eq!(limits.user_rate, Some(Rate { count: NonZeroU32::new(600).unwrap(), per: Duration::from_secs(60) }));
+        assert_eq!(limits.user_burst.get(), 7);
+        assert_eq!(limits.api_key_rate.map(|r| r.to_string()).as_deref(), Some("1000/h"));
+        assert_eq!(limits.api_key_burst.get(), 2000, "left out: twice the rate's count");
+        assert_eq!(limits.ws_send_timeout, Duration::from_secs(2));
+
+        let limits = ok("[limits]\nuser_rate = \"off\"\napi_key_rate = \"5/s\"\napi_key_burst = 1\n").limits;
+        assert_eq!((limits.user_rate, limits.api_key_burst.get()), (None, 1));
+    }
+
+    #[test]
+    fn bad_limits_name_key_and_line() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("user_rate = \"50\"", "user_rate", "write it as N/s, N/m or N/h"),
+            ("user_rate = \"50/d\"", "user_rate", "unknown unit \"d\""),
+            ("user_rate = \"0/s\"", "user_rate", "at least 1"),
+            ("user_rate = \"-1/s\"", "user_rate", "write it as"),
+            ("user_rate = \"99999999999/s\"", "user_rate", "at most"),
+            ("user_rate = 50", "user_rate", "expected a rate like \"50/s\" or \"off\", found integer 50"),
+            ("api_key_rate = \"fast\"", "api_key_rate", "bad rate \"fast\""),
+            ("user_burst = 0", "user_burst", "from 1 to"),
+            ("user_burst = \"100\"", "user_burst", "expected an integer"),
+            ("api_key_burst = -2", "api_key_burst", "from 1 to"),
+            ("ws_send_timeout = \"off\"", "ws_send_timeout", "cannot be \"off\""),
+            ("user_rte = \"5/s\"", "user_rte", "did you mean \"user_rate\""),
+        ];
+        for (line, key, says) in cases {
+            let e = err(&format!("# limits\n[limits]\n{line}\n"));
+            assert_eq!((e.line, e.key.clone()), (Some(3), Some(format!("limits.{key}"))), "{line}: {e}");
+            assert!(e.message.contains(says), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -253,6 +253,10 @@ impl Metrics {
             "WebSockets closed because the client did not take its events in time",
             self.ws_slow_closed.clone(),
         );
+        // Both caller types exist from the start, so a refusal rate reads 0 rather than no data.
+        for caller in ["user", "api_key"] {
+            self.rate_limited.get_or_create(&CallerLabels { caller });
+        }
         self
     }
 
