@@ -157,9 +157,8 @@ impl Rate {
         if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
             return Err(shape());
         }
-        let count: u32 = count
-            .parse()
-            .map_err(|_| format!("bad rate {text:?}: the count must be at most {}", u32::MAX))?;
+        let count: u32 =
+            count.parse().map_err(|_| format!("bad rate {text:?}: the count must be at most {}", u32::MAX))?;
         let count = NonZeroU32::new(count)
             .ok_or_else(|| format!("bad rate {text:?}: the count must be at least 1 (use \"off\" to disable)"))?;
         Ok(Some(Rate { count, per }))
@@ -986,7 +985,8 @@ retention          = "7d"        # ended sessions kept this long, then purged
         assert_eq!(limits.user_burst.get(), 100);
         assert_eq!(limits.api_key_rate, None);
 
-        let text = "[limits]\nuser_rate = \"600/m\"\nuser_burst = 7\napi_key_rate = \"1000/h\"\nws_send_timeout = \"2s\"\n";
+        let text =
+            "[limits]\nuser_rate = \"600/m\"\nuser_burst = 7\napi_key_rate = \"1000/h\"\nws_send_timeout = \"2s\"\n";
         let limits = ok(text).limits;
         assert_eq!(limits.user_rate, Some(Rate { count: NonZeroU32::new(600).unwrap(), per: Duration::from_secs(60) }));
         assert_eq!(limits.user_burst.get(), 7);

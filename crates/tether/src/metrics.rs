@@ -255,7 +255,7 @@ impl Metrics {
         );
         // Both caller types exist from the start, so a refusal rate reads 0 rather than no data.
         for caller in ["user", "api_key"] {
-            self.rate_limited.get_or_create(&CallerLabels { caller });
+            let _created = self.rate_limited.get_or_create(&CallerLabels { caller });
         }
         self
     }
