@@ -48,6 +48,17 @@ async fn expect_429(app: &TestApp, method: Method, path: &str, token: &str, body
     problem
 }
 
+/// A user token limited to one session (the `sid` claim invite tokens carry).
+fn scoped_token(sub: &str, sid: &str) -> String {
+    let exp = now_ms() / 1000 + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": sub, "sid": sid, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
 /// The value of one sample line of `/metrics` (0 when absent).
 async fn metric(app: &TestApp, sample: &str) -> u64 {
     let text = app.get("/metrics", None).await.text;
@@ -67,9 +78,11 @@ async fn a_user_over_its_burst_gets_429_while_another_user_and_api_keys_are_unaf
     let problem = expect_429(&app, Method::GET, "/v1/sessions", &alice, None).await;
     assert_eq!(problem["caller"], "user");
     assert!(problem["retry_after"].as_u64().unwrap() > 3000, "1/h refills in about an hour: {problem}");
-    // Every token of the user shares the bucket; a refused request is not an invalid token.
+    // Every token of the user shares the bucket, one scoped to a session (`sid`) included.
     let alice_again = user_token("alice");
     expect_429(&app, Method::POST, "/v1/sessions", &alice_again, Some(json!({"kind": "plain"}))).await;
+    let s = id_of(&app.start_session(API_KEY, json!({"kind": "plain", "user_id": "alice"})).await["session"]);
+    expect_429(&app, Method::GET, &format!("/v1/sessions/{s}"), &scoped_token("alice", &s), None).await;
 
     // Another user, and the API key (api_key_rate is "off" by default), go on.
     let bob = user_token("bob");
@@ -87,7 +100,7 @@ async fn a_user_over_its_burst_gets_429_while_another_user_and_api_keys_are_unaf
     // A bad token is a 401, not a count against anyone.
     app.get("/v1/sessions", Some(&forged_token("alice"))).await.expect(401);
 
-    assert_eq!(metric(&app, "tether_rate_limited_total{caller=\"user\"}").await, 4);
+    assert_eq!(metric(&app, "tether_rate_limited_total{caller=\"user\"}").await, 6);
     assert_eq!(metric(&app, "tether_rate_limited_total{caller=\"api_key\"}").await, 0);
 }
 
