@@ -30,6 +30,8 @@ pub struct Settings {
     pub api_keys: Vec<String>,
     pub demo: bool,
     pub kinds: Kinds,
+    /// `[limits]`.
+    pub limits: crate::config::Limits,
 }
 
 /// The state guarded by one lock: the session engine and the matching layer above it.
@@ -64,6 +66,10 @@ pub struct App {
     pub auth: Auth,
     pub metrics: Arc<Metrics>,
     pub demo: bool,
+    /// The per-caller rate limits (`[limits]` `user_rate`, `api_key_rate`, …).
+    pub rate: crate::http::rate::RateLimits,
+    /// How long a WebSocket may take to accept a batch of events before it is closed.
+    pub ws_send_timeout: std::time::Duration,
     /// Wakes the deadline timer when an earlier deadline appears.
     wake: Notify,
     /// What the timer sleeps until (i64::MAX: nothing scheduled).
@@ -162,6 +168,7 @@ impl App {
         let hub = Arc::new(Hub::new(epoch, metrics.clone(), clock.clone()));
         let (journal, _thread) = Journal::start(store.clone(), hub.clone());
         let (closing, _) = watch::channel(false);
+        let rate = crate::http::rate::RateLimits::new(&settings.limits, metrics.clone());
         let app = Arc::new(App {
             core: Mutex::new(Core { engine, matching }),
             journal,
@@ -171,6 +178,8 @@ impl App {
             auth: Auth::new(jwt_secret, api_keys),
             metrics,
             demo: settings.demo,
+            rate,
+            ws_send_timeout: settings.limits.ws_send_timeout,
             wake: Notify::new(),
             wake_at: AtomicI64::new(i64::MAX),
             ready: AtomicBool::new(false),

@@ -119,8 +119,14 @@ pub fn resolve(args: &ServeArgs) -> Result<(String, Settings, LogFormat), String
         Some(_) => LogFormat::Human,
         None => file.log_format.unwrap_or(LogFormat::Human),
     };
-    let settings =
-        Settings { store, jwt_secret: file.auth.jwt_secret, api_keys: file.auth.api_keys, demo, kinds: file.kinds };
+    let settings = Settings {
+        store,
+        jwt_secret: file.auth.jwt_secret,
+        api_keys: file.auth.api_keys,
+        demo,
+        kinds: file.kinds,
+        limits: file.limits,
+    };
     Ok((listen, settings, log))
 }
 

@@ -25,6 +25,9 @@
 //!   a built-in kind's timeout is removed (`[kinds.matching] idle_timeout = "off"`).
 //!   `retention` is not a timeout and cannot be `"off"`.
 //! - `decision_timeout` is accepted only in `[kinds.matching]`.
+//! - `[limits]`: `user_rate` and `api_key_rate` are `"N/s"`, `"N/m"`, `"N/h"`
+//!   or `"off"`; `user_burst` and `api_key_burst` whole numbers from 1;
+//!   `ws_send_timeout` a duration. See [`Limits`] for the defaults.
 //! - Kind names are 1 to 64 characters of `a-z`, `0-9`, `_` and `-`.
 //! - The first problem stops loading with a [`ConfigError`] that names the
 //!   file, the 1-based line and the dotted key: an unknown key (with a "did you
@@ -58,7 +61,9 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::path::Path;
+use std::time::Duration;
 use tether_engine::kind::MATCHING;
 use tether_engine::{Dur, KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
 use toml::Spanned;
@@ -77,6 +82,87 @@ pub struct FileConfig {
     pub kinds: Kinds,
     /// `log = "human" | "json"` (extension): the log line format.
     pub log_format: Option<LogFormat>,
+    /// `[limits]`, with the defaults for every key left out.
+    pub limits: Limits,
+}
+
+/// The `[limits]` table (contract section 11): the per-caller rate limits
+/// and the WebSocket send timeout. Every key is optional.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// `user_rate`: requests and WebSocket messages per user (all of a user's
+    /// tokens together, invite-scoped ones included); `None` is `"off"`.
+    pub user_rate: Option<Rate>,
+    /// `user_burst`: how many a user may send at once before `user_rate` applies.
+    pub user_burst: NonZeroU32,
+    /// `api_key_rate`: the same for each API key; `None` is `"off"` (the default).
+    pub api_key_rate: Option<Rate>,
+    /// `api_key_burst` (extension); left out, twice the count of `api_key_rate`.
+    pub api_key_burst: NonZeroU32,
+    /// `ws_send_timeout` (extension): a WebSocket that cannot take a batch of
+    /// events within this long is closed (a client that stopped reading).
+    pub ws_send_timeout: std::time::Duration,
+}
+
+impl Limits {
+    pub const DEFAULT_USER_RATE: Rate = Rate { count: NonZeroU32::new(50).unwrap(), per: Duration::from_secs(1) };
+    pub const DEFAULT_USER_BURST: NonZeroU32 = NonZeroU32::new(100).unwrap();
+    pub const DEFAULT_WS_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            user_rate: Some(Limits::DEFAULT_USER_RATE),
+            user_burst: Limits::DEFAULT_USER_BURST,
+            api_key_rate: None,
+            api_key_burst: Limits::DEFAULT_USER_BURST,
+            ws_send_timeout: Limits::DEFAULT_WS_SEND_TIMEOUT,
+        }
+    }
+}
+
+/// A rate: `count` per `per` (`"50/s"`, `"600/m"`, `"1000/h"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub per: Duration,
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            3600 => "h",
+            60 => "m",
+            _ => "s",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+impl Rate {
+    /// Parses `N/s`, `N/m`, `N/h` (N from 1); `"off"` is [`None`].
+    pub fn parse(text: &str) -> Result<Option<Rate>, String> {
+        if text == "off" {
+            return Ok(None);
+        }
+        let shape = || format!("bad rate {text:?}: write it as N/s, N/m or N/h (e.g. \"50/s\"), or \"off\"");
+        let (count, unit) = text.split_once('/').ok_or_else(shape)?;
+        let per = match unit {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            other => return Err(format!("bad rate {text:?}: unknown unit {other:?} (use s, m or h)")),
+        };
+        if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(shape());
+        }
+        let count: u32 =
+            count.parse().map_err(|_| format!("bad rate {text:?}: the count must be at most {}", u32::MAX))?;
+        let count = NonZeroU32::new(count)
+            .ok_or_else(|| format!("bad rate {text:?}: the count must be at least 1 (use \"off\" to disable)"))?;
+        Ok(Some(Rate { count, per }))
+    }
 }
 
 /// The `[auth]` table.
@@ -181,6 +267,8 @@ struct FileToml {
     /// in that order; serde's own errors come in file order).
     #[serde(default)]
     kinds: BTreeMap<KindName, KindToml>,
+    #[serde(default)]
+    limits: LimitsToml,
 }
 
 impl FileToml {
@@ -196,6 +284,7 @@ impl FileToml {
             auth: self.auth.check(),
             kinds,
             log_format: self.log,
+            limits: self.limits.check(),
         })
     }
 }
@@ -218,6 +307,39 @@ impl AuthToml {
             jwt_secret: self.jwt_secret.map(|s| s.0),
             api_keys: self.api_keys.into_iter().map(|s| s.0).collect(),
             demo: self.demo,
+        }
+    }
+}
+
+/// `[limits]`: every key optional.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsToml {
+    user_rate: Option<RateToml>,
+    user_burst: Option<Burst>,
+    api_key_rate: Option<RateToml>,
+    api_key_burst: Option<Burst>,
+    ws_send_timeout: Option<Retention>,
+}
+
+impl LimitsToml {
+    /// Every rule is in the field types; this fills in the defaults.
+    fn check(self) -> Limits {
+        let defaults = Limits::default();
+        let api_key_rate = self.api_key_rate.map_or(defaults.api_key_rate, |r| r.0);
+        // Twice the count: the same shape as the user default (50/s, burst 100).
+        let api_key_burst = self.api_key_burst.map(|b| b.0).unwrap_or_else(|| match api_key_rate {
+            Some(rate) => rate.count.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN)),
+            None => defaults.api_key_burst,
+        });
+        Limits {
+            user_rate: self.user_rate.map_or(defaults.user_rate, |r| r.0),
+            user_burst: self.user_burst.map_or(defaults.user_burst, |b| b.0),
+            api_key_rate,
+            api_key_burst,
+            ws_send_timeout: self
+                .ws_send_timeout
+                .map_or(defaults.ws_send_timeout, |Retention(d)| Duration::from_millis(d.millis() as u64)),
         }
     }
 }
@@ -330,10 +452,36 @@ impl TryFrom<String> for KindName {
     }
 }
 
+/// A rate limit: a [`Rate`], or `None` for `"off"`.
+struct RateToml(Option<Rate>);
+
+impl<'de> Deserialize<'de> for RateToml {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = duration_text(d, "a rate like \"50/s\" or \"off\"")?;
+        Rate::parse(&text).map(RateToml).map_err(de::Error::custom)
+    }
+}
+
+/// A burst size: a whole number from 1.
+#[derive(Deserialize)]
+#[serde(try_from = "i64")]
+struct Burst(NonZeroU32);
+
+impl TryFrom<i64> for Burst {
+    type Error = String;
+    fn try_from(n: i64) -> Result<Self, Self::Error> {
+        u32::try_from(n)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .map(Burst)
+            .ok_or_else(|| format!("must be an integer from 1 to {}, found {n}", u32::MAX))
+    }
+}
+
 /// A timeout: a duration, or `None` for `"off"`.
 struct Timeout(Option<Dur>);
 
-/// A duration that cannot be switched off (`retention`).
+/// A duration that cannot be switched off (`retention`, `limits.ws_send_timeout`).
 struct Retention(Dur);
 
 impl<'de> Deserialize<'de> for Timeout {
@@ -350,7 +498,7 @@ impl<'de> Deserialize<'de> for Retention {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = duration_text(d, "a duration string like \"7d\"")?;
         if text == "off" {
-            return Err(de::Error::custom("cannot be \"off\"; give a duration like \"7d\""));
+            return Err(de::Error::custom("cannot be \"off\"; give a duration like \"30s\" or \"7d\""));
         }
         parse_duration(&text).map(Retention).map_err(de::Error::custom)
     }
@@ -827,6 +975,50 @@ retention          = "7d"        # ended sessions kept this long, then purged
         let e = load(&path).unwrap_err();
         assert_eq!((e.line, &e.key), (None, &None));
         assert!(e.to_string().starts_with(&format!("{}: cannot read the config file", path.display())), "{e}");
+    }
+
+    #[test]
+    fn limits_default_and_parse() {
+        let limits = ok("").limits;
+        assert_eq!(limits, Limits::default());
+        assert_eq!(limits.user_rate.map(|r| r.to_string()).as_deref(), Some("50/s"));
+        assert_eq!(limits.user_burst.get(), 100);
+        assert_eq!(limits.api_key_rate, None);
+
+        let text =
+            "[limits]\nuser_rate = \"600/m\"\nuser_burst = 7\napi_key_rate = \"1000/h\"\nws_send_timeout = \"2s\"\n";
+        let limits = ok(text).limits;
+        assert_eq!(limits.user_rate, Some(Rate { count: NonZeroU32::new(600).unwrap(), per: Duration::from_secs(60) }));
+        assert_eq!(limits.user_burst.get(), 7);
+        assert_eq!(limits.api_key_rate.map(|r| r.to_string()).as_deref(), Some("1000/h"));
+        assert_eq!(limits.api_key_burst.get(), 2000, "left out: twice the rate's count");
+        assert_eq!(limits.ws_send_timeout, Duration::from_secs(2));
+
+        let limits = ok("[limits]\nuser_rate = \"off\"\napi_key_rate = \"5/s\"\napi_key_burst = 1\n").limits;
+        assert_eq!((limits.user_rate, limits.api_key_burst.get()), (None, 1));
+    }
+
+    #[test]
+    fn bad_limits_name_key_and_line() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("user_rate = \"50\"", "user_rate", "write it as N/s, N/m or N/h"),
+            ("user_rate = \"50/d\"", "user_rate", "unknown unit \"d\""),
+            ("user_rate = \"0/s\"", "user_rate", "at least 1"),
+            ("user_rate = \"-1/s\"", "user_rate", "write it as"),
+            ("user_rate = \"99999999999/s\"", "user_rate", "at most"),
+            ("user_rate = 50", "user_rate", "expected a rate like \"50/s\" or \"off\", found integer 50"),
+            ("api_key_rate = \"fast\"", "api_key_rate", "bad rate \"fast\""),
+            ("user_burst = 0", "user_burst", "from 1 to"),
+            ("user_burst = \"100\"", "user_burst", "expected an integer"),
+            ("api_key_burst = -2", "api_key_burst", "from 1 to"),
+            ("ws_send_timeout = \"off\"", "ws_send_timeout", "cannot be \"off\""),
+            ("user_rte = \"5/s\"", "user_rte", "did you mean \"user_rate\""),
+        ];
+        for (line, key, says) in cases {
+            let e = err(&format!("# limits\n[limits]\n{line}\n"));
+            assert_eq!((e.line, e.key.clone()), (Some(3), Some(format!("limits.{key}"))), "{line}: {e}");
+            assert!(e.message.contains(says), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -145,6 +145,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallerLabels {
+    caller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
     decision: &'static str,
 }
@@ -170,6 +175,8 @@ pub struct Metrics {
     signals_relayed: Counter,
     decisions: Family<DecisionLabels, Counter>,
     pub webrtc_setup: Histogram,
+    rate_limited: Family<CallerLabels, Counter>,
+    ws_slow_closed: Counter,
 }
 
 impl Default for Metrics {
@@ -190,6 +197,8 @@ impl Default for Metrics {
             signals_relayed: Counter::default(),
             decisions: Family::default(),
             webrtc_setup: Histogram::new(WEBRTC_SETUP_BOUNDS),
+            rate_limited: Family::default(),
+            ws_slow_closed: Counter::default(),
         };
         metrics.registered()
     }
@@ -234,6 +243,20 @@ impl Metrics {
             Unit::Seconds,
             self.webrtc_setup.clone(),
         );
+        r.register(
+            "rate_limited",
+            "Requests and WebSocket messages refused by the rate limits, by caller type (user, api_key)",
+            self.rate_limited.clone(),
+        );
+        r.register(
+            "ws_slow_closed",
+            "WebSockets closed because the client did not take its events in time",
+            self.ws_slow_closed.clone(),
+        );
+        // Both caller types exist from the start, so a refusal rate reads 0 rather than no data.
+        for caller in ["user", "api_key"] {
+            let _created = self.rate_limited.get_or_create(&CallerLabels { caller });
+        }
         self
     }
 
@@ -265,6 +288,15 @@ impl Metrics {
 
     pub fn count_signal_relayed(&self) {
         self.signals_relayed.inc();
+    }
+
+    /// One request or WebSocket message refused; `caller` is `user` or `api_key`.
+    pub fn count_rate_limited(&self, caller: &'static str) {
+        self.rate_limited.get_or_create(&CallerLabels { caller }).inc();
+    }
+
+    pub fn count_ws_slow_closed(&self) {
+        self.ws_slow_closed.inc();
     }
 
     pub fn count_decision(&self, decision: &'static str) {
@@ -348,6 +380,8 @@ mod tests {
             ("tether_call_signals_relayed_total", "counter"),
             ("tether_matching_decisions_total", "counter"),
             ("tether_webrtc_setup_seconds", "histogram"),
+            ("tether_rate_limited_total", "counter"),
+            ("tether_ws_slow_closed_total", "counter"),
         ] {
             assert!(text.contains(&format!("\n# TYPE {name} {kind}\n")), "{name} {kind}:\n{text}");
         }

@@ -20,7 +20,43 @@ pub fn document() -> Value {
     let (_, doc) = crate::http::api().split_for_parts();
     let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serializes");
     describe_optional_bodies(&mut doc);
+    add_rate_limit_answers(&mut doc);
     doc
+}
+
+/// Over its rate limit.
+#[derive(utoipa::ToResponse)]
+#[response(
+    description = "Over the caller's rate limit (`[limits]` `user_rate` after `user_burst` for user tokens, \
+        `api_key_rate` for API keys). `retry_after` (also the `Retry-After` header) says in how many whole \
+        seconds one more request passes; `caller` is `user` or `api_key`.",
+    content_type = "application/problem+json",
+    headers(
+        ("Retry-After" = u64, description = "Whole seconds (at least 1) until one more request passes."),
+        ("RateLimit-Limit" = u64, description = "The caller's burst: requests it may send at once."),
+        ("RateLimit-Remaining" = u64, description = "Requests left now: 0."),
+        ("RateLimit-Reset" = u64, description = "Whole seconds until one more request passes (as `Retry-After`)."),
+    ),
+    example = json!({"type":"https://tether.dev/problems/too-many-requests","title":"Too many requests","status":429,
+        "detail":"too many requests: this user is limited to 50/s (bursts of 100); retry in 1 s","retry_after":1,"caller":"user"})
+)]
+pub struct TooManyRequests(#[allow(dead_code)] Problem);
+
+/// Every authenticated operation (those that answer `401`) counts against
+/// the caller's rate limit, so each answers `429` too. Added here, from the
+/// `401`s, rather than in each handler's list: one rule, and an operation
+/// added later cannot miss it.
+fn add_rate_limit_answers(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for op in item.values_mut() {
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+            if responses.contains_key("401") && !responses.contains_key("429") {
+                responses.insert("429".into(), serde_json::json!({"$ref": "#/components/responses/TooManyRequests"}));
+            }
+        }
+    }
 }
 
 /// [`document`] serialised once, as served.
@@ -84,7 +120,7 @@ a missing field or a failed check `422`, always naming the field), `blocking_ses
 (`409` from `POST /v1/sessions`), `end_reason` and `session` (`410` for an ended session),
 `status_now` (`409` for an action the session's status does not allow) and `call_status`
 (`409` from a decision on a live call). Request bodies are
-limited to 64 KiB (`413`). A request body that is optional may be empty (read as `{}`); JSON `null`
+limited to 64 KiB (`413`). Over its rate limit (`[limits]`), a caller gets `429` with `Retry-After`. A request body that is optional may be empty (read as `{}`); JSON `null`
 is not an object and answers `400`. A method a path does not list answers `405`.
 
 ## Extensions beyond the contract
@@ -99,7 +135,10 @@ is not an object and answers `400`. A method a path does not list answers `405`.
 - Both event streams may send `stream.gap` (`{"type":"stream.gap","from","to"}`, schema `StreamGap`):
   the events with ids `from..=to` were missed; read the sessions you follow to catch up.
 - `GET /v1/ws` takes client messages `heartbeat`, `signal`, `webrtc.connected` and `ping`
-  (schema `WsClientMessage`); it answers `pong`, and an `error` frame for a failed message (`WsReply`).
+  (schema `WsClientMessage`); it answers `pong`, and an `error` frame for a failed message (`WsReply`):
+  `status` 429 for a message over the rate limit, 400 for a binary frame. It closes with `1009` (message
+  over 64 KiB), `1007` (text not UTF-8), `1008` (the client stopped reading its events), `1001` (shutdown).
+- `[limits]` takes `api_key_burst` (default: twice the count of `api_key_rate`) and `ws_send_timeout`.
 - `GET /v1/profiles/{user_id}` reads a profile; `POST /v1/blocks` blocks a user from ever being
   paired with the caller again; `POST /v1/calls/{id}/webrtc` records how long WebRTC set-up took.
 - Matching and call endpoints take `user_id` (in the body, or the query for `GET` ones) when called
@@ -115,7 +154,7 @@ is not an object and answers `400`. A method a path does not list answers `405`.
     servers((url = "http://127.0.0.1:7878", description = "the default `tether serve` listen address")),
     components(
         schemas(Problem, Status, EndReason, EventType, Event, StreamGap, WsClientMessage, WsReply),
-        responses(BadRequest, Unauthorized, MethodNotAllowed, TooLarge, Unavailable),
+        responses(BadRequest, Unauthorized, MethodNotAllowed, TooLarge, Unavailable, TooManyRequests),
     ),
     modifiers(&Security, &Vocabulary),
     tags(

@@ -1,4 +1,5 @@
-//! Who is calling and what they may touch: the bearer-token extractor, the
+//! Who is calling and what they may touch: the bearer-token extractor (which
+//! also counts the request against the caller's rate limit), the
 //! visibility rule (a user sees only sessions it owns, is a member of or
 //! participates in; anything else is `404`, exactly like a missing session),
 //! and the reads of sessions that are no longer live. Those go to the store,
@@ -6,6 +7,7 @@
 //! blocking pool, never on an async worker.
 
 use super::problem::ApiError;
+use super::rate::CallerKey;
 use crate::app::App;
 use crate::auth::{check_user_id, AuthError, Principal};
 use axum::extract::FromRequestParts;
@@ -16,8 +18,10 @@ use tether_engine::Session;
 /// The authenticated caller (`Authorization: Bearer …`).
 pub struct Caller(pub Principal);
 
-/// Like [`Caller`], but also accepts `?token=` (SSE and WebSocket, where browsers cannot set headers).
-pub struct StreamCaller(pub Principal);
+/// Like [`Caller`], but also accepts `?token=` (SSE and WebSocket, where
+/// browsers cannot set headers); carries the caller's rate-limit key, which a
+/// WebSocket counts each client message against.
+pub struct StreamCaller(pub Principal, pub CallerKey);
 
 fn bearer(parts: &Parts) -> Option<String> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -31,13 +35,23 @@ fn query_token(parts: &Parts) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Verifies a bearer token and counts the request against its caller's
+/// rate limit: `401` for a bad token (not counted), `429` over the limit.
 pub fn authenticate(app: &App, token: Option<String>) -> Result<Principal, ApiError> {
+    authenticate_keyed(app, token).map(|(p, _)| p)
+}
+
+/// [`authenticate`], also returning the caller's rate-limit key.
+pub fn authenticate_keyed(app: &App, token: Option<String>) -> Result<(Principal, CallerKey), ApiError> {
     let token = token
         .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer <API key or user JWT>)"))?;
-    app.auth.verify(&token).map_err(|e| match e {
+    let principal = app.auth.verify(&token).map_err(|e| match e {
         AuthError::Missing => ApiError::unauthorized("missing bearer token"),
         AuthError::Invalid(why) => ApiError::invalid_token(why),
-    })
+    })?;
+    let key = CallerKey::of(&principal, &token);
+    app.rate.check(&key).map_err(|refusal| refusal.into_problem())?;
+    Ok((principal, key))
 }
 
 impl FromRequestParts<Arc<App>> for Caller {
@@ -50,7 +64,8 @@ impl FromRequestParts<Arc<App>> for Caller {
 impl FromRequestParts<Arc<App>> for StreamCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        authenticate(app, bearer(parts).or_else(|| query_token(parts))).map(StreamCaller)
+        let (principal, key) = authenticate_keyed(app, bearer(parts).or_else(|| query_token(parts)))?;
+        Ok(StreamCaller(principal, key))
     }
 }
 

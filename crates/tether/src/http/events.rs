@@ -1,12 +1,15 @@
 //! Live events (contract section 5): Server-Sent Events with `Last-Event-ID`
 //! resume (a `stream.gap` first when the resume point is older than the log
 //! reaches), and a WebSocket carrying the same events plus client heartbeats,
-//! call signals and WebRTC set-up reports, closed with `1001` on shutdown.
+//! call signals and WebRTC set-up reports (each counted against the caller's
+//! rate limit), closed with `1001` on shutdown, `1009`/`1007` for a frame
+//! too large or not UTF-8, and `1008` for a client that stops reading.
 //! A user's WebSocket also drives `disconnect_grace`: the last one closing
 //! starts it, a new one cancels it. `?kind=` must name a configured kind.
 
 use super::access::StreamCaller;
-use super::problem::{ApiError, QueryParams};
+use super::problem::{ApiError, QueryParams, BODY_LIMIT};
+use super::rate::CallerKey;
 use crate::app::{App, CommitError};
 use crate::auth::Principal;
 use crate::hub::{Gap, Published, Subscriber};
@@ -105,7 +108,7 @@ fn subscriber(p: &Principal, kind: Option<String>) -> Subscriber {
 )]
 pub async fn sse(
     State(app): State<Arc<App>>,
-    StreamCaller(p): StreamCaller,
+    StreamCaller(p, _): StreamCaller,
     headers: HeaderMap,
     QueryParams(q): QueryParams<StreamQuery>,
 ) -> Result<Response, ApiError> {
@@ -253,8 +256,14 @@ impl Feed {
 /// `WsClientMessage` frames: `{"type":"heartbeat","session_id"}`, `{"type":"signal","call_id","signal"}`,
 /// `{"type":"webrtc.connected","call_id","setup_ms"}` and `{"type":"ping"}`; the server answers `pong`
 /// and, for a failed message, an `error` frame (`WsReply`). A user's open sockets drive its
-/// kinds' `disconnect_grace`: the last one closing starts it, a new one cancels it. The socket
-/// closes when the server shuts down. Frames are limited to 64 KiB.
+/// kinds' `disconnect_grace`: the last one closing starts it, a new one cancels it.
+///
+/// Each client text or binary frame counts against the caller's rate limit (as a request does):
+/// over it, the frame is not handled and the answer is an `error` frame with `status` 429 (the
+/// socket stays open). A binary frame answers an `error` frame with `status` 400. The socket
+/// closes with `1009` for a message over 64 KiB, `1007` for a text frame that is not UTF-8,
+/// `1002` for a protocol violation, `1008` when the client does not take its events within
+/// `[limits]` `ws_send_timeout` (it stopped reading), and `1001` when the server shuts down.
 #[utoipa::path(get, path = "/v1/ws", operation_id = "events_ws", tag = "events", security(("bearer" = []), ("token_query" = [])),
     params(
         ("kind" = Option<String>, Query, description = "Only events of sessions of this kind."),
@@ -276,7 +285,7 @@ impl Feed {
 )]
 pub async fn ws(
     State(app): State<Arc<App>>,
-    StreamCaller(p): StreamCaller,
+    StreamCaller(p, key): StreamCaller,
     QueryParams(q): QueryParams<StreamQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -288,7 +297,10 @@ pub async fn ws(
         Ok(u) => u,
         Err(r) => return ApiError::new(r.status(), "WebSocket upgrade required", r.body_text()).into_response(),
     };
-    upgrade.max_message_size(super::problem::BODY_LIMIT).on_upgrade(move |socket| serve_socket(app, p, kind, socket))
+    upgrade
+        .max_message_size(BODY_LIMIT)
+        .max_frame_size(FRAME_READ_LIMIT)
+        .on_upgrade(move |socket| serve_socket(app, p, key, kind, socket))
 }
 
 /// A user's open event stream or WebSocket, for `disconnect_grace`: opening
@@ -326,7 +338,70 @@ impl Drop for Presence {
     }
 }
 
-async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket: WebSocket) {
+/// Frames up to this size are read whole before one over [`BODY_LIMIT`] is
+/// refused with `1009`, so the close frame is not lost to a reset from
+/// unread input; a larger frame is refused from its header alone, so no
+/// socket ever buffers more than this for one frame.
+const FRAME_READ_LIMIT: usize = 1024 * 1024;
+
+/// How long the close frame after a protocol error or a stalled client may take to send.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+type Sink = futures::stream::SplitSink<WebSocket, Message>;
+
+/// Sends `close` (bounded by [`CLOSE_TIMEOUT`]: the client may not be reading) and flushes it.
+async fn close_with(sink: &mut Sink, code: u16, reason: &'static str) {
+    let frame = CloseFrame { code, reason: reason.into() };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+}
+
+/// The close frame for a frame the server could not read: `1009` for one
+/// over the size limit, `1007` for a text frame that is not UTF-8, `1002`
+/// for a protocol violation; `None` when the connection itself failed.
+fn close_for(error: axum::Error) -> Option<(u16, &'static str)> {
+    use tungstenite::error::{CapacityError, Error};
+    let inner = error.into_inner();
+    match inner.downcast_ref::<Error>()? {
+        Error::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Some((close_code::SIZE, "message too big: frames are limited to 64 KiB"))
+        }
+        Error::Utf8(_) => Some((close_code::INVALID, "text frames must be valid UTF-8")),
+        Error::Protocol(_) => Some((close_code::PROTOCOL, "WebSocket protocol violation")),
+        _ => None,
+    }
+}
+
+/// Writes a batch of frames, bounded by the app's `ws_send_timeout`.
+/// Fails when the socket failed or could not take them in time.
+async fn write_all(app: &App, sink: &mut Sink, frames: Vec<String>) -> Result<(), Stalled> {
+    let write = async {
+        for text in frames {
+            // Queued without flushing: a burst goes out in one write.
+            sink.feed(Message::Text(text.into())).await?;
+        }
+        sink.flush().await
+    };
+    match tokio::time::timeout(app.ws_send_timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stalled::Failed),
+        Err(_) => Err(Stalled::TimedOut),
+    }
+}
+
+enum Stalled {
+    /// The connection failed (the client went away).
+    Failed,
+    /// The client did not take the frames within `ws_send_timeout`.
+    TimedOut,
+}
+
+/// One socket: events out, client messages in. Everything the socket holds
+/// is bounded: at most one batch of events ([`BATCH_BYTES`]) is in hand at a
+/// time (a socket that falls behind catches up from the hub's shared log, or
+/// gets `stream.gap`), and a batch the client does not take within
+/// `ws_send_timeout` closes the socket (`1008`), which drops its subscription
+/// and frees its buffers.
+async fn serve_socket(app: Arc<App>, p: Principal, key: CallerKey, kind: Option<String>, socket: WebSocket) {
     let _presence = Presence::open(app.clone(), p.user_id());
     let filter = subscriber(&p, kind);
     let (start, rx) = app.hub.subscribe(None);
@@ -334,37 +409,58 @@ async fn serve_socket(app: Arc<App>, p: Principal, kind: Option<String>, socket:
     let mut closing = app.closing.subscribe();
     let (mut sink, mut stream) = socket.split();
     loop {
-        tokio::select! {
+        let frames: Vec<String> = tokio::select! {
             batch = feed.next_batch() => {
                 let Some(items) = batch else { break };
-                let mut failed = false;
-                for item in items {
-                    let text = match item {
+                items
+                    .into_iter()
+                    .map(|item| match item {
                         Item::Event(e) => e.json.clone(),
                         Item::Gap(gap) => gap_json(gap),
-                    };
-                    // Queued without flushing: a burst goes out in one write.
-                    if sink.feed(Message::Text(text.into())).await.is_err() {
-                        failed = true;
+                    })
+                    .collect()
+            }
+            incoming = stream.next() => {
+                let reply = match incoming {
+                    Some(Ok(Message::Text(text))) => match app.rate.check(&key) {
+                        Ok(()) => handle_client_message(&app, &p, text.as_str()).await,
+                        Err(refusal) => Some(WsReply::Error(ws_error(refusal.into_problem(), None))),
+                    },
+                    Some(Ok(Message::Binary(_))) => match app.rate.check(&key) {
+                        Ok(()) => Some(WsReply::Error(ws_error(
+                            ApiError::bad_request("binary frames are not supported; send JSON text"),
+                            None,
+                        ))),
+                        Err(refusal) => Some(WsReply::Error(ws_error(refusal.into_problem(), None))),
+                    },
+                    Some(Ok(Message::Close(_))) | None => break,
+                    // Pings are answered by the protocol layer.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+                    Some(Err(e)) => {
+                        if let Some((code, reason)) = close_for(e) {
+                            close_with(&mut sink, code, reason).await;
+                        }
                         break;
                     }
-                }
-                if failed || sink.flush().await.is_err() { break; }
+                };
+                reply.map(|r| serde_json::to_string(&r).unwrap_or_default()).into_iter().collect()
             }
-            incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    if let Some(reply) = handle_client_message(&app, &p, text.as_str()).await {
-                        let reply = serde_json::to_string(&reply).unwrap_or_default();
-                        if sink.send(Message::Text(reply.into())).await.is_err() { break; }
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
-            },
             _ = closing.changed() => {
                 // 1001 "going away": the server is stopping; a client reconnects elsewhere or later.
-                let frame = CloseFrame { code: close_code::AWAY, reason: "the server is shutting down".into() };
-                let _ = sink.send(Message::Close(Some(frame))).await;
+                close_with(&mut sink, close_code::AWAY, "the server is shutting down").await;
+                break;
+            }
+        };
+        if frames.is_empty() {
+            continue;
+        }
+        match write_all(&app, &mut sink, frames).await {
+            Ok(()) => {}
+            Err(Stalled::Failed) => break,
+            Err(Stalled::TimedOut) => {
+                app.metrics.count_ws_slow_closed();
+                tracing::info!(user = p.user_id(), "closing a WebSocket whose client stopped reading its events");
+                close_with(&mut sink, close_code::POLICY, "the client did not read its events in time").await;
                 break;
             }
         }

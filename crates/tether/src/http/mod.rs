@@ -6,6 +6,7 @@ pub mod access;
 pub mod admin;
 pub mod events;
 pub mod problem;
+pub mod rate;
 pub mod sessions;
 
 use crate::app::{App, CommitError};
