@@ -12,6 +12,9 @@
 //! Not declared in `support/mod.rs`: a test binary that needs it includes it
 //! with `#[path = "support/store_server.rs"] mod store_server;` next to `mod support;`.
 
+// Each test binary uses part of it (like the rest of `support`).
+#![allow(dead_code)]
+
 use crate::support::app::{check_answer, Resp, API_KEY};
 use crate::support::contract::{Answer, Contract};
 use reqwest::Method;
@@ -60,6 +63,11 @@ impl StoreServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running server").id()
     }
 
     /// The stderr of the current (or last) process, for failure messages.
