@@ -378,6 +378,15 @@ async fn wait_no_overdue(server: &StoreServer) -> (Duration, u64) {
 /// any loss or resurrection, then takes the store's word for what was in
 /// doubt or ended by a deadline. Returns how many sessions it compared.
 async fn verify(server: &StoreServer, log: &mut Log, round: usize) -> usize {
+    let stored = stored_sessions(server).await;
+    let failures = compare(log, &stored);
+    assert!(failures.is_empty(), "round {round}: {} failures:\n{}", failures.len(), failures.join("\n"));
+    reconcile(log, &stored);
+    stored.len()
+}
+
+/// Every session in the store, by id.
+async fn stored_sessions(server: &StoreServer) -> HashMap<String, Value> {
     let mut stored: HashMap<String, Value> = HashMap::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -394,7 +403,11 @@ async fn verify(server: &StoreServer, log: &mut Log, round: usize) -> usize {
             None => break,
         }
     }
+    stored
+}
 
+/// Every way the store disagrees with the acknowledged log, one line each.
+fn compare(log: &Log, stored: &HashMap<String, Value>) -> Vec<String> {
     let mut failures = Vec::new();
     for (id, acked) in &log.sessions {
         let Some(s) = stored.get(id) else {
@@ -433,10 +446,13 @@ async fn verify(server: &StoreServer, log: &mut Log, round: usize) -> usize {
             }
         }
     }
-    assert!(failures.is_empty(), "round {round}: {} failures:\n{}", failures.len(), failures.join("\n"));
+    failures
+}
 
-    // The store now speaks for what the log could not know.
-    for (id, s) in &stored {
+/// The store now speaks for what the log could not know: sessions in doubt,
+/// ends by deadline, and starts whose answer the kill cut off.
+fn reconcile(log: &mut Log, stored: &HashMap<String, Value>) {
+    for (id, s) in stored {
         let status = s["status"].as_str().unwrap();
         let reason = s["end_reason"].as_str().map(str::to_string);
         match log.sessions.get_mut(id) {
@@ -462,5 +478,51 @@ async fn verify(server: &StoreServer, log: &mut Log, round: usize) -> usize {
             }
         }
     }
-    stored.len()
+}
+
+/// The comparison itself can fail: a doctored store shows each kind of
+/// failure by name, and what a crash may rightly leave passes.
+#[test]
+fn the_comparison_names_every_kind_of_failure() {
+    let acked = |kind: &str, ended: Option<&str>, participants: &[&str], in_doubt: bool| Acked {
+        kind: kind.to_string(),
+        ended: ended.map(str::to_string),
+        participants: participants.iter().map(|p| p.to_string()).collect(),
+        in_doubt,
+    };
+    let stored_as = |status: &str, reason: Option<&str>, participants: &[&str]| {
+        let participants: Vec<Value> = participants.iter().map(|p| json!({"id": p})).collect();
+        json!({"status": status, "end_reason": reason, "participants": participants})
+    };
+    let mut log = Log::default();
+    let mut stored = HashMap::new();
+    let mut case = |id: &str, a: Acked, s: Option<Value>| {
+        log.sessions.insert(id.to_string(), a);
+        if let Some(s) = s {
+            stored.insert(id.to_string(), s);
+        }
+    };
+    // Failures.
+    case("lost-start", acked("plain", None, &[], false), None);
+    case("resurrected", acked("plain", Some("ended"), &[], false), Some(stored_as("active", None, &["u"])));
+    case("changed", acked("plain", Some("ended"), &[], false), Some(stored_as("ended", Some("admin"), &["u"])));
+    case("lost-join", acked("plain", None, &["g"], false), Some(stored_as("active", None, &["u"])));
+    case("ended-unasked", acked("plain", None, &[], false), Some(stored_as("ended", Some("idle_timeout"), &["u"])));
+    case("wrong-deadline", acked("brief", None, &[], false), Some(stored_as("ended", Some("max_duration"), &["u"])));
+    // What a crash may rightly leave.
+    case("live", acked("plain", None, &["g"], false), Some(stored_as("active", None, &["u", "g"])));
+    case("idle", acked("brief", None, &[], false), Some(stored_as("ended", Some("idle_timeout"), &["u"])));
+    case("capped", acked("capped", None, &[], false), Some(stored_as("ended", Some("max_duration"), &["u"])));
+    case("doubt", acked("swipe", None, &[], true), Some(stored_as("ended", Some("superseded"), &["u"])));
+    case("ended", acked("plain", Some("ended"), &[], false), Some(stored_as("ended", Some("ended"), &["u"])));
+
+    let failures = compare(&log, &stored);
+    let named = |prefix: &str, id: &str| failures.iter().any(|f| f.starts_with(prefix) && f.contains(id));
+    assert!(named("LOST", "lost-start"), "{failures:#?}");
+    assert!(named("RESURRECTED", "resurrected"), "{failures:#?}");
+    assert!(named("CHANGED", "changed"), "{failures:#?}");
+    assert!(named("LOST", "lost-join"), "{failures:#?}");
+    assert!(named("LOST", "ended-unasked"), "{failures:#?}");
+    assert!(named("LOST", "wrong-deadline"), "{failures:#?}");
+    assert_eq!(failures.len(), 6, "only the doctored sessions fail: {failures:#?}");
 }
