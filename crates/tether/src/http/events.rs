@@ -297,7 +297,11 @@ pub async fn ws(
         Ok(u) => u,
         Err(r) => return ApiError::new(r.status(), "WebSocket upgrade required", r.body_text()).into_response(),
     };
+    // tungstenite's default read buffer is 128 KiB per socket, which dominated
+    // the soak's memory per idle socket; client frames are small and the
+    // buffer still grows to take a large one.
     upgrade
+        .read_buffer_size(4 * 1024)
         .max_message_size(BODY_LIMIT)
         .max_frame_size(FRAME_READ_LIMIT)
         .on_upgrade(move |socket| serve_socket(app, p, key, kind, socket))

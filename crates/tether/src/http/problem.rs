@@ -132,7 +132,8 @@ impl From<EngineError> for ApiError {
 
 /// Parses JSON, naming the failing field path in `detail` and `field`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+    // Only a truly empty body means "no body": whitespace alone is malformed JSON.
+    if bytes.is_empty() {
         return serde_json::from_str("{}").map_err(|_| ApiError::bad_request("a JSON object body is required"));
     }
     // Syntax first, so a truncated body is "malformed JSON" rather than the
