@@ -30,6 +30,8 @@ pub struct Settings {
     pub api_keys: Vec<String>,
     pub demo: bool,
     pub kinds: Kinds,
+    /// `[limits]`: what the connection layer enforces (`http::serve` reads it).
+    pub limits: crate::config::Limits,
 }
 
 /// The state guarded by one lock: the session engine and the matching layer above it.
