@@ -67,13 +67,12 @@
 //! so a burst of connects does not stall in SYN retries.
 
 use crate::config::Limits;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -251,7 +250,8 @@ pub async fn run(
                         "connection cap reached: new connections get only /healthz, others 503 ([limits].max_connections)"
                     );
                 }
-                tokio::spawn(overflow.clone().serve(tcp, router.clone(), stop_rx.clone()));
+                let slot = overflow.admit().await;
+                tokio::spawn(overflow.clone().serve(tcp, slot, router.clone(), stop_rx.clone()));
             }
         }
     }
@@ -434,15 +434,36 @@ fn tracked_service(
                     Err(never) => match never {},
                 },
             };
-            // The closure owns the guard, so it lives exactly as long as the body.
-            Ok(response.map(|body| {
-                Body::new(body.map_frame(move |frame| {
-                    let _in_flight = &guard;
-                    frame
-                }))
-            }))
+            Ok(response.map(|body| Body::new(InFlightBody { body, _in_flight: guard })))
         }
     })
+}
+
+/// A response body that keeps its request in flight until hyper drops it;
+/// everything else, the size hint (hence `content-length`) included, is the body's.
+struct InFlightBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for InFlightBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 fn is_health_probe(req: &Request) -> bool {
@@ -460,27 +481,52 @@ fn at_capacity() -> Response {
 
 /// The connections accepted beyond the cap (see the module doc): at most
 /// [`OVERFLOW_SLOTS`], the oldest closed to make room for a new one.
-#[derive(Default)]
 struct OverflowLane {
+    /// One permit per connection in the lane, held until its socket closes,
+    /// so the lane never holds more descriptors than its slots.
+    slots: Arc<Semaphore>,
     /// Each connection's id and the sender that closes it, oldest first.
     open: Mutex<VecDeque<(u64, oneshot::Sender<()>)>>,
     next_id: AtomicU64,
 }
 
+impl Default for OverflowLane {
+    fn default() -> OverflowLane {
+        OverflowLane {
+            slots: Arc::new(Semaphore::new(OVERFLOW_SLOTS)),
+            open: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+}
+
 impl OverflowLane {
-    async fn serve(self: Arc<Self>, tcp: TcpStream, router: Router, mut stop: watch::Receiver<bool>) {
+    /// A slot for a new connection, closing the oldest one in the lane if
+    /// none is free (and waiting the moment it takes that one to let go).
+    async fn admit(&self) -> OwnedSemaphorePermit {
+        loop {
+            if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+                return slot;
+            }
+            // Dropping the sender closes that connection.
+            let evicted = self.open.lock().pop_front();
+            if evicted.is_none() {
+                // Every slot is taken by a connection still registering itself.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            if let Ok(Ok(slot)) = tokio::time::timeout(OVERFLOW_TIME, self.slots.clone().acquire_owned()).await {
+                return slot;
+            }
+        }
+    }
+
+    async fn serve(self: Arc<Self>, tcp: TcpStream, slot: OwnedSemaphorePermit, router: Router, mut stop: watch::Receiver<bool>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (evict_tx, evict_rx) = oneshot::channel();
-        {
-            let mut open = self.open.lock();
-            if open.len() >= OVERFLOW_SLOTS {
-                // Dropping the sender closes that connection.
-                open.pop_front();
-            }
-            open.push_back((id, evict_tx));
-        }
+        self.open.lock().push_back((id, evict_tx));
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Tracked::new(tcp, activity.clone(), None));
+        let io = TokioIo::new(Tracked::new(tcp, activity.clone(), Some(slot)));
         let service = tracked_service(router, activity, Lane::Overflow);
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.keep_alive(false).header_read_timeout(None);
