@@ -75,7 +75,11 @@ async fn exchange(host: &str, request: &[u8], within: Duration) -> Raw {
         }
     })
     .await;
-    assert!(read.is_ok(), "the server did not close within {within:?}; read so far: {:?}", String::from_utf8_lossy(&bytes));
+    assert!(
+        read.is_ok(),
+        "the server did not close within {within:?}; read so far: {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
     parse(&bytes)
 }
 
@@ -131,10 +135,8 @@ async fn refusals_below_the_router_are_problem_json() {
     assert_eq!(raw.header("connection"), Some("close"));
 
     // 413 from the declared length without Expect, while the body is on its way.
-    let request = format!(
-        "POST /v1/sessions HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 2048\r\n\r\n{}",
-        "x".repeat(2048)
-    );
+    let request =
+        format!("POST /v1/sessions HTTP/1.1\r\nHost: t\r\n{auth}Content-Length: 2048\r\n\r\n{}", "x".repeat(2048));
     exchange(&host, request.as_bytes(), within).await.problem(&app, "POST", "/v1/sessions", 413);
 
     // 413 for a chunked body (no declared length) once it passes max_body.
@@ -177,8 +179,8 @@ async fn closed_after(tcp: &mut TcpStream, within: Duration) -> Option<Duration>
 
 #[tokio::test]
 async fn heads_and_idle_connections_time_out_streams_do_not() {
-    let app = TestApp::start_with_config(&config_with_limits("header_timeout = \"500ms\"\nidle_timeout = \"1500ms\""))
-        .await;
+    let app =
+        TestApp::start_with_config(&config_with_limits("header_timeout = \"500ms\"\nidle_timeout = \"1500ms\"")).await;
     let host = app.host.clone();
     let token = user_token("u-streams");
     let session = app.start_session(&token, json!({"kind": "plain"})).await;
@@ -228,7 +230,7 @@ struct LimitedServer {
 }
 
 impl LimitedServer {
-    fn start(nofile: u64, limits: &str) -> LimitedServer {
+    fn start(nofile: libc::rlim_t, limits: &str) -> LimitedServer {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("tether.toml");
         std::fs::write(&config, config_with_limits(limits)).unwrap();
@@ -241,7 +243,7 @@ impl LimitedServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let limit = libc::rlimit { rlim_cur: nofile as libc::rlim_t, rlim_max: nofile as libc::rlim_t };
+        let limit = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
         // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
         unsafe {
             command.pre_exec(move || {
@@ -273,7 +275,7 @@ impl Drop for LimitedServer {
 }
 
 /// This process must hold the flood: raise its own soft limit to the hard one.
-fn allow_open_files(needed: u64) {
+fn allow_open_files(needed: libc::rlim_t) {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read or write the struct passed.
     unsafe {
@@ -282,7 +284,7 @@ fn allow_open_files(needed: u64) {
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
     }
     assert!(
-        lim.rlim_cur as u64 >= needed,
+        lim.rlim_cur >= needed,
         "this test holds {needed} sockets but the hard open-file limit is {}: raise it (ulimit -Hn)",
         lim.rlim_cur
     );
@@ -294,8 +296,8 @@ fn allow_open_files(needed: u64) {
 /// on a new connection and a heartbeat on an already-open one are each
 /// answered within 1 s, and a new connection asking for anything else is
 /// refused `503` (the cap is reached); then the server closes every one.
-async fn exhaust(nofile: u64, idle: usize, half: usize) {
-    allow_open_files((idle + half) as u64 + 256);
+async fn exhaust(nofile: libc::rlim_t, idle: usize, half: usize) {
+    allow_open_files((idle + half + 256) as libc::rlim_t);
     let header_timeout = Duration::from_secs(3);
     let body_timeout = Duration::from_secs(3);
     let server = LimitedServer::start(nofile, "header_timeout = \"3s\"\nbody_timeout = \"3s\"\nidle_timeout = \"60s\"");
@@ -336,7 +338,11 @@ async fn exhaust(nofile: u64, idle: usize, half: usize) {
     let started = Instant::now();
     let health = tokio::time::timeout(
         Duration::from_secs(1),
-        exchange(&server.host, b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", Duration::from_secs(1)),
+        exchange(
+            &server.host,
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(1),
+        ),
     )
     .await
     .expect("/healthz answered within 1 s");
@@ -348,8 +354,7 @@ async fn exhaust(nofile: u64, idle: usize, half: usize) {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     let heartbeat_took = started.elapsed();
 
-    let refused =
-        exchange(&server.host, b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", Duration::from_secs(1)).await;
+    let refused = exchange(&server.host, b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", Duration::from_secs(1)).await;
     assert_eq!(refused.status, 503, "the cap is reached: {refused:?}");
     assert!(refused.header("retry-after").is_some(), "{refused:?}");
     assert!(flood_done.elapsed() < header_timeout, "the probes ran while the flood was held");

@@ -6,11 +6,11 @@
 //! `max_body` and `body_timeout`, given to each request by
 //! [`super::server::RequestLimits`]).
 
+use super::server::RequestLimits;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use super::server::RequestLimits;
 use serde_json::{json, Map, Value};
 use tether_engine::{EngineError, Session};
 

@@ -79,7 +79,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -100,6 +100,8 @@ pub const OVERFLOW_SLOTS: usize = 32;
 pub const OVERFLOW_TIME: Duration = Duration::from_secs(1);
 /// What the overflow lane's `503` asks the client to wait.
 const RETRY_AFTER_SECS: u64 = 1;
+/// How often reaching the connection cap is logged, at most.
+const CAP_REPORT_EVERY: Duration = Duration::from_secs(10);
 /// The contract's example cap, and the most the default derives.
 const DEFAULT_CAP_CEILING: u64 = 10_000;
 
@@ -120,14 +122,20 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
         }
         lim.rlim_cur = lim.rlim_max;
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(rlim_u64(lim.rlim_cur))
+}
+
+/// `rlim_t` is `u64` on Linux but not on every Unix.
+#[allow(clippy::unnecessary_cast)]
+fn rlim_u64(value: libc::rlim_t) -> u64 {
+    value as u64
 }
 
 /// The soft open-file limit in force, if it can be read.
 fn open_file_limit() -> Option<u64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes the struct passed.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur as u64)
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(rlim_u64(lim.rlim_cur))
 }
 
 /// The default `max_connections` for an open-file limit of `nofile`: a tenth
@@ -212,7 +220,9 @@ pub async fn run(
     let timeouts = Timeouts { header: limits.header_timeout, idle: limits.idle_timeout };
     let slots = Arc::new(Semaphore::new(max_connections));
     let overflow = Arc::new(OverflowLane::default());
-    let at_capacity = Arc::new(AtomicBool::new(false));
+    // At the edge of the cap connections come and go many times a second:
+    // reaching it is reported once per CAP_REPORT_EVERY.
+    let mut cap_reported_at: Option<Instant> = None;
     // Every connection task holds a receiver: `closed()` on the sender
     // resolves once the last one has finished (how axum::serve waits too).
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -237,14 +247,12 @@ pub async fn run(
         let _ = tcp.set_nodelay(true);
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
-                if at_capacity.swap(false, Ordering::Relaxed) {
-                    tracing::info!(max_connections, "below the connection cap again");
-                }
                 let connection = Connection { router: router.clone(), timeouts, stop: stop_rx.clone() };
                 tokio::spawn(connection.serve(tcp, slot));
             }
             Err(_) => {
-                if !at_capacity.swap(true, Ordering::Relaxed) {
+                if cap_reported_at.is_none_or(|at| at.elapsed() >= CAP_REPORT_EVERY) {
+                    cap_reported_at = Some(Instant::now());
                     tracing::warn!(
                         max_connections,
                         "connection cap reached: new connections get only /healthz, others 503 ([limits].max_connections)"
@@ -521,7 +529,13 @@ impl OverflowLane {
         }
     }
 
-    async fn serve(self: Arc<Self>, tcp: TcpStream, slot: OwnedSemaphorePermit, router: Router, mut stop: watch::Receiver<bool>) {
+    async fn serve(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        slot: OwnedSemaphorePermit,
+        router: Router,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (evict_tx, evict_rx) = oneshot::channel();
         self.open.lock().push_back((id, evict_tx));
