@@ -516,13 +516,14 @@ impl OverflowLane {
             if let Ok(slot) = self.slots.clone().try_acquire_owned() {
                 return slot;
             }
-            // Dropping the sender closes that connection.
-            let evicted = self.open.lock().pop_front();
-            if evicted.is_none() {
+            // Dropping the sender closes that connection: here, before
+            // waiting for the slot it lets go.
+            let Some(oldest) = self.open.lock().pop_front() else {
                 // Every slot is taken by a connection still registering itself.
                 tokio::task::yield_now().await;
                 continue;
-            }
+            };
+            drop(oldest);
             if let Ok(Ok(slot)) = tokio::time::timeout(OVERFLOW_TIME, self.slots.clone().acquire_owned()).await {
                 return slot;
             }
@@ -671,6 +672,32 @@ mod tests {
         assert_eq!(default_max_connections(256), 192, "at least 64 kept");
         assert_eq!(default_max_connections(40), 1);
         assert_eq!(default_max_connections(1 << 20), 10_000);
+    }
+
+    /// A full lane makes room at once: the oldest connection is told to
+    /// close before its slot is waited for, so a probe never waits out
+    /// [`OVERFLOW_TIME`].
+    #[tokio::test]
+    async fn a_full_overflow_lane_evicts_its_oldest_at_once() {
+        let lane = OverflowLane::default();
+        let mut closed = Vec::new();
+        for id in 0..OVERFLOW_SLOTS as u64 {
+            let slot = lane.admit().await;
+            let (evict_tx, evict_rx) = oneshot::channel::<()>();
+            lane.open.lock().push_back((id, evict_tx));
+            // A connection: holds its slot until told to close.
+            closed.push(tokio::spawn(async move {
+                let _ = evict_rx.await;
+                drop(slot);
+                id
+            }));
+        }
+        let started = std::time::Instant::now();
+        let _slot = lane.admit().await;
+        assert!(started.elapsed() < OVERFLOW_TIME / 4, "admitted after {:?}", started.elapsed());
+        assert_eq!(closed.remove(0).await.unwrap(), 0, "the oldest made room");
+        assert!(closed.iter().all(|task| !task.is_finished()), "only the oldest was closed");
+        assert_eq!(lane.open.lock().len(), OVERFLOW_SLOTS - 1);
     }
 
     #[test]
