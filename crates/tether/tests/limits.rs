@@ -298,9 +298,10 @@ fn allow_open_files(needed: libc::rlim_t) {
 /// refused `503` (the cap is reached); then the server closes every one.
 async fn exhaust(nofile: libc::rlim_t, idle: usize, half: usize) {
     allow_open_files((idle + half + 256) as libc::rlim_t);
-    let header_timeout = Duration::from_secs(3);
-    let body_timeout = Duration::from_secs(3);
-    let server = LimitedServer::start(nofile, "header_timeout = \"3s\"\nbody_timeout = \"3s\"\nidle_timeout = \"60s\"");
+    // Long enough that the first connections of the flood are still held when the probes run.
+    let header_timeout = Duration::from_secs(5);
+    let body_timeout = Duration::from_secs(5);
+    let server = LimitedServer::start(nofile, "header_timeout = \"5s\"\nbody_timeout = \"5s\"\nidle_timeout = \"60s\"");
     let base = format!("http://{}", server.host);
 
     // An already-open client: one kept-alive connection, opened before the flood.
@@ -318,23 +319,36 @@ async fn exhaust(nofile: libc::rlim_t, idle: usize, half: usize) {
     let beat = || client.post(&heartbeat).bearer_auth(API_KEY).timeout(Duration::from_secs(1)).send();
     assert_eq!(beat().await.unwrap().status(), 200);
 
+    // Authenticated, so the handler waits for the body rather than answering 401 at once.
+    let short_body = format!(
+        "POST /v1/sessions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {API_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"kind\""
+    );
+    let half_head = "GET /v1/sessions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer x";
     let mut held = Vec::with_capacity(idle + half);
+    let flood_started = Instant::now();
     for i in 0..idle + half {
         let mut tcp = TcpStream::connect(&server.host).await.expect("connect (the backlog holds the flood)");
         if i >= idle {
-            let partial: &[u8] = if i % 2 == 0 {
-                b"GET /v1/sessions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer x"
-            } else {
-                b"POST /v1/sessions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"kind\""
-            };
+            let partial = if i % 2 == 0 { half_head } else { short_body.as_str() };
             // A connection the server already closed (evicted from the overflow lane) may refuse the write.
-            let _ = tcp.write_all(partial).await;
+            let _ = tcp.write_all(partial.as_bytes()).await;
         }
         held.push(tcp);
     }
     let flood_done = Instant::now();
 
-    // While they are held.
+    // While they are held: the cap is reached (a new connection gets only /healthz) …
+    assert!(
+        flood_started.elapsed() < header_timeout - Duration::from_secs(2),
+        "the flood took {:?}: too slow to probe while all of it is held",
+        flood_started.elapsed()
+    );
+    let refused = exchange(&server.host, b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", Duration::from_secs(1)).await;
+    assert_eq!(refused.status, 503, "the cap is reached: {refused:?}");
+    assert!(refused.header("retry-after").is_some(), "{refused:?}");
+
+    // … and /healthz and a heartbeat on an open connection are answered within 1 s each.
     let started = Instant::now();
     let health = tokio::time::timeout(
         Duration::from_secs(1),
@@ -354,10 +368,11 @@ async fn exhaust(nofile: libc::rlim_t, idle: usize, half: usize) {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     let heartbeat_took = started.elapsed();
 
-    let refused = exchange(&server.host, b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n", Duration::from_secs(1)).await;
-    assert_eq!(refused.status, 503, "the cap is reached: {refused:?}");
-    assert!(refused.header("retry-after").is_some(), "{refused:?}");
-    assert!(flood_done.elapsed() < header_timeout, "the probes ran while the flood was held");
+    assert!(
+        flood_started.elapsed() < header_timeout,
+        "the probes ran while the whole flood was held (it took {:?})",
+        flood_started.elapsed()
+    );
 
     // Then the server closes every held connection: heads after header_timeout,
     // short bodies after body_timeout (with a 408), overflow ones sooner.
