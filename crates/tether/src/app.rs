@@ -30,7 +30,7 @@ pub struct Settings {
     pub api_keys: Vec<String>,
     pub demo: bool,
     pub kinds: Kinds,
-    /// `[limits]`.
+    /// `[limits]`: the connection layer (`http::serve`), rate limits and WebSocket send timeout.
     pub limits: crate::config::Limits,
 }
 

@@ -139,7 +139,12 @@ async fn serve(args: ServeArgs) -> u8 {
         }
     };
     init_logs(log);
+    match crate::http::server::raise_open_file_limit() {
+        Ok(nofile) => tracing::info!(nofile, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit to its hard limit"),
+    }
     let store_url = settings.store.clone();
+    let limits = settings.limits.clone();
     let app = match App::build(settings, Arc::new(SystemClock)) {
         Ok(app) => app,
         Err(e) => {
@@ -167,9 +172,13 @@ async fn serve(args: ServeArgs) -> u8 {
         let _ = out.flush();
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::http::serve(listener, app.clone(), async move {
-        let _ = stop_rx.await;
-    }));
+    let app_for_server = app.clone();
+    let server = tokio::spawn(async move {
+        crate::http::serve(listener, app_for_server, &limits, async move {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
     stop.await;
     let _ = stop_tx.send(());
     // The contract gives shutdown 10 s; stop waiting for stragglers before that.

@@ -46,7 +46,12 @@
 //! combinations of keys) using `toml::Spanned` fields for the line, and builds
 //! the [`FileConfig`] the server runs on.
 //!
-//! A new section such as `[limits]` is one `#[derive(Deserialize)]` struct
+//! `[limits]` (contract section 11) is checked the same way: durations that
+//! cannot be `"off"` (a server without a header timeout is the hole the
+//! section closes), byte sizes written `"64KiB"`, `"1MiB"` or as a plain
+//! integer of bytes, and a positive `max_connections`.
+//!
+//! A new section is one `#[derive(Deserialize)]` struct
 //! with `#[serde(deny_unknown_fields)]`, a field in `FileToml` and in
 //! [`FileConfig`], and its `check`; errors get their key, line and wording
 //! from the shared path.
@@ -82,14 +87,30 @@ pub struct FileConfig {
     pub kinds: Kinds,
     /// `log = "human" | "json"` (extension): the log line format.
     pub log_format: Option<LogFormat>,
-    /// `[limits]`, with the defaults for every key left out.
+    /// `[limits]`, with the defaults for every key the file leaves out.
     pub limits: Limits,
 }
 
-/// The `[limits]` table (contract section 11): the per-caller rate limits
-/// and the WebSocket send timeout. Every key is optional.
+/// The `[limits]` table (contract section 11), resolved: what the connection
+/// layer ([`crate::http::server`]) enforces, the per-caller rate limits
+/// ([`crate::http::rate`]) and the WebSocket send timeout. Every key is optional.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// `max_connections`: open connections served at once. `None` (the
+    /// default) derives it from the open-file limit at start
+    /// ([`crate::http::server::default_max_connections`]).
+    pub max_connections: Option<usize>,
+    /// `header_timeout` (default 10s): a request's head must arrive within
+    /// this, counted from the accept for a new connection.
+    pub header_timeout: std::time::Duration,
+    /// `body_timeout` (default 30s): a request's whole body must arrive
+    /// within this of its head.
+    pub body_timeout: std::time::Duration,
+    /// `idle_timeout` (default 60s): a keep-alive connection with no request
+    /// in flight and nothing sent for this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// `max_body` (default 64 KiB): larger request bodies answer `413`.
+    pub max_body: usize,
     /// `user_rate`: requests and WebSocket messages per user (all of a user's
     /// tokens together, invite-scoped ones included); `None` is `"off"`.
     pub user_rate: Option<Rate>,
@@ -113,6 +134,11 @@ impl Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
+            max_connections: None,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_body: crate::http::problem::BODY_LIMIT,
             user_rate: Some(Limits::DEFAULT_USER_RATE),
             user_burst: Limits::DEFAULT_USER_BURST,
             api_key_rate: None,
@@ -311,21 +337,27 @@ impl AuthToml {
     }
 }
 
-/// `[limits]`: every key optional.
+/// `[limits]`: every key optional; what is left out keeps [`Limits::default`].
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitsToml {
+    max_connections: Option<Count>,
+    header_timeout: Option<Period>,
+    body_timeout: Option<Period>,
+    idle_timeout: Option<Period>,
+    max_body: Option<ByteSize>,
     user_rate: Option<RateToml>,
     user_burst: Option<Burst>,
     api_key_rate: Option<RateToml>,
     api_key_burst: Option<Burst>,
-    ws_send_timeout: Option<Retention>,
+    ws_send_timeout: Option<Period>,
 }
 
 impl LimitsToml {
-    /// Every rule is in the field types; this fills in the defaults.
+    /// Every rule of `[limits]` is in its field types; this lays them over the defaults.
     fn check(self) -> Limits {
         let defaults = Limits::default();
+        let period = |given: Option<Period>, default| given.map_or(default, |Period(d)| d);
         let api_key_rate = self.api_key_rate.map_or(defaults.api_key_rate, |r| r.0);
         // Twice the count: the same shape as the user default (50/s, burst 100).
         let api_key_burst = self.api_key_burst.map(|b| b.0).unwrap_or_else(|| match api_key_rate {
@@ -333,13 +365,16 @@ impl LimitsToml {
             None => defaults.api_key_burst,
         });
         Limits {
+            max_connections: self.max_connections.map(|Count(n)| n).or(defaults.max_connections),
+            header_timeout: period(self.header_timeout, defaults.header_timeout),
+            body_timeout: period(self.body_timeout, defaults.body_timeout),
+            idle_timeout: period(self.idle_timeout, defaults.idle_timeout),
+            max_body: self.max_body.map_or(defaults.max_body, |ByteSize(n)| n),
             user_rate: self.user_rate.map_or(defaults.user_rate, |r| r.0),
             user_burst: self.user_burst.map_or(defaults.user_burst, |b| b.0),
             api_key_rate,
             api_key_burst,
-            ws_send_timeout: self
-                .ws_send_timeout
-                .map_or(defaults.ws_send_timeout, |Retention(d)| Duration::from_millis(d.millis() as u64)),
+            ws_send_timeout: period(self.ws_send_timeout, defaults.ws_send_timeout),
         }
     }
 }
@@ -502,6 +537,79 @@ impl<'de> Deserialize<'de> for Retention {
         }
         parse_duration(&text).map(Retention).map_err(de::Error::custom)
     }
+}
+
+/// A duration that cannot be switched off, as a `std` duration (the `[limits]` timeouts).
+struct Period(std::time::Duration);
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = duration_text(d, "a duration string like \"10s\"")?;
+        if text == "off" {
+            return Err(de::Error::custom("cannot be \"off\"; give a duration like \"10s\""));
+        }
+        parse_duration(&text).map(|Dur(ms)| Period(std::time::Duration::from_millis(ms))).map_err(de::Error::custom)
+    }
+}
+
+/// A count of at least one (`max_connections`).
+#[derive(Deserialize)]
+#[serde(try_from = "i64")]
+struct Count(usize);
+
+impl TryFrom<i64> for Count {
+    type Error = String;
+    fn try_from(n: i64) -> Result<Self, Self::Error> {
+        usize::try_from(n).ok().filter(|n| *n >= 1).map(Count).ok_or_else(|| format!("must be at least 1, found {n}"))
+    }
+}
+
+/// The largest `max_body`: bodies are read into memory whole.
+const MAX_BODY_CEILING: usize = 1 << 30;
+
+/// A byte size: an integer of bytes, or a string `"<n><unit>"` with unit `B`,
+/// `KiB`, `MiB` or `GiB` (`"64KiB"`, `"1 MiB"`), from 1 byte to 1 GiB.
+struct ByteSize(usize);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let expected = "a size like \"64KiB\", \"1MiB\" or an integer of bytes";
+        let bytes = match toml::Value::deserialize(d)? {
+            toml::Value::Integer(n) => u64::try_from(n).map_err(|_| format!("bad size {n}: must be positive")),
+            toml::Value::String(text) => parse_byte_size(&text),
+            other => {
+                let found = match other {
+                    toml::Value::Float(x) => format!("float {x}"),
+                    toml::Value::Boolean(b) => format!("boolean {b}"),
+                    toml::Value::Datetime(t) => format!("datetime {t}"),
+                    toml::Value::Array(_) => "an array".to_string(),
+                    _ => "a table".to_string(),
+                };
+                return Err(de::Error::invalid_type(de::Unexpected::Other(&found), &expected));
+            }
+        }
+        .map_err(de::Error::custom)?;
+        match usize::try_from(bytes) {
+            Ok(n) if (1..=MAX_BODY_CEILING).contains(&n) => Ok(ByteSize(n)),
+            _ => Err(de::Error::custom(format!("bad size: must be from 1 byte to 1GiB, found {bytes} bytes"))),
+        }
+    }
+}
+
+/// `"64KiB"` → 65536. Binary units only, so `"64KB"` is refused rather than guessed at.
+fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("bad size {text:?}: unknown unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    let number: u64 = number.parse().map_err(|_| format!("bad size {text:?}: expected a whole number and a unit"))?;
+    number.checked_mul(scale).ok_or_else(|| format!("bad size {text:?}: too large"))
 }
 
 /// The string a duration is written as. Read through `toml::Value` rather
@@ -1018,6 +1126,51 @@ retention          = "7d"        # ended sessions kept this long, then purged
             let e = err(&format!("# limits\n[limits]\n{line}\n"));
             assert_eq!((e.line, e.key.clone()), (Some(3), Some(format!("limits.{key}"))), "{line}: {e}");
             assert!(e.message.contains(says), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn limits_defaults_and_contract_example() {
+        let defaults = ok("").limits;
+        assert_eq!(defaults, Limits::default());
+        assert_eq!(defaults.max_connections, None, "derived from the open-file limit at start");
+        assert_eq!(defaults.header_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(defaults.body_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(defaults.idle_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(defaults.max_body, 64 * 1024);
+
+        let cfg = ok("[limits]\nmax_connections = 10000\nheader_timeout  = \"10s\"\nbody_timeout    = \"30s\"\n\
+                      idle_timeout    = \"60s\"\nmax_body        = \"64KiB\"\n");
+        assert_eq!(cfg.limits, Limits { max_connections: Some(10_000), ..Limits::default() });
+
+        let cfg = ok("[limits]\nheader_timeout = \"250ms\"\nmax_body = \"1MiB\"\n");
+        assert_eq!(cfg.limits.header_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(cfg.limits.idle_timeout, std::time::Duration::from_secs(60), "not named: default kept");
+        assert_eq!(cfg.limits.max_body, 1 << 20);
+        assert_eq!(ok("[limits]\nmax_body = 1000\n").limits.max_body, 1000);
+        assert_eq!(ok("[limits]\nmax_body = \"2 KiB\"\n").limits.max_body, 2048);
+    }
+
+    #[test]
+    fn limits_errors_name_key_and_line() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("max_connections = 0", "max_connections", "must be at least 1, found 0"),
+            ("max_connections = -5", "max_connections", "must be at least 1"),
+            ("max_connections = \"100\"", "max_connections", "expected an integer"),
+            ("header_timeout = \"off\"", "header_timeout", "cannot be \"off\""),
+            ("body_timeout = \"5x\"", "body_timeout", "bad duration \"5x\""),
+            ("idle_timeout = 60", "idle_timeout", "found integer 60"),
+            ("max_body = \"64KB\"", "max_body", "unknown unit \"KB\""),
+            ("max_body = \"KiB\"", "max_body", "expected a whole number"),
+            ("max_body = 0", "max_body", "from 1 byte to 1GiB"),
+            ("max_body = \"2GiB\"", "max_body", "from 1 byte to 1GiB"),
+            ("max_body = 1.5", "max_body", "found float 1.5"),
+            ("max_conections = 5", "max_conections", "did you mean \"max_connections\""),
+        ];
+        for (line, key, message) in cases {
+            let e = err(&format!("store = \"memory\"\n[limits]\n{line}\n"));
+            assert_eq!((e.line, e.key.clone()), (Some(3), Some(format!("limits.{key}"))), "{line}: {e}");
+            assert!(e.message.contains(message), "{line}: {e}");
         }
     }
 

@@ -5,7 +5,8 @@
 //! the [`crate::wire`] types the handlers read and answer. This module adds
 //! the prose, the servers, the tags, the security schemes, the shared error
 //! responses and the schemas no operation names (events and WebSocket
-//! messages travel inside a stream).
+//! messages travel inside a stream), and the refusals of the connection
+//! layer ([`crate::http::server`]) on every operation they can answer.
 
 use crate::wire::events::{Event, StreamGap, WsClientMessage, WsReply};
 use crate::wire::problem::{BadRequest, MethodNotAllowed, Problem, TooLarge, Unauthorized, Unavailable};
@@ -13,7 +14,7 @@ use serde_json::Value;
 use std::sync::OnceLock;
 use tether_engine::{EndReason, EventType, Status};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, ToResponse};
 
 /// The document as JSON (`"openapi": "3.1.0"`).
 pub fn document() -> Value {
@@ -21,6 +22,7 @@ pub fn document() -> Value {
     let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serializes");
     describe_optional_bodies(&mut doc);
     add_rate_limit_answers(&mut doc);
+    describe_connection_refusals(&mut doc);
     doc
 }
 
@@ -58,6 +60,85 @@ fn add_rate_limit_answers(doc: &mut Value) {
         }
     }
 }
+
+/// The answers the connection layer gives before (or instead of) a handler
+/// ([`crate::http::server`]), added to every operation they can answer:
+/// `400`, `414` and `431` to all (a request line or head that cannot be
+/// parsed never reaches a route, so any path may get them), `503` at the
+/// connection cap to all but `/healthz`, and `408` and `413` to the
+/// operations that take a body. An operation that already documents a status
+/// keeps its own description.
+fn describe_connection_refusals(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for op in item.values_mut() {
+            let takes_body = op.get("requestBody").is_some();
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+            let mut add = |status: &str, component: &str| {
+                responses
+                    .entry(status)
+                    .or_insert_with(|| serde_json::json!({"$ref": format!("#/components/responses/{component}")}));
+            };
+            add("400", "MalformedRequest");
+            add("414", "UriTooLong");
+            add("431", "HeadersTooLarge");
+            if path != "/healthz" {
+                add("503", "AtCapacity");
+            }
+            if takes_body {
+                add("408", "BodyTimeout");
+                add("413", "TooLarge");
+            }
+        }
+    }
+}
+
+/// hyper could not parse the request line or a header.
+#[derive(ToResponse)]
+#[response(
+    description = "The request line or a header could not be parsed as HTTP/1.1 (answered before any route; the connection closes).",
+    content_type = "application/problem+json",
+    example = json!({"type":"https://tether.dev/problems/bad-request","title":"Bad request","status":400,"detail":"the request line or a header could not be parsed as HTTP/1.1"})
+)]
+struct MalformedRequest(#[allow(dead_code)] Problem);
+
+/// The URI is 64 KiB or longer.
+#[derive(ToResponse)]
+#[response(
+    description = "The request URI is 64 KiB or longer (answered before any route; the connection closes).",
+    content_type = "application/problem+json",
+    example = json!({"type":"https://tether.dev/problems/uri-too-long","title":"URI too long","status":414,"detail":"the request URI is too long (the limit is 64 KiB)"})
+)]
+struct UriTooLong(#[allow(dead_code)] Problem);
+
+/// The request head is too large.
+#[derive(ToResponse)]
+#[response(
+    description = "More than 100 headers, or a request head over about 400 KiB (answered before any route; the connection closes).",
+    content_type = "application/problem+json",
+    example = json!({"type":"https://tether.dev/problems/request-header-fields-too-large","title":"Request header fields too large","status":431,"detail":"the request head is too large (at most 100 headers and about 400 KiB)"})
+)]
+struct HeadersTooLarge(#[allow(dead_code)] Problem);
+
+/// The body did not arrive in time.
+#[derive(ToResponse)]
+#[response(
+    description = "The whole request body did not arrive within `[limits].body_timeout` (default 30s) of the request head; the connection closes.",
+    content_type = "application/problem+json",
+    example = json!({"type":"https://tether.dev/problems/request-timeout","title":"Request timeout","status":408,"detail":"the request body did not arrive within 30s ([limits].body_timeout)"})
+)]
+struct BodyTimeout(#[allow(dead_code)] Problem);
+
+/// The server is at its connection cap.
+#[derive(ToResponse)]
+#[response(
+    description = "The server holds `[limits].max_connections` connections: a new connection gets this (only `GET /healthz` is still answered on it), then closes. Retry after `Retry-After` seconds, or reuse an open connection.",
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")),
+    example = json!({"type":"https://tether.dev/problems/unavailable","title":"Unavailable","status":503,"detail":"the server is at its connection limit ([limits].max_connections); retry shortly, or reuse an open connection"})
+)]
+struct AtCapacity(#[allow(dead_code)] Problem);
 
 /// [`document`] serialised once, as served.
 pub fn document_json() -> &'static str {
@@ -120,7 +201,12 @@ a missing field or a failed check `422`, always naming the field), `blocking_ses
 (`409` from `POST /v1/sessions`), `end_reason` and `session` (`410` for an ended session),
 `status_now` (`409` for an action the session's status does not allow) and `call_status`
 (`409` from a decision on a live call). Request bodies are
-limited to 64 KiB (`413`). Over its rate limit (`[limits]`), a caller gets `429` with `Retry-After`. A request body that is optional may be empty (read as `{}`); JSON `null`
+limited to `[limits].max_body` (default 64 KiB, `413`, answered from a declared `Content-Length`
+before the body is sent, also instead of `100 Continue`) and must arrive within
+`[limits].body_timeout` (default 30s, `408`). A request line or head the server cannot parse
+answers `400`, `414` (URI of 64 KiB or more) or `431` (over 100 headers or about 400 KiB); a new
+connection beyond `[limits].max_connections` gets `503` with `Retry-After` for anything but
+`GET /healthz`. Over its rate limit (`[limits]`), a caller gets `429` with `Retry-After`. All of these are problem+json too. A request body that is optional may be empty (read as `{}`); JSON `null`
 is not an object and answers `400`. A method a path does not list answers `405`.
 
 ## Extensions beyond the contract
@@ -154,7 +240,10 @@ is not an object and answers `400`. A method a path does not list answers `405`.
     servers((url = "http://127.0.0.1:7878", description = "the default `tether serve` listen address")),
     components(
         schemas(Problem, Status, EndReason, EventType, Event, StreamGap, WsClientMessage, WsReply),
-        responses(BadRequest, Unauthorized, MethodNotAllowed, TooLarge, Unavailable, TooManyRequests),
+        responses(
+            BadRequest, Unauthorized, MethodNotAllowed, TooLarge, Unavailable, TooManyRequests,
+            MalformedRequest, UriTooLong, HeadersTooLarge, BodyTimeout, AtCapacity,
+        ),
     ),
     modifiers(&Security, &Vocabulary),
     tags(

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod events;
 pub mod problem;
 pub mod rate;
+pub mod server;
 pub mod sessions;
 
 use crate::app::{App, CommitError};
@@ -267,10 +268,12 @@ async fn static_asset(State(app): State<Arc<App>>, req: Request) -> Response {
 }
 
 /// Serves until `shutdown` resolves, then closes event streams and sockets,
-/// lets in-flight requests finish and flushes the journal.
+/// lets in-flight requests finish and flushes the journal. `limits` are the
+/// connection limits of `[limits]` ([`server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
+    limits: &crate::config::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let timer = tokio::spawn(app.clone().run_timer());
@@ -279,19 +282,12 @@ pub async fn serve(
     app.ready.store(true, std::sync::atomic::Ordering::Release);
     let on_shutdown = app.clone();
     let router = router(app.clone());
-    // Events are small writes on long-lived connections: without TCP_NODELAY,
-    // Nagle's algorithm holds one back until the client's delayed ACK (~40 ms).
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing event streams, finishing requests");
-            let _ = on_shutdown.closing.send(true);
-        })
-        .await;
+    let result = server::run(listener, router, limits, async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing event streams, finishing requests");
+        let _ = on_shutdown.closing.send(true);
+    })
+    .await;
     let _ = app.closing.send(true);
     let _ = tokio::join!(timer, flusher, purger);
     app.flush_heartbeats();

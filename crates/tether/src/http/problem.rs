@@ -2,8 +2,11 @@
 //! ([`ApiError`]'s `IntoResponse`, which also writes the headers an error
 //! needs, such as `WWW-Authenticate` on `401`), and the extractors whose
 //! rejections use it: JSON bodies (with the failing field named), query
-//! strings (likewise), and the body size limit.
+//! strings (likewise), and the body's size limit and deadline (`[limits]`
+//! `max_body` and `body_timeout`, given to each request by
+//! [`super::server::RequestLimits`]).
 
+use super::server::RequestLimits;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use tether_engine::{EngineError, Session};
 
-/// Request bodies above this are refused with 413.
+/// The default `[limits].max_body`: request bodies above it are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(Debug)]
@@ -165,8 +168,8 @@ fn field_named_in(msg: &str) -> Option<String> {
     Some(msg[start..end].to_string())
 }
 
-/// A JSON body: any content type (sendBeacon sends text/plain), at most
-/// [`BODY_LIMIT`] bytes, an empty body reads as `{}`.
+/// A JSON body: any content type (sendBeacon sends text/plain), within the
+/// request's [`RequestLimits`], an empty body reads as `{}`.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -184,36 +187,75 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 const DRAIN_LIMIT: usize = 1024 * 1024;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Reads and discards up to [`DRAIN_LIMIT`] bytes of a refused body, for at most [`DRAIN_TIME`].
+pub async fn drain(body: axum::body::Body) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut drained = 0;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len();
+            if drained > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads the whole body within the request's [`RequestLimits`] (the
+/// defaults when the request did not come through [`super::server`], as in
+/// tests that call the router directly): `413` over `max_body`, `408` when it
+/// has not all arrived by the deadline. Both close the connection: the rest
+/// of the body is not waited for.
 pub async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
     use futures::StreamExt;
+    let limits = req.extensions().get::<RequestLimits>().copied().unwrap_or_else(|| {
+        let defaults = crate::config::Limits::default();
+        RequestLimits {
+            max_body: defaults.max_body,
+            body_timeout: defaults.body_timeout,
+            body_deadline: tokio::time::Instant::now() + defaults.body_timeout,
+        }
+    });
+    let close = || HeaderValue::from_static("close");
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "Body too large",
-            format!("request bodies are limited to {BODY_LIMIT} bytes"),
+            format!("request bodies are limited to {} bytes", limits.max_body),
         )
+        .with_header(header::CONNECTION, close())
     };
     let unreadable = |e: axum::Error| ApiError::bad_request(format!("could not read the request body: {e}"));
     let mut stream = req.into_body().into_data_stream();
     let mut buf = bytes::BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(unreadable)?;
-        if buf.len() + chunk.len() > BODY_LIMIT {
-            let mut drained = buf.len() + chunk.len();
-            let _ = tokio::time::timeout(DRAIN_TIME, async {
-                while let Some(Ok(chunk)) = stream.next().await {
-                    drained += chunk.len();
-                    if drained > DRAIN_LIMIT {
-                        break;
-                    }
-                }
-            })
-            .await;
-            return Err(too_large());
+    let read = tokio::time::timeout_at(limits.body_deadline, async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(unreadable)?;
+            if buf.len() + chunk.len() > limits.max_body {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
         }
-        buf.extend_from_slice(&chunk);
+        Ok(())
+    })
+    .await;
+    match read {
+        Ok(Ok(())) => Ok(buf.freeze()),
+        Ok(Err(refusal)) => {
+            if refusal.status == StatusCode::PAYLOAD_TOO_LARGE {
+                drain(axum::body::Body::from_stream(stream)).await;
+            }
+            Err(refusal)
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request timeout",
+            format!("the request body did not arrive within {:?} ([limits].body_timeout)", limits.body_timeout),
+        )
+        .with_header(header::CONNECTION, close())),
     }
-    Ok(buf.freeze())
 }
 
 /// Query parameters with problem+json rejections naming the parameter.

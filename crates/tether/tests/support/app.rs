@@ -330,6 +330,7 @@ impl TestApp {
                     .build()
                     .expect("server runtime");
                 runtime.block_on(async move {
+                    let limits = settings.limits.clone();
                     let app = match tether::app::App::build(settings, clock) {
                         Ok(app) => app,
                         Err(e) => return drop(addr_tx.send(Err(format!("App::build: {e}")))),
@@ -343,7 +344,7 @@ impl TestApp {
                     let stopped = async move {
                         let _ = stop_rx.await;
                     };
-                    if let Err(e) = tether::http::serve(listener, app, stopped).await {
+                    if let Err(e) = tether::http::serve(listener, app, &limits, stopped).await {
                         eprintln!("in-process server: {e}");
                     }
                 });
