@@ -336,7 +336,7 @@ impl Model {
             Op::Create { kind, owner, parent, takeover, partner, metadata } => {
                 self.counter += 1;
                 let n = self.counter;
-                let id = if n % 2 == 0 { format!("0192f3c4-5b6a-7c8d-9e0f-{n:012}") } else { format!("s{n}") };
+                let id = if n.is_multiple_of(2) { format!("0192f3c4-5b6a-7c8d-9e0f-{n:012}") } else { format!("s{n}") };
                 let kind = KINDS[*kind];
                 let owner = USERS[*owner];
                 let policy = self.policy(kind).clone();
@@ -398,7 +398,7 @@ impl Model {
                 let id = pick(&self.ids, target).to_string();
                 let user = PEOPLE[*person];
                 let result = if *snapshot {
-                    self.engine.heartbeat(now, &id, user).map(|s| Some(s))
+                    self.engine.heartbeat(now, &id, user).map(Some)
                 } else {
                     self.engine.touch(now, &id, user).map(|()| None)
                 };
