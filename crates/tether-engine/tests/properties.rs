@@ -34,8 +34,8 @@
 //! (commit it) so every later run replays it first.
 //!
 //! The default run is 256 cases from a fixed seed (a few seconds in a
-//! debug build, the same cases every time, so CI cannot flake); the run
-//! also asserts that its cases reached every end reason, every live status,
+//! debug build, the same cases every time, so CI cannot flake); a run of
+//! 200 cases or more also asserts that its cases reached every end reason, every live status,
 //! late timers, orphans, restarts, conflicts, invite joins and idle
 //! participants, so a generator that stopped reaching a path fails rather
 //! than passing vacuously. A larger run is one env var, `PROPTEST_CASES`;
