@@ -136,3 +136,22 @@ async fn published_events_read_as_the_typed_event() {
     }
     assert_eq!(types, ["session.started", "session.activated", "participant.joined", "session.ended"]);
 }
+
+/// Web assets are read-only: only GET and HEAD, anything else (TRACE included)
+/// `405` problem+json with `Allow`, as on the routed pages.
+#[tokio::test]
+async fn web_assets_answer_only_get_and_head() {
+    let app = TestApp::in_process().await;
+    for path in ["/sdk/lib/client.js", "/admin/admin.js", "/sdk/tether.d.ts", "/admin", "/sdk/tether.js"] {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let r = app.req(method.clone(), path, None).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{method} {path}");
+        }
+        for method in [reqwest::Method::TRACE, reqwest::Method::POST, reqwest::Method::PUT] {
+            let r = app.req(method.clone(), path, None).send().await.unwrap();
+            assert_eq!(r.status(), 405, "{method} {path}");
+            let content_type = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+            assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{method} {path}");
+        }
+    }
+}

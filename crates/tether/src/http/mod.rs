@@ -251,6 +251,17 @@ async fn static_asset(State(app): State<Arc<App>>, req: Request) -> Response {
     let candidates = [path.to_string(), format!("{path}/index.html"), format!("{path}.html")];
     for name in candidates.iter().filter(|n| !n.is_empty()) {
         if let Some(file) = WebAssets::get(name) {
+            // Files are read-only: TRACE, POST, … on one is 405, as on the routed pages.
+            if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
+                let method = req.method().clone();
+                return ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Method not allowed",
+                    format!("{method} is not allowed on /{name}: web assets answer GET and HEAD"),
+                )
+                .with_header(header::ALLOW, axum::http::HeaderValue::from_static("GET, HEAD"))
+                .into_response();
+            }
             // mime_guess reads `.ts` as MPEG transport stream; ours are TypeScript declarations.
             let mime = if name.ends_with(".ts") {
                 "text/plain; charset=utf-8".to_string()
