@@ -18,8 +18,6 @@
 //! PostgreSQL: `TETHER_TEST_POSTGRES` (see `support/postgres.rs`; `off` skips it).
 //! `TETHER_CRASH_SEED` replays the same random choices (the timing still varies).
 
-#[path = "support/store_server.rs"]
-mod store_server;
 mod support;
 
 use rand::rngs::StdRng;
@@ -28,7 +26,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use store_server::StoreServer;
+use support::store_server::StoreServer;
 use support::{config_text, pg_base, user_token, PgSchema, API_KEY};
 
 /// Clients churning at once; each owns its users, so their logs never overlap.

@@ -13,8 +13,6 @@
 //! (20,000 each) so the test never runs out of ephemeral ports on one
 //! source address.
 
-#[path = "support/store_server.rs"]
-mod store_server;
 mod support;
 
 use futures::{SinkExt, StreamExt};
@@ -25,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use store_server::StoreServer;
+use support::store_server::StoreServer;
 use support::{config_text, user_token, API_KEY};
 use tokio_tungstenite::tungstenite::Message;
 

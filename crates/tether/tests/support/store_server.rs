@@ -8,9 +8,6 @@
 //! the harness's ([`check_answer`] and `/openapi.json`); the raw
 //! [`StoreServer::client`] is for churn, where a request cut short by a kill
 //! is an expected outcome, not a failure.
-//!
-//! Not declared in `support/mod.rs`: a test binary that needs it includes it
-//! with `#[path = "support/store_server.rs"] mod store_server;` next to `mod support;`.
 
 // Each test binary uses part of it (like the rest of `support`).
 #![allow(dead_code)]
