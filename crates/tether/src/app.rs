@@ -94,8 +94,14 @@ pub struct CommitError(pub String);
 #[must_use = "await it to wait until the change is durable, or detach it"]
 pub struct Pending<T, E> {
     outcome: Result<T, E>,
-    /// `None` when there is nothing to wait for: the operation failed, or changed nothing durable.
+    /// The journal's acknowledgement of this change; `None` when the
+    /// operation failed or changed nothing durable.
     ack: Option<Ack>,
+    /// For a success that changed nothing (ending an ended session, say):
+    /// awaiting still waits until everything queued before is durable, so an
+    /// answer never shows state an earlier, still-queued change has not yet
+    /// made durable. Costs nothing when detached.
+    barrier: Option<Journal>,
 }
 
 impl<T, E> Pending<T, E> {
@@ -114,6 +120,8 @@ impl<T: Send + 'static, E: From<CommitError> + Send + 'static> IntoFuture for Pe
         Box::pin(async move {
             if let Some(ack) = self.ack {
                 ack.wait().await.map_err(|e| E::from(CommitError(e)))?;
+            } else if let Some(journal) = self.barrier {
+                journal.flush().await.map_err(|e| E::from(CommitError(e)))?;
             }
             self.outcome
         })
@@ -216,13 +224,14 @@ impl App {
         self.count_ends(&change);
         self.nudge(core);
         if change.is_empty() {
-            return Pending { outcome, ack: None };
+            let barrier = outcome.is_ok().then(|| self.journal.clone());
+            return Pending { outcome, ack: None, barrier };
         }
         match outcome {
-            Ok(value) => Pending { outcome: Ok(value), ack: Some(self.journal.submit(change)) },
+            Ok(value) => Pending { outcome: Ok(value), ack: Some(self.journal.submit(change)), barrier: None },
             Err(e) => {
                 self.journal.submit_detached(change);
-                Pending { outcome: Err(e), ack: None }
+                Pending { outcome: Err(e), ack: None, barrier: None }
             }
         }
     }
