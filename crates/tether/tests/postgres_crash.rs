@@ -10,11 +10,10 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{id_of, now_ms, pg_base, ts, PgSchema};
+use support::{id_of, listening_addr, now_ms, pg_base, ts, PgSchema};
 
 const API_KEY: &str = "pg-test-api-key-0123456789";
 
@@ -67,19 +66,7 @@ fn command(store: &str, config: &PathBuf, stderr: &PathBuf) -> Command {
 impl Server {
     async fn spawn(store: &str, config: &PathBuf, stderr: PathBuf) -> Server {
         let mut child = command(store, config, &stderr).spawn().expect("spawn tether");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on http://") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_string());
-                    }
-                }
-            }
-        });
+        let rx = listening_addr(child.stdout.take().expect("piped stdout"));
         let addr = match tokio::time::timeout(Duration::from_secs(30), rx).await {
             Ok(Ok(addr)) => addr,
             _ => panic!("the server did not start; stderr:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default()),

@@ -26,6 +26,25 @@ use tether::clock::{Clock, ManualClock};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// The address a spawned `tether serve` prints as `listening on http://ADDR`,
+/// read from its piped stdout on a thread that then keeps draining stdout so
+/// the server never blocks on it. Shared by every test that runs the binary.
+pub fn listening_addr(stdout: std::process::ChildStdout) -> tokio::sync::oneshot::Receiver<String> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        }
+    });
+    rx
+}
+
 pub const API_KEY: &str = "test-api-key-0123456789";
 pub const JWT_SECRET: &str = "test-jwt-secret-for-integration-tests";
 
@@ -473,20 +492,7 @@ impl TestApp {
             .stderr(Stdio::from(stderr))
             .spawn()
             .expect("spawn tether");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-        // Read the listening line, then keep draining stdout.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on http://") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_string());
-                    }
-                }
-            }
-        });
+        let rx = listening_addr(child.stdout.take().expect("piped stdout"));
         self.child = Some(child);
         let addr = match tokio::time::timeout(Duration::from_secs(20), rx).await {
             Ok(Ok(addr)) => addr,

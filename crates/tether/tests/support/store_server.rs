@@ -12,11 +12,10 @@
 // Each test binary uses part of it (like the rest of `support`).
 #![allow(dead_code)]
 
-use crate::support::app::{check_answer, Resp, API_KEY};
+use crate::support::app::{check_answer, listening_addr, Resp, API_KEY};
 use crate::support::contract::{Answer, Contract};
 use reqwest::Method;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -92,20 +91,7 @@ impl StoreServer {
             .stderr(Stdio::from(std::fs::File::create(&stderr_path).expect("stderr log")))
             .spawn()
             .expect("spawn tether");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-        // Reads the listening line, then keeps draining stdout so the server never blocks on it.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on http://") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_string());
-                    }
-                }
-            }
-        });
+        let rx = listening_addr(child.stdout.take().expect("piped stdout"));
         self.child = Some(child);
         match tokio::time::timeout(Duration::from_secs(30), rx).await {
             Ok(Ok(addr)) => self.base = format!("http://{addr}"),
