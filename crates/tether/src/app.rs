@@ -178,7 +178,11 @@ impl App {
         };
         let metrics = Arc::new(Metrics::default());
         let epoch: u64 = store.meta_get("event_epoch")?.and_then(|v| v.parse().ok()).unwrap_or(0) + 1;
-        store.meta_put("event_epoch", &epoch.to_string())?;
+        // A cluster node's term is bumped atomically when it takes the lease
+        // (`PostgresStore::lease_acquire`); a read-modify-write here could undo one.
+        if postgres.is_none() {
+            store.meta_put("event_epoch", &epoch.to_string())?;
+        }
 
         let jwt_secret = match settings.jwt_secret.clone() {
             Some(s) => s,

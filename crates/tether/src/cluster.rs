@@ -150,13 +150,13 @@ impl Cluster {
 
     /// Joins the cluster and starts the cluster thread (lease, membership, tail).
     pub fn start(self: &Arc<Self>, app: Arc<App>) -> Result<(), crate::store::StoreError> {
-        app.hub.set_clustered();
         self.pg.set_fence(None);
         self.pg.node_join(&self.node_id, &self.advertise)?;
         let (tx, rx) = std::sync::mpsc::channel();
         *self.poke.lock() = Some(tx);
         let me = self.clone();
         let tail_from = self.pg.events_head()?;
+        app.hub.set_clustered(tail_from);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         // The synchronous client must not be created on the server's runtime threads.
         std::thread::Builder::new()

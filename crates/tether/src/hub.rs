@@ -156,9 +156,19 @@ impl Hub {
         }
     }
 
-    /// This node is one of several sharing the event log (see [`Hub::subscribe`]).
-    pub fn set_clustered(&self) {
+    /// This node is one of several sharing the event log (see
+    /// [`Hub::subscribe`]), whose newest id is `head`: until it owns the work
+    /// it stamps nothing, and its ids are those it reads from the log, so it
+    /// stands at `head` rather than at an epoch of its own (which could sort
+    /// above the owner's ids and hide them from its subscribers).
+    pub fn set_clustered(&self, head: u64) {
         self.clustered.store(true, std::sync::atomic::Ordering::Release);
+        let mut inner = self.inner.lock();
+        if inner.log.is_empty() {
+            inner.next = head + 1;
+            inner.run_start = head;
+            inner.evicted_through = head;
+        }
     }
 
     fn replay_rules(&self) -> Rules {
