@@ -186,27 +186,17 @@ impl App {
 
         let jwt_secret = match settings.jwt_secret.clone() {
             Some(s) => s,
-            None => match store.meta_get("auth.jwt_secret")? {
-                Some(s) => s,
-                None => {
-                    let s = random_token(32);
-                    store.meta_put("auth.jwt_secret", &s)?;
-                    s
-                }
-            },
+            None => store.meta_put_if_absent("auth.jwt_secret", &random_token(32))?,
         };
         let mut api_keys = settings.api_keys.clone();
         let mut generated_api_key = None;
         if api_keys.is_empty() {
-            match store.meta_get("auth.api_key")? {
-                Some(k) => api_keys.push(k),
-                None => {
-                    let k = format!("tk_{}", random_token(24));
-                    store.meta_put("auth.api_key", &k)?;
-                    generated_api_key = Some(k.clone());
-                    api_keys.push(k);
-                }
+            let fresh = format!("tk_{}", random_token(24));
+            let key = store.meta_put_if_absent("auth.api_key", &fresh)?;
+            if key == fresh {
+                generated_api_key = Some(key.clone());
             }
+            api_keys.push(key);
         }
 
         // A cluster node loads the live state when it takes the lease over.

@@ -103,6 +103,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn meta_put_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        Ok(self.inner.lock().meta.entry(key.into()).or_insert_with(|| value.into()).clone())
+    }
+
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError> {
         let g = self.inner.lock();
         Ok(g.events.range(after + 1..).take(limit).map(|(_, e)| copy(e)).collect())

@@ -76,6 +76,9 @@ pub trait Store: Send + Sync + 'static {
     fn docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError>;
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Stores `value` unless the key has one; returns the value that stays
+    /// (cluster nodes started together agree on one generated secret).
+    fn meta_put_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError>;
     /// Events with ids above `after`, in id order, at most `limit`.
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError>;
     /// Every logged event of one session, in order.

@@ -736,6 +736,17 @@ impl Store for PostgresStore {
         })
     }
 
+    fn meta_put_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.writer.call(move |c| {
+            c.client.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )?;
+            Ok(c.client.query_one("SELECT value FROM meta WHERE key = $1", &[&key])?.get(0))
+        })
+    }
+
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError> {
         let (after, limit) = (after.min(i64::MAX as u64) as i64, limit.min(i64::MAX as usize) as i64);
         self.reader.call(move |c| {
@@ -884,6 +895,8 @@ impl PostgresStore {
                 return Ok(None);
             };
             let epoch: i64 = row.get(0);
+            // The other nodes learn the new owner's address at once.
+            tx.batch_execute("NOTIFY tether_lease")?;
             let term: String = tx
                 .query_one(
                     "INSERT INTO meta (key, value) VALUES ('event_epoch', '1') ON CONFLICT (key)

@@ -285,6 +285,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn meta_put_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let conn = self.writer.lock();
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+        Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))?)
+    }
+
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt = conn.prepare_cached(
