@@ -137,7 +137,7 @@ fn spawn_checkpointer(path: &str, wal_limit: u64) -> Result<(), StoreError> {
             }
             if mode == "TRUNCATE" {
                 let after = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-                tracing::info!(wal_bytes, after, "the WAL passed its bound; checkpointed and truncated");
+                tracing::debug!(wal_bytes, after, "the WAL passed its bound; checkpointed and truncated");
             }
         })
         .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
