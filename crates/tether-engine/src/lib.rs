@@ -26,7 +26,7 @@ pub mod schedule;
 pub mod session;
 pub mod time;
 
-pub use engine::{Engine, EngineError, Event, EventType, NewSession, Outcome, Write};
+pub use engine::{Engine, EngineError, Event, EventType, NewSession, Outcome, ReviveRefusal, Write};
 pub use kind::{KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
 pub use session::{EndReason, Invite, Participant, Session, Status};
 pub use time::{Dur, Millis};
