@@ -81,6 +81,10 @@ export interface KindInfo {
   max_duration_ms: number | null;
   waiting_timeout_ms: number | null;
   disconnect_grace_ms: number | null;
+  /** `session.expiring` comes this long before each deadline (null: no warning). */
+  warn_before_ms?: number | null;
+  /** How long after an `idle_timeout` / `disconnected` end a session may be revived (null: never). */
+  revive_window_ms?: number | null;
   per_user: 'replace' | 'reject' | 'allow';
   quorum: number;
   presence: 'owner' | 'any';

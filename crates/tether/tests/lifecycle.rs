@@ -119,6 +119,20 @@ async fn expiring_comes_exactly_warn_before_the_deadline_once_and_a_heartbeat_mo
 }
 
 #[tokio::test]
+async fn the_kinds_endpoint_reports_warn_before_and_revive_window() {
+    let app = app().await;
+    let kinds = app.get("/v1/kinds", Some(API_KEY)).await;
+    let kinds = kinds.expect(200)["kinds"].as_array().unwrap().clone();
+    let kind = |name: &str| kinds.iter().find(|k| k["name"] == name).unwrap_or_else(|| panic!("no {name}")).clone();
+    assert_eq!(
+        (kind("warned")["warn_before_ms"].clone(), kind("warned")["revive_window_ms"].clone()),
+        (json!(3000), Value::Null)
+    );
+    assert_eq!(kind("revivable")["revive_window_ms"], 60_000);
+    assert_eq!(kind("default")["warn_before_ms"], Value::Null);
+}
+
+#[tokio::test]
 async fn kinds_without_warn_before_publish_no_warning() {
     let app = app().await;
     let mut all = app.sse(API_KEY, "", None).await;
