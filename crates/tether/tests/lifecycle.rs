@@ -288,3 +288,29 @@ async fn only_the_owner_or_an_api_key_may_revive() {
         s.expect(200)["participants"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
     assert_eq!(participants, ["otto", "pia"], "the same participants");
 }
+
+// ---------------------------------------------------------------- durability
+
+/// A `200` from revive means the revived session is on disk: after `kill -9`
+/// it is live again (the binary on its SQLite file, on the wall clock; the
+/// test waits for the end event, never for time). Idle 2 s: after the
+/// restart the session has 2 s again, ample for the two reads below.
+#[tokio::test]
+async fn a_revive_survives_kill_9() {
+    let config = format!("{}\n[kinds.blink]\nidle_timeout = \"2s\"\nrevive_window = \"10m\"\n", config_text());
+    let mut app = TestApp::start_with_config(&config).await;
+    let mut all = app.sse(API_KEY, "?kind=blink", None).await;
+    let token = user_token("kai");
+    let id = id_of(&app.start_session(&token, json!({"kind": "blink"})).await["session"]);
+    assert_eq!(all.wait_event(ms(10_000), "session.ended", &id).await.reason(), "idle_timeout");
+    let revived = revive(&app, &id, &token, None).await;
+    assert_eq!(revived.expect(200)["status"], "active");
+    drop(all);
+
+    app.kill9();
+    app.restart().await;
+    let s = app.session(&id).await;
+    assert_eq!((s["status"].clone(), s["end_reason"].clone()), (json!("active"), Value::Null), "{s}");
+    // Live in the engine too: a heartbeat answers 200, not 410.
+    app.post_empty(&format!("/v1/sessions/{id}/heartbeat"), Some(&token)).await.expect(200);
+}
