@@ -60,7 +60,9 @@ impl Engine {
     /// instead of `now`: a cluster node taking over from a dead owner passes
     /// the moment that owner stopped renewing its lease, so idle deadlines
     /// keep their time (heartbeats it had not yet written are at most that old).
-    pub fn restore_since(&mut self, floor: Millis, sessions: Vec<Session>, invites: Vec<Invite>) {
+    /// Sessions may come lazily (a store read page by page), so a restart never
+    /// holds every session in its wire form at once.
+    pub fn restore_since(&mut self, floor: Millis, sessions: impl IntoIterator<Item = Session>, invites: Vec<Invite>) {
         self.activity_floor = floor;
         let mut with_parent = Vec::new();
         for session in sessions.into_iter().filter(|s| s.status.is_live()) {

@@ -60,6 +60,10 @@ impl Store for MemoryStore {
         Ok((live, g.invites.values().cloned().collect()))
     }
 
+    fn invites(&self) -> Result<Vec<Invite>, StoreError> {
+        Ok(self.inner.lock().invites.values().cloned().collect())
+    }
+
     fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         Ok(self.inner.lock().sessions.get(id).cloned())
     }

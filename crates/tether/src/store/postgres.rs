@@ -595,6 +595,13 @@ impl Store for PostgresStore {
         })
     }
 
+    fn invites(&self) -> Result<Vec<Invite>, StoreError> {
+        self.reader.call(|c| {
+            let st = c.prepared("SELECT record FROM invites")?;
+            c.client.query(&st, &[])?.iter().map(|r| from_json::<Invite>(r.get(0))).collect()
+        })
+    }
+
     fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let id = id.to_string();
         self.reader.call(move |c| {

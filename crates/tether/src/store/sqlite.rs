@@ -218,6 +218,13 @@ impl Store for SqliteStore {
         Ok((sessions, invites))
     }
 
+    fn invites(&self) -> Result<Vec<Invite>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare("SELECT record FROM invites")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| from_json::<Invite>(&r?)).collect()
+    }
+
     fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let conn = self.reader.lock();
         let record: Option<String> = conn
