@@ -357,7 +357,10 @@ impl App {
     /// acknowledged as durable: after a restart idle deadlines are re-granted).
     pub async fn run_flusher(self: Arc<Self>) {
         let mut closing = self.closing.subscribe();
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        // In a cluster another node may have to take over from the durable
+        // state alone: a shorter interval leaves fewer heartbeats unwritten.
+        let every = if self.postgres.is_some() { HEARTBEAT_FLUSH_CLUSTER } else { HEARTBEAT_FLUSH };
+        let mut every = tokio::time::interval(every);
         loop {
             tokio::select! {
                 _ = every.tick() => {}
@@ -411,6 +414,11 @@ impl App {
         self.store.purge(&cutoff, dry_run)
     }
 }
+
+/// How often heartbeat state is written on one node…
+pub const HEARTBEAT_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+/// …and on a cluster node (see `cluster.rs`, "Takeover").
+pub const HEARTBEAT_FLUSH_CLUSTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Hands memory freed after a large recovery back to the operating system:
 /// the wire-form sessions read page by page leave the allocator's heap

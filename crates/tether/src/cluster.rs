@@ -26,6 +26,19 @@
 //! streams are served by every node). The lease and fencing are per row, so
 //! partitioning later is a key change, not a new protocol.
 //!
+//! ## Takeover: deadlines keep their times
+//! The new owner computes every deadline from the durable state, so a
+//! deadline that fell during the outage fires at once (at most `lease` + one
+//! beat after the death) and later ones on time — unlike a single node's
+//! restart, which counts idle time again from the restart (its clients could
+//! not reach it; a cluster's could reach the other nodes). Heartbeats are
+//! written in batches ([`crate::app::HEARTBEAT_FLUSH_CLUSTER`], 200 ms on a
+//! cluster node): a heartbeat the dead owner had not yet written is lost, so a
+//! session whose only recent heartbeat was in its last 200 ms and whose idle
+//! deadline fell before the takeover is ended `idle_timeout` at the takeover.
+//! That needs an `idle_timeout` shorter than `lease` plus the client's
+//! heartbeat interval; the SDK heartbeats at a third of it.
+//!
 //! ## Routing: forward to the owner
 //! A follower forwards every `/v1/` request except the event streams and the
 //! cluster listing to the owner's advertised URL (HTTP, keep-alive), marked
@@ -85,6 +98,8 @@ pub enum Role {
     /// Handing the lease over before exit: forwards like a follower, still
     /// renews the lease (its last commits must pass the fence) until it gives it back.
     Leaving { epoch: i64 },
+    /// Shutting down: forwards and tails like a follower, never bids for the lease.
+    Retired,
 }
 
 pub struct Cluster {
@@ -241,14 +256,7 @@ impl Cluster {
                         match self.pg.lease_acquire(&self.node_id, self.lease.as_millis() as i64) {
                             Ok(Some((epoch, term))) => {
                                 tail_at = self.tail(&app, &mut listener, tail_at);
-                                // A lease given back (SIGTERM) came with every heartbeat written;
-                                // an expired one's owner stopped at most `lease` ago.
-                                let floor = if lease.holder.is_none() {
-                                    i64::MIN
-                                } else {
-                                    app.now() - self.lease.as_millis() as i64
-                                };
-                                if let Err(e) = self.take_over(&app, epoch, term, floor) {
+                                if let Err(e) = self.take_over(&app, epoch, term) {
                                     tracing::error!(error = %e, "taking over the cluster's work failed; giving the lease back");
                                     self.step_down(&app);
                                     let _ = self.pg.lease_release(&self.node_id, epoch);
@@ -262,6 +270,7 @@ impl Cluster {
                 Role::Leaving { epoch } => {
                     let _ = self.pg.lease_renew(&self.node_id, epoch, self.lease.as_millis() as i64);
                 }
+                Role::Retired => {}
             }
             let lease = if self.is_owner() { self.pg.lease().unwrap_or(lease) } else { lease };
             self.note_owner(&lease, &mut known_epoch, &app);
@@ -320,11 +329,12 @@ impl Cluster {
 
     /// Becomes the owner: commits must hold this epoch from now on; the live
     /// state is loaded from the store; overdue deadlines fire at once.
-    fn take_over(&self, app: &Arc<App>, epoch: i64, term: u64, floor: i64) -> Result<(), crate::store::StoreError> {
+    fn take_over(&self, app: &Arc<App>, epoch: i64, term: u64) -> Result<(), crate::store::StoreError> {
         let started = Instant::now();
         self.pg.set_fence(Some((self.node_id.clone(), epoch)));
         self.pg.take_refused();
-        app.load_state(floor)?;
+        // Deadlines keep their durable times (see "Takeover" in the module doc).
+        app.load_state(i64::MIN)?;
         app.hub.begin_term(term);
         *self.role.write() = Role::Owner { epoch };
         app.wake_timer();
@@ -348,7 +358,11 @@ impl Cluster {
     /// back (the others are notified and bid at once), keep serving as a
     /// follower (forwarding) until the server has drained.
     pub async fn hand_over(&self, app: &Arc<App>) {
-        let Role::Owner { epoch } = self.role() else { return };
+        let Role::Owner { epoch } = self.role() else {
+            // A follower that is stopping must not take the work on either.
+            *self.role.write() = Role::Retired;
+            return;
+        };
         *self.role.write() = Role::Leaving { epoch };
         let started = Instant::now();
         while self.in_flight.load(Ordering::Acquire) > 0 && started.elapsed() < Duration::from_secs(2) {
@@ -367,7 +381,7 @@ impl Cluster {
             tracing::warn!("could not release the cluster lease; it expires after `lease`");
         }
         *self.owner_url.write() = None;
-        *self.role.write() = Role::Follower;
+        *self.role.write() = Role::Retired;
         self.poke();
         tracing::info!(epoch, handed_over_ms = started.elapsed().as_millis() as u64, "handed the cluster's work over");
     }
@@ -385,7 +399,7 @@ impl Cluster {
     async fn owner_url(&self, until: Instant) -> Option<String> {
         loop {
             if let Some(url) = self.owner_url.read().clone() {
-                if url != self.advertise || !matches!(self.role(), Role::Leaving { .. }) {
+                if url != self.advertise || !matches!(self.role(), Role::Leaving { .. } | Role::Retired) {
                     return Some(url);
                 }
             }
@@ -546,7 +560,7 @@ fn not_owner() -> Response {
 /// Which requests go to the owner: every `/v1/` route but the event
 /// streams (served by every node from the event log), the cluster listing
 /// and demo tokens (signed with the shared secret, no state).
-fn forwarded(path: &str) -> bool {
+pub fn forwarded(path: &str) -> bool {
     path.starts_with("/v1/") && !matches!(path, "/v1/events" | "/v1/ws" | "/v1/admin/cluster" | "/v1/demo/token")
 }
 

@@ -23,7 +23,36 @@ pub fn document() -> Value {
     describe_optional_bodies(&mut doc);
     add_rate_limit_answers(&mut doc);
     describe_connection_refusals(&mut doc);
+    add_forwarding_answers(&mut doc);
     doc
+}
+
+/// In a cluster, a follower sends the request to the node that owns the work.
+#[derive(utoipa::ToResponse)]
+#[response(
+    description = "Several nodes only: the node that owns the work failed while handling this request, \
+        which another node had forwarded to it; the change may or may not have been applied (read the \
+        resource to know). Retrying is safe for reads and idempotent operations.",
+    content_type = "application/problem+json",
+    example = json!({"type":"https://tether.dev/problems/bad-gateway","title":"Bad gateway","status":502,
+        "detail":"the node that owns the work did not answer (connection closed before message completed); the request may or may not have been applied"})
+)]
+pub struct BadGateway(#[allow(dead_code)] Problem);
+
+/// Every operation a cluster node forwards to the owner
+/// ([`crate::cluster::forwarded`]) may answer `502`.
+fn add_forwarding_answers(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for (path, item) in paths.iter_mut() {
+        if !crate::cluster::forwarded(path) {
+            continue;
+        }
+        let Some(item) = item.as_object_mut() else { continue };
+        for op in item.values_mut() {
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+            responses.entry("502").or_insert_with(|| serde_json::json!({"$ref": "#/components/responses/BadGateway"}));
+        }
+    }
 }
 
 /// Over its rate limit.
@@ -241,7 +270,7 @@ is not an object and answers `400`. A method a path does not list answers `405`.
     components(
         schemas(Problem, Status, EndReason, EventType, Event, StreamGap, WsClientMessage, WsReply),
         responses(
-            BadRequest, Unauthorized, MethodNotAllowed, TooLarge, Unavailable, TooManyRequests,
+            BadRequest, Unauthorized, MethodNotAllowed, TooLarge, Unavailable, TooManyRequests, BadGateway,
             MalformedRequest, UriTooLong, HeadersTooLarge, BodyTimeout, AtCapacity,
         ),
     ),

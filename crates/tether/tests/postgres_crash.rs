@@ -1,8 +1,7 @@
 //! The real `tether` binary on the PostgreSQL store (a fresh schema, dropped
 //! afterwards): every acknowledged change survives `kill -9`; the restarted
-//! node takes the lease over once it expires; an idle session counts its
-//! idle time from no earlier than the lease before the takeover, while
-//! `max_duration` keeps its time; a second node on the same schema joins the
+//! node takes the lease over once it expires and fires the deadlines that
+//! fell meanwhile at once (idle and `max_duration` keep their durable times); a second node on the same schema joins the
 //! cluster as a follower and answers for the owner; SIGTERM exits 0.
 //!
 //! PostgreSQL: `TETHER_TEST_POSTGRES` (default
@@ -237,16 +236,14 @@ async fn sigkill_restart_on_postgres_keeps_every_acknowledged_session() {
     let second_stderr = dir.path().join("stderr-second.log");
     let second = Server::spawn(&url, &config, second_stderr.clone()).await;
 
-    // The idle session was not ended at the takeover: heartbeats the dead
-    // node had not written are at most `lease` (1 s) old, so its idle time
-    // counts from no earlier than a lease before the takeover...
-    let idle_now = server.session(&id_of(&idle)).await;
-    assert!(ts(&idle_now["expires_at"]) >= restart_at + 1500 - 1000 - 20, "idle deadline: {idle_now}");
-    // ...while max_duration keeps its original time.
+    // max_duration keeps its original time...
     let capped_now = server.session(&id_of(&capped)).await;
     assert_eq!(capped_now["expires_at"], capped["expires_at"], "max_duration keeps its time");
 
-    // ...and it ends idle_timeout one idle_timeout after the restart.
+    // ...and so does the idle deadline, which fell while no node ran: the
+    // node that takes the lease over ends the session at once (a cluster
+    // computes deadlines from the durable state; the others' clients could
+    // reach it meanwhile).
     let give_up = Instant::now() + Duration::from_secs(10);
     let ended_idle = loop {
         let s = server.session(&id_of(&idle)).await;
@@ -258,11 +255,7 @@ async fn sigkill_restart_on_postgres_keeps_every_acknowledged_session() {
     };
     assert_eq!(ended_idle["end_reason"], "idle_timeout");
     let after = ts(&ended_idle["ended_at"]) - restart_at;
-    assert!(
-        after >= 1500 - 1000 - 50,
-        "ended {after} ms after the restart, before its idle timeout from the lease floor"
-    );
-    assert!(after <= 1500 + 2500, "ended {after} ms after the restart");
+    assert!((0..=3000).contains(&after), "ended {after} ms after the restart (lease 1 s)");
     let capped_end = loop {
         let s = server.session(&id_of(&capped)).await;
         if s["status"] == "ended" {

@@ -36,7 +36,7 @@ pub struct StreamQuery {
     /// The bearer token, for clients that cannot set headers (EventSource, WebSocket).
     #[allow(dead_code)]
     token: Option<String>,
-    /// Extension: resume after this event id (when `Last-Event-ID` cannot be set).
+    /// Extension: resume after this event id (when `Last-Event-ID` cannot be set; on `/v1/ws` too).
     last_event_id: Option<u64>,
 }
 
@@ -306,7 +306,8 @@ impl Feed {
 
 /// Event WebSocket
 ///
-/// Carries the same events as `GET /v1/events`, each a JSON text frame (`Event`). Clients may send
+/// Carries the same events as `GET /v1/events`, each a JSON text frame (`Event`); with
+/// `?last_event_id=` (extension) it first replays what the client missed, as SSE does. Clients may send
 /// `WsClientMessage` frames: `{"type":"heartbeat","session_id"}`, `{"type":"signal","call_id","signal"}`,
 /// `{"type":"webrtc.connected","call_id","setup_ms"}` and `{"type":"ping"}`; the server answers `pong`
 /// and, for a failed message, an `error` frame (`WsReply`). A user's open sockets drive its
@@ -322,10 +323,11 @@ impl Feed {
     params(
         ("kind" = Option<String>, Query, description = "Only events of sessions of this kind."),
         ("token" = Option<String>, Query, description = "The bearer token (browsers cannot set headers on WebSocket)."),
+        ("last_event_id" = Option<u64>, Query, description = "Extension: resume after this event id, as SSE's `Last-Event-ID` (also accepted as that header): the missed events come first (a `stream.gap` frame where they are gone), on any node of a cluster."),
     ),
     responses(
         (status = 101, description = "Switched to the WebSocket protocol."),
-        (status = 400, description = "Not a valid WebSocket upgrade request (title \"WebSocket upgrade required\"; `detail` says which header is wrong).", body = Problem, content_type = "application/problem+json",
+        (status = 400, description = "Not a valid WebSocket upgrade request (title \"WebSocket upgrade required\"; `detail` says which header is wrong), or `Last-Event-ID` is not an event id (`field` names it).", body = Problem, content_type = "application/problem+json",
             example = json!({"type":"https://tether.dev/problems/websocket-upgrade-required","title":"WebSocket upgrade required","status":400,"detail":"Connection header did not include 'upgrade'"})),
         (status = 401, response = Unauthorized),
         (status = 405, response = MethodNotAllowed),
@@ -355,6 +357,10 @@ pub async fn ws(
         Ok(kind) => kind,
         Err(e) => return e.into_response(),
     };
+    let after = match resume_point(&headers, q.last_event_id) {
+        Ok(after) => after,
+        Err(e) => return e.into_response(),
+    };
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(r) => return ApiError::new(r.status(), "WebSocket upgrade required", r.body_text()).into_response(),
@@ -366,7 +372,7 @@ pub async fn ws(
         .read_buffer_size(4 * 1024)
         .max_message_size(BODY_LIMIT)
         .max_frame_size(FRAME_READ_LIMIT)
-        .on_upgrade(move |socket| serve_socket(app, p, key, token, kind, socket))
+        .on_upgrade(move |socket| serve_socket(app, p, key, token, kind, after, socket))
 }
 
 /// A user's open event stream or WebSocket, for `disconnect_grace`: opening
@@ -487,11 +493,12 @@ async fn serve_socket(
     key: CallerKey,
     token: Option<String>,
     kind: Option<String>,
+    after: Option<u64>,
     socket: WebSocket,
 ) {
     let _presence = Presence::open(app.clone(), p.user_id());
     let filter = subscriber(&p, kind);
-    let (start, rx) = app.hub.subscribe(None);
+    let (start, rx) = app.hub.subscribe(after);
     let mut feed = Feed::new(app.hub.clone(), rx, filter, start);
     let mut closing = app.closing.subscribe();
     let (mut sink, mut stream) = socket.split();

@@ -95,6 +95,16 @@ async fn websocket_receives_the_same_events_as_sse() {
     );
     assert_eq!(from_ws, from_sse, "the WebSocket carries the same events");
     assert_eq!(from_user_ws, from_sse, "the owner's WebSocket too");
+
+    // `?last_event_id=` (extension) resumes a WebSocket as Last-Event-ID does SSE.
+    let first = sse.seen[0].id.unwrap();
+    let mut resumed = app.ws(&format!("{wes}&last_event_id={first}")).await;
+    // Connecting waits for a pong, so the replay may already have been taken.
+    if !resumed.events.seen.iter().any(|e| e.is("session.ended", &s)) {
+        resumed.events.wait_event(ms(3000), "session.ended", &s).await;
+    }
+    let replayed: Vec<_> = resumed.events.seen.iter().filter(|e| e.event != "pong").map(|e| e.data.clone()).collect();
+    assert_eq!(replayed, from_sse[1..], "everything after the resume point, in order");
 }
 
 #[tokio::test]
