@@ -9,8 +9,11 @@
 //!   population of N live sessions per size ([`population`]; creating a
 //!   million sessions is the expensive part);
 //! - [`heartbeats_http`], [`heartbeats_ws`], [`durable_starts`],
-//!   [`time_to_pair`], [`signaling_relay`] stand alone.
+//!   [`time_to_pair`], [`signaling_relay`] stand alone;
+//! - [`cluster`] starts its own nodes (three on PostgreSQL, one on
+//!   PostgreSQL, one on SQLite) and has no peer counterpart.
 
+pub mod cluster;
 pub mod durable_starts;
 pub mod expiry_lateness;
 pub mod heartbeats_http;
@@ -51,6 +54,7 @@ pub const ALL: &[&str] = &[
     recovery::NAME,
     time_to_pair::NAME,
     signaling_relay::NAME,
+    cluster::NAME,
 ];
 
 /// Sizes and durations of one `--size`.
@@ -168,6 +172,7 @@ pub async fn run(
                 durable_starts::NAME => durable_starts::run(src, p, peers).await,
                 time_to_pair::NAME => time_to_pair::run(src, p).await,
                 signaling_relay::NAME => signaling_relay::run(src, p, peers).await,
+                cluster::NAME => cluster::run(src, p).await,
                 _ => continue, // a population scenario, run above
             };
             eprintln!(
