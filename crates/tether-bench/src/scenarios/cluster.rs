@@ -126,23 +126,29 @@ struct Nodes {
     store: String,
     /// The PostgreSQL schema to drop at the end.
     schema: Option<(String, String)>,
+    /// What the nodes send PostgreSQL passes through here (PostgreSQL only).
+    counter: Option<PgCounter>,
 }
 
 impl Nodes {
     async fn start(bin: &std::path::Path, p: &Params, z: &Sizes, store: Store, n: usize) -> Result<Nodes> {
         let kt = KindTimes { probe_idle: format!("{}s", p.probe_idle_s), ..KindTimes::default() };
         let mut config = config_toml(&kt) + KINDS;
-        let (store_url, schema) = match store {
+        let (store_url, schema, counter) = match store {
             Store::Postgres => {
                 let base = std::env::var("TETHER_BENCH_PG").unwrap_or_else(|_| DEFAULT_PG.into());
                 let name = format!("tether_bench_cluster_{}_{}", std::process::id(), rand::random::<u32>());
                 let sep = if base.contains('?') { '&' } else { '?' };
                 config.push_str(&format!("\n[cluster]\nlease = \"{}\"\n", z.lease));
-                (format!("{base}{sep}schema={name}"), Some((base, name)))
+                // The nodes reach PostgreSQL through the counter.
+                let (before, server, after) = split_host(&base)?;
+                let counter = PgCounter::start(&server).await?;
+                let via = format!("{before}{}{after}", counter.addr);
+                (format!("{via}{sep}schema={name}"), Some((base, name)), Some(counter))
             }
-            Store::Sqlite => (String::new(), None),
+            Store::Sqlite => (String::new(), None, None),
         };
-        let mut nodes = Nodes { nodes: vec![], store: store_url, schema };
+        let mut nodes = Nodes { nodes: vec![], store: store_url, schema, counter };
         for _ in 0..n {
             let dir = tempfile::Builder::new().prefix("tether-bench-cluster-").tempdir()?;
             let files = ServerFiles { bin: bin.to_path_buf(), dir: dir.path().to_path_buf() };
@@ -216,6 +222,9 @@ impl Nodes {
             if let Some(s) = n.server.take() {
                 tokio::task::spawn_blocking(move || s.stop()).await.ok();
             }
+        }
+        if let Some(c) = self.counter.take() {
+            c.task.abort();
         }
         if let Some((base, name)) = self.schema.take() {
             if let Ok((client, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
@@ -313,6 +322,29 @@ async fn measure_on(nodes: &mut Nodes, p: &Params, z: &Sizes, system: &str, stor
     late.window_ms = Some(ms(p.tether_window));
     s.latency("lateness", "expiry lateness (deadline → end received on node B)", &mut late);
     s.latency("server_lateness", "expiry lateness, server-stamped (`at` − deadline)", &mut server_late);
+
+    // PostgreSQL round trips per start and per heartbeat, through A, one at a time.
+    if let Some(counter) = &nodes.counter {
+        let trips = round_trips(counter, &nodes.api(a), z.deliveries).await?;
+        s.metric(Metric::new(
+            "trips_idle",
+            "PostgreSQL round trips per second, idle cluster",
+            Some(trips.idle_per_s),
+            "",
+        ));
+        s.metric(Metric::new(
+            "trips_start",
+            "PostgreSQL round trips per start (through A)",
+            Some(trips.per_start),
+            "trips",
+        ));
+        s.metric(Metric::new(
+            "trips_hb",
+            "PostgreSQL round trips per heartbeat (through A)",
+            Some(trips.per_hb),
+            "trips",
+        ));
+    }
 
     // Cross-node delivery: a start through A, its session.started received on B.
     let mut delivery = deliveries(&nodes.api(a), &nodes.api(b), z.deliveries).await?;
@@ -469,4 +501,187 @@ async fn failover_once(nodes: &mut Nodes, z: &Sizes) -> Result<(f64, f64)> {
     }
     nodes.spawn(holder).await?;
     Ok((received - killed_at, at - killed_at))
+}
+
+/// The PostgreSQL URL around its `host:port`: (`postgres://user@`, `host:port`, `/db…`).
+fn split_host(url: &str) -> Result<(String, String, String)> {
+    let scheme_end = url.find("://").map(|i| i + 3).ok_or_else(|| anyhow!("not a postgres:// URL: {url}"))?;
+    let host_start = url[scheme_end..].find('@').map(|i| scheme_end + i + 1).unwrap_or(scheme_end);
+    let host_end = url[host_start..].find(['/', '?']).map(|i| host_start + i).unwrap_or(url.len());
+    let host = &url[host_start..host_end];
+    let host = if host.contains(':') { host.to_string() } else { format!("{host}:5432") };
+    Ok((url[..host_start].to_string(), host, url[host_end..].to_string()))
+}
+
+/// A TCP pass-through in front of PostgreSQL that counts the round trips
+/// its clients make: each `Sync` (the end of an extended-protocol exchange)
+/// and each simple `Query` the clients send is one. Bytes pass unchanged
+/// both ways; only the client's side is parsed (message type and length).
+struct PgCounter {
+    addr: std::net::SocketAddr,
+    trips: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PgCounter {
+    async fn start(server: &str) -> Result<PgCounter> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let trips = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (server, counted) = (server.to_string(), trips.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (server, counted) = (server.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let Ok(upstream) = tokio::net::TcpStream::connect(&server).await else { return };
+                    let _ = client.set_nodelay(true);
+                    let _ = upstream.set_nodelay(true);
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut ur, mut uw) = upstream.into_split();
+                    let down = tokio::spawn(async move { tokio::io::copy(&mut ur, &mut cw).await });
+                    let mut parser = PgParser::default();
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        counted.fetch_add(parser.feed(&buf[..n]), std::sync::atomic::Ordering::Relaxed);
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut uw).await;
+                    down.abort();
+                });
+            }
+        });
+        Ok(PgCounter { addr, trips, task })
+    }
+
+    fn count(&self) -> u64 {
+        self.trips.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The client side of the PostgreSQL protocol, as far as counting needs:
+/// untyped messages (length, code) until the startup message, then typed ones
+/// (type byte, length).
+#[derive(Default)]
+struct PgParser {
+    started: bool,
+    header: Vec<u8>,
+    skip: usize,
+}
+
+/// The codes of the untyped requests that precede the startup message.
+const SSL_REQUEST: u32 = 80877103;
+const GSSENC_REQUEST: u32 = 80877104;
+
+impl PgParser {
+    /// Reads `data`; returns the round trips it completed.
+    fn feed(&mut self, mut data: &[u8]) -> u64 {
+        let mut trips = 0;
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(data.len());
+                self.skip -= n;
+                data = &data[n..];
+                continue;
+            }
+            let want = if self.started { 5 } else { 8 };
+            let n = (want - self.header.len()).min(data.len());
+            self.header.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.header.len() < want {
+                break;
+            }
+            let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            if self.started {
+                let ty = self.header[0];
+                self.skip = be(&self.header[1..5]).saturating_sub(4);
+                if ty == b'S' || ty == b'Q' {
+                    trips += 1;
+                }
+            } else {
+                let code = be(&self.header[4..8]) as u32;
+                self.skip = be(&self.header[0..4]).saturating_sub(8);
+                self.started = code != SSL_REQUEST && code != GSSENC_REQUEST;
+            }
+            self.header.clear();
+        }
+        trips
+    }
+}
+
+struct Trips {
+    idle_per_s: f64,
+    per_start: f64,
+    per_hb: f64,
+}
+
+/// Round trips of an idle second (lease beats, event-log tails), then of
+/// `n` starts and of `n` heartbeats sent one at a time through `a`, each less
+/// the idle rate over its duration.
+async fn round_trips(counter: &PgCounter, a: &Api, n: usize) -> Result<Trips> {
+    let t0 = Instant::now();
+    let c0 = counter.count();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_per_s = (counter.count() - c0) as f64 / t0.elapsed().as_secs_f64();
+    let mut c = a.conn().await?;
+    let mut ids = vec![];
+    let (t0, c0) = (Instant::now(), counter.count());
+    for i in 0..n {
+        let body = json!({"kind": "bench_start", "user_id": format!("trips{i}")});
+        let v = c.ok(Method::POST, "/v1/sessions", &a.key, Some(&body)).await?;
+        ids.push(v["session"]["id"].as_str().ok_or_else(|| anyhow!("no session id in {v}"))?.to_string());
+    }
+    let per_start = ((counter.count() - c0) as f64 - idle_per_s * t0.elapsed().as_secs_f64()) / n as f64;
+    let (t0, c0) = (Instant::now(), counter.count());
+    for id in &ids {
+        c.ok(Method::POST, &format!("/v1/sessions/{id}/heartbeat"), &a.key, None).await?;
+    }
+    // Heartbeats are written in batches: let the last batch go out before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per_hb = ((counter.count() - c0) as f64 - idle_per_s * t0.elapsed().as_secs_f64()) / n as f64;
+    Ok(Trips { idle_per_s, per_start, per_hb })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_of_a_postgres_url_is_found() {
+        let (a, h, b) = split_host("postgres://postgres@127.0.0.1:5432/test").unwrap();
+        assert_eq!((a.as_str(), h.as_str(), b.as_str()), ("postgres://postgres@", "127.0.0.1:5432", "/test"));
+        let (a, h, b) = split_host("postgres://localhost/db?x=1").unwrap();
+        assert_eq!((a.as_str(), h.as_str(), b.as_str()), ("postgres://", "localhost:5432", "/db?x=1"));
+    }
+
+    #[test]
+    fn round_trips_are_syncs_and_simple_queries_after_startup() {
+        let msg = |ty: u8, body: &[u8]| {
+            let mut m = vec![ty];
+            m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+            m.extend_from_slice(body);
+            m
+        };
+        let mut stream = vec![];
+        stream.extend_from_slice(&8u32.to_be_bytes());
+        stream.extend_from_slice(&SSL_REQUEST.to_be_bytes());
+        let startup = b"\0\x03\0\0user\0postgres\0\0";
+        stream.extend_from_slice(&(startup.len() as u32 + 4).to_be_bytes());
+        stream.extend_from_slice(startup);
+        stream.extend(msg(b'Q', b"SELECT 1\0"));
+        stream.extend(msg(b'P', b"\0SELECT $1\0\0\0"));
+        stream.extend(msg(b'B', b"\0\0\0\0\0\0\0\0"));
+        stream.extend(msg(b'E', b"\0\0\0\0\0"));
+        stream.extend(msg(b'S', b""));
+        // Whole, and one byte at a time.
+        assert_eq!(PgParser::default().feed(&stream), 2);
+        let mut p = PgParser::default();
+        assert_eq!(stream.iter().map(|b| p.feed(std::slice::from_ref(b))).sum::<u64>(), 2);
+    }
 }
