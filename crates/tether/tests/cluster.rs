@@ -82,6 +82,44 @@ async fn drain(stream: &mut EventStream, quiet: Duration) {
     while let Next::Event(_) = stream.next(quiet).await {}
 }
 
+/// Waits (up to `limit`) for the `session.ended` of every session in `ids`
+/// on `stream`, each once; on a timeout, names the ones missing with their
+/// state as `reader` answers it.
+async fn ends_of(
+    stream: &mut EventStream,
+    ids: &HashSet<String>,
+    limit: Duration,
+    reader: &TestApp,
+) -> HashMap<String, Event> {
+    let deadline = Instant::now() + limit;
+    let mut ended: HashMap<String, Event> = HashMap::new();
+    while ended.len() < ids.len() {
+        match stream.next(deadline.saturating_duration_since(Instant::now())).await {
+            Next::Event(e) if e.event == "session.ended" && ids.contains(e.session_id()) => {
+                if let Some(first) = ended.insert(e.session_id().to_string(), e.clone()) {
+                    panic!("{} ended twice: {} and {}", e.session_id(), first.data, e.data);
+                }
+            }
+            Next::Event(_) => {}
+            Next::Closed | Next::Timeout => {
+                let mut missing = Vec::new();
+                for id in ids.iter().filter(|id| !ended.contains_key(*id)) {
+                    missing
+                        .push(format!("{id}: {}", reader.get(&format!("/v1/sessions/{id}"), Some(API_KEY)).await.text));
+                }
+                panic!(
+                    "{} of {} ends did not arrive within {limit:?}; missing, as read now:\n{}\nthe stream saw: {:?}",
+                    missing.len(),
+                    ids.len(),
+                    missing.join("\n"),
+                    stream.summary()
+                );
+            }
+        }
+    }
+    ended
+}
+
 // ---------------------------------------------------------------- membership
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -578,21 +616,12 @@ async fn kill_9_of_the_lease_holder_under_churn_loses_nothing_acknowledged() {
     // at most lease + 1 s after the kill, the later ones on time.
     let last_deadline = probes.values().map(|p| p.0).max().unwrap();
     let limit = Duration::from_millis((last_deadline + TAKEOVER_MS - now_ms()).max(0) as u64 + 2_000);
-    let mut ended: HashMap<String, Event> = HashMap::new();
-    let began = Instant::now();
-    while ended.len() < probes.len() {
-        let left = limit.saturating_sub(began.elapsed());
-        let e = watch
-            .wait_for(left, "the probes' ends", |e| e.event == "session.ended" && probes.contains_key(e.session_id()))
-            .await;
-        assert_eq!(e.reason(), "idle_timeout", "{}", e.data);
-        if let Some(first) = ended.insert(e.session_id().to_string(), e.clone()) {
-            panic!("{} ended twice: {} and {}", e.session_id(), first.data, e.data);
-        }
-    }
+    let probe_ids: HashSet<String> = probes.keys().cloned().collect();
+    let ended = ends_of(&mut watch, &probe_ids, limit, cluster.app(reader)).await;
     let mut report = Vec::new();
     for (id, (deadline, kind)) in &probes {
         let e = &ended[id];
+        assert_eq!(e.reason(), "idle_timeout", "{}", e.data);
         let at = ts(&e.data["at"]);
         let late_at = at - deadline;
         let late_rx = e.received_at - deadline;
@@ -915,12 +944,12 @@ async fn sigterm_under_load_fails_no_request_and_the_node_exits_0_within_10_s() 
     assert!(total.ok > 100, "the load got too little done to prove anything: {}", total.ok);
 
     // No deadline was delayed beyond the bound by either hand-over.
+    let probe_ids: HashSet<String> = deadlines.keys().cloned().collect();
+    let ended = ends_of(&mut watch, &probe_ids, Duration::from_secs(3), cluster.app(watcher)).await;
     let mut lateness = Vec::new();
-    while lateness.len() < deadlines.len() {
-        let e = watch.wait_for(Duration::from_secs(3), "the probes' ends", |e| e.event == "session.ended").await;
-        let Some(deadline) = deadlines.get(e.session_id()) else { continue };
+    for (id, e) in &ended {
         assert_eq!(e.reason(), "idle_timeout", "{}", e.data);
-        lateness.push((ts(&e.data["at"]) - deadline, e.received_at - deadline));
+        lateness.push((ts(&e.data["at"]) - deadlines[id], e.received_at - deadlines[id]));
     }
     lateness.sort();
     eprintln!("probe lateness (ms, at / received): {lateness:?}");

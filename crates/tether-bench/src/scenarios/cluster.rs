@@ -58,13 +58,16 @@ struct Sizes {
     failover_runs: usize,
     /// Starts timed through node A and received on node B.
     deliveries: usize,
+    /// Starts and heartbeats whose PostgreSQL round trips are counted (many,
+    /// so the idle cluster's own round trips subtracted from them matter little).
+    trips: usize,
 }
 
 fn sizes(p: &Params) -> Sizes {
     if p.size == "full" {
-        Sizes { lease: "5s", lease_ms: 5_000, failover_runs: 10, deliveries: 1000 }
+        Sizes { lease: "5s", lease_ms: 5_000, failover_runs: 10, deliveries: 1000, trips: 2000 }
     } else {
-        Sizes { lease: "2s", lease_ms: 2_000, failover_runs: 1, deliveries: 50 }
+        Sizes { lease: "2s", lease_ms: 2_000, failover_runs: 1, deliveries: 50, trips: 300 }
     }
 }
 
@@ -325,7 +328,7 @@ async fn measure_on(nodes: &mut Nodes, p: &Params, z: &Sizes, system: &str, stor
 
     // PostgreSQL round trips per start and per heartbeat, through A, one at a time.
     if let Some(counter) = &nodes.counter {
-        let trips = round_trips(counter, &nodes.api(a), z.deliveries).await?;
+        let trips = round_trips(counter, &nodes.api(a), z.trips).await?;
         s.metric(Metric::new(
             "trips_idle",
             "PostgreSQL round trips per second, idle cluster",
@@ -383,8 +386,8 @@ async fn measure_on(nodes: &mut Nodes, p: &Params, z: &Sizes, system: &str, stor
         Store::Sqlite => "one node on a fresh SQLite file (no cluster)".into(),
     });
     s.note(format!(
-        "starts: POST /v1/sessions (kind bench_start, distinct users), heartbeats: POST /v1/sessions/{{id}}/heartbeat on {} sessions, {} connections in all spread over the nodes; {} probes (idle {} s) started through every node; {} deliveries one at a time",
-        p.hb_sessions, p.http_conns, p.probes, p.probe_idle_s, z.deliveries
+        "starts: POST /v1/sessions (kind bench_start, distinct users), heartbeats: POST /v1/sessions/{{id}}/heartbeat on {} sessions, {} connections in all spread over the nodes; {} probes (idle {} s) started through every node; {} deliveries one at a time; round trips: a pass-through in front of PostgreSQL counts each Sync and simple Query the nodes send, over {} starts then {} heartbeats one at a time, less the idle cluster's rate",
+        p.hb_sessions, p.http_conns, p.probes, p.probe_idle_s, z.deliveries, z.trips, z.trips
     ));
     Ok(s)
 }
@@ -621,13 +624,13 @@ struct Trips {
     per_hb: f64,
 }
 
-/// Round trips of an idle second (lease beats, event-log tails), then of
+/// Round trips of an idle cluster per second (lease beats, event-log tails), then of
 /// `n` starts and of `n` heartbeats sent one at a time through `a`, each less
 /// the idle rate over its duration.
 async fn round_trips(counter: &PgCounter, a: &Api, n: usize) -> Result<Trips> {
     let t0 = Instant::now();
     let c0 = counter.count();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_per_s = (counter.count() - c0) as f64 / t0.elapsed().as_secs_f64();
     let mut c = a.conn().await?;
     let mut ids = vec![];
