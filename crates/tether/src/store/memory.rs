@@ -1,8 +1,10 @@
 //! The in-memory store: nothing survives the process. For tests and demos.
 
 use super::{matches_filter, ListFilter, Store, StoreError, StoreWrite};
+use crate::hub::Published;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tether_engine::{Invite, Millis, Session, Write};
 
 #[derive(Default)]
@@ -16,6 +18,10 @@ struct Inner {
     invites: HashMap<String, Invite>,
     docs: HashMap<&'static str, BTreeMap<String, String>>,
     meta: HashMap<String, String>,
+    events: BTreeMap<u64, Arc<Published>>,
+    /// Event ids per session, so purging a session drops its history.
+    session_events: HashMap<String, Vec<u64>>,
+    events_floor: Option<u64>,
 }
 
 impl Store for MemoryStore {
@@ -38,6 +44,10 @@ impl Store for MemoryStore {
                         Some(v) => c.insert(key.clone(), v.clone()),
                         None => c.remove(key),
                     };
+                }
+                StoreWrite::Event(e) => {
+                    g.session_events.entry(e.session_id.clone()).or_default().push(e.seq);
+                    g.events.insert(e.seq, e.clone());
                 }
             }
         }
@@ -70,6 +80,10 @@ impl Store for MemoryStore {
         if !dry_run {
             for id in &doomed {
                 g.sessions.remove(id);
+                for seq in g.session_events.remove(id).unwrap_or_default() {
+                    g.events.remove(&seq);
+                    g.events_floor = Some(g.events_floor.unwrap_or(0).max(seq));
+                }
             }
         }
         Ok(doomed.len())
@@ -89,7 +103,42 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn meta_put_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        Ok(self.inner.lock().meta.entry(key.into()).or_insert_with(|| value.into()).clone())
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError> {
+        let g = self.inner.lock();
+        Ok(g.events.range(after + 1..).take(limit).map(|(_, e)| copy(e)).collect())
+    }
+
+    fn session_events(&self, session_id: &str) -> Result<Vec<Published>, StoreError> {
+        let g = self.inner.lock();
+        let ids = g.session_events.get(session_id).cloned().unwrap_or_default();
+        Ok(ids.iter().filter_map(|seq| g.events.get(seq)).map(|e| copy(e)).collect())
+    }
+
+    fn events_floor(&self) -> Option<u64> {
+        self.inner.lock().events_floor
+    }
+
+    fn durable_events(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         "memory (nothing persisted)".into()
+    }
+}
+
+fn copy(e: &Published) -> Published {
+    Published {
+        seq: e.seq,
+        event_type: e.event_type,
+        kind: e.kind.clone(),
+        session_id: e.session_id.clone(),
+        audience: e.audience.clone(),
+        json: e.json.clone(),
+        deadline: None,
     }
 }
