@@ -112,7 +112,8 @@ fn command(store: &str, config: &PathBuf, stderr: &PathBuf) -> Command {
         .env_remove("TETHER_LISTEN")
         .env_remove("TETHER_STORE")
         .env_remove("TETHER_ADVERTISE")
-        .env("TETHER_LOG", "warn")
+        // `TETHER_TEST_CLUSTER_LOG=info` (say) to see what the nodes did in a failure's logs.
+        .env("TETHER_LOG", std::env::var("TETHER_TEST_CLUSTER_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(std::fs::File::create(stderr).expect("stderr log")));
