@@ -64,7 +64,13 @@ impl From<tether_engine::Event> for Draft {
         if let Some(p) = e.participant {
             d.extra.insert("participant".into(), serde_json::to_value(p).unwrap_or(Value::Null));
         }
-        d.deadline = e.deadline;
+        match (e.kind, e.deadline) {
+            // A warning names the deadline it is about; it is not late for it.
+            (EventType::Expiring, Some(at)) => {
+                d.extra.insert("deadline".into(), Value::String(format_rfc3339(at)));
+            }
+            _ => d.deadline = e.deadline,
+        }
         d
     }
 }
