@@ -645,8 +645,8 @@ async fn round_trips(counter: &PgCounter, a: &Api, n: usize) -> Result<Trips> {
     for id in &ids {
         c.ok(Method::POST, &format!("/v1/sessions/{id}/heartbeat"), &a.key, None).await?;
     }
-    // Heartbeats are written in batches: let the last batch go out before counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Heartbeats are written in batches, once a second: let the last batch go out before counting.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     let per_hb = ((counter.count() - c0) as f64 - idle_per_s * t0.elapsed().as_secs_f64()) / n as f64;
     Ok(Trips { idle_per_s, per_start, per_hb })
 }
