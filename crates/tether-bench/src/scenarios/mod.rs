@@ -9,7 +9,7 @@
 //!   population of N live sessions per size ([`population`]; creating a
 //!   million sessions is the expensive part);
 //! - [`heartbeats_http`], [`heartbeats_ws`], [`durable_starts`],
-//!   [`time_to_pair`], [`signaling_relay`] stand alone;
+//!   [`time_to_pair`], [`pairing_throughput`], [`signaling_relay`] stand alone;
 //! - [`cluster`] starts its own nodes (three on PostgreSQL, one on
 //!   PostgreSQL, one on SQLite) and has no peer counterpart.
 
@@ -20,6 +20,7 @@ pub mod heartbeats_http;
 pub mod heartbeats_ws;
 pub mod mass_expiry;
 pub mod memory;
+pub mod pairing_throughput;
 pub mod population;
 pub mod recovery;
 pub mod signaling_relay;
@@ -53,6 +54,7 @@ pub const ALL: &[&str] = &[
     memory::NAME,
     recovery::NAME,
     time_to_pair::NAME,
+    pairing_throughput::NAME,
     signaling_relay::NAME,
     cluster::NAME,
 ];
@@ -171,6 +173,7 @@ pub async fn run(
                 heartbeats_ws::NAME => heartbeats_ws::run(src, p).await,
                 durable_starts::NAME => durable_starts::run(src, p, peers).await,
                 time_to_pair::NAME => time_to_pair::run(src, p).await,
+                pairing_throughput::NAME => pairing_throughput::run(src, p).await,
                 signaling_relay::NAME => signaling_relay::run(src, p, peers).await,
                 cluster::NAME => cluster::run(src, p).await,
                 _ => continue, // a population scenario, run above
