@@ -183,8 +183,20 @@ async fn nodes_started_together_form_one_cluster_that_every_node_lists() {
     // An admin endpoint: a user token is refused, as for every /v1/admin/*.
     cluster.app(2).get("/v1/admin/cluster", Some(&user_token("someone"))).await.expect(403);
     cluster.app(2).get("/v1/admin/cluster", None).await.expect(401);
+    // Operations on every node: ready, its own metrics, and a health report listing every node.
     for i in all {
-        cluster.app(i).get("/readyz", None).await.expect(200);
+        let app = cluster.app(i);
+        app.get("/readyz", None).await.expect(200);
+        let metrics = app.client.get(app.url("/metrics")).send().await.expect("GET /metrics");
+        assert_eq!(metrics.status().as_u16(), 200, "/metrics on node {i}");
+        let health = app.get("/v1/admin/health", Some(API_KEY)).await.expect(200).clone();
+        let listed: HashSet<String> = health["nodes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("node {i}: no nodes in the health report: {health}"))
+            .iter()
+            .map(|n| s(&n["advertise"]).trim_end_matches('/').to_string())
+            .collect();
+        assert_eq!(listed, bases, "node {i}: the health report lists every node: {health}");
     }
 }
 
