@@ -124,8 +124,13 @@ impl ServerFiles {
         Ok(())
     }
 
-    /// Spawns the server and waits (up to `timeout`) for its listening line.
+    /// Spawns the server on this directory's SQLite file and waits (up to `timeout`) for its listening line.
     pub fn spawn(&self, timeout: Duration) -> Result<Server> {
+        self.spawn_on(&format!("sqlite://{}", self.db().display()), timeout)
+    }
+
+    /// [`ServerFiles::spawn`] on any store URL (a PostgreSQL schema several nodes share, say).
+    pub fn spawn_on(&self, store: &str, timeout: Duration) -> Result<Server> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log())?;
         let t0 = Instant::now();
         let mut child = Command::new(&self.bin)
@@ -133,7 +138,7 @@ impl ServerFiles {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--store")
-            .arg(format!("sqlite://{}", self.db().display()))
+            .arg(store)
             .arg("--config")
             .arg(self.config())
             .env_remove("TETHER_LISTEN")

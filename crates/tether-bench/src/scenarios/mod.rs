@@ -9,8 +9,11 @@
 //!   population of N live sessions per size ([`population`]; creating a
 //!   million sessions is the expensive part);
 //! - [`heartbeats_http`], [`heartbeats_ws`], [`durable_starts`],
-//!   [`time_to_pair`], [`pairing_throughput`], [`signaling_relay`] stand alone.
+//!   [`time_to_pair`], [`pairing_throughput`], [`signaling_relay`] stand alone;
+//! - [`cluster`] starts its own nodes (three on PostgreSQL, one on
+//!   PostgreSQL, one on SQLite) and has no peer counterpart.
 
+pub mod cluster;
 pub mod durable_starts;
 pub mod expiry_lateness;
 pub mod heartbeats_http;
@@ -53,6 +56,7 @@ pub const ALL: &[&str] = &[
     time_to_pair::NAME,
     pairing_throughput::NAME,
     signaling_relay::NAME,
+    cluster::NAME,
 ];
 
 /// Sizes and durations of one `--size`.
@@ -171,6 +175,7 @@ pub async fn run(
                 time_to_pair::NAME => time_to_pair::run(src, p).await,
                 pairing_throughput::NAME => pairing_throughput::run(src, p).await,
                 signaling_relay::NAME => signaling_relay::run(src, p, peers).await,
+                cluster::NAME => cluster::run(src, p).await,
                 _ => continue, // a population scenario, run above
             };
             eprintln!(

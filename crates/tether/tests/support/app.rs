@@ -322,6 +322,18 @@ impl TestApp {
         app
     }
 
+    /// A client of a server started elsewhere (a node of a
+    /// [`Cluster`](super::cluster::Cluster)) at `addr`: every helper and
+    /// check of a `TestApp`, on the wall clock. It owns no process, so
+    /// dropping it stops nothing.
+    pub async fn attach(addr: &str) -> TestApp {
+        let mut app = TestApp::prepare("", Time::Wall);
+        app.host = addr.to_string();
+        app.base = format!("http://{addr}");
+        app.load_contract().await;
+        app
+    }
+
     /// Starts an in-process server with the standard test config and a manual clock.
     pub async fn in_process() -> TestApp {
         TestApp::in_process_with_config(&config_text()).await

@@ -2,7 +2,8 @@
 //! and its client ([`app`]: the real binary, or `App::build` + `http::serve`
 //! in process on a manual clock), the `/openapi.json` check every answer
 //! goes through ([`contract`]), matching helpers ([`matching`]),
-//! PostgreSQL schemas ([`postgres`]) and the binary on any store URL for
+//! PostgreSQL schemas ([`postgres`]), several nodes on one schema
+//! ([`cluster`]) and the binary on any store URL for
 //! kill -9 loops ([`store_server`]).
 //!
 //! A module rather than a crate: only the tether package's own integration
@@ -13,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod cluster;
 pub mod contract;
 pub mod matching;
 pub mod postgres;
