@@ -32,6 +32,8 @@ pub struct Settings {
     pub kinds: Kinds,
     /// `[limits]`: the connection layer (`http::serve`), rate limits and WebSocket send timeout.
     pub limits: crate::config::Limits,
+    /// `[[webhooks]]`: the endpoints events are POSTed to.
+    pub webhooks: Vec<crate::config::WebhookConfig>,
 }
 
 /// The state guarded by one lock: the session engine and the matching layer above it.
@@ -79,6 +81,8 @@ pub struct App {
     pub closing: watch::Sender<bool>,
     /// Printed once at first start when no key was configured.
     pub generated_api_key: Option<String>,
+    /// The webhook endpoints and the channel to their delivery worker.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// A change was applied in memory but could not be made durable (the store
@@ -177,6 +181,7 @@ impl App {
         let (journal, _thread) = Journal::start(store.clone(), hub.clone());
         let (closing, _) = watch::channel(false);
         let rate = crate::http::rate::RateLimits::new(&settings.limits, metrics.clone());
+        let webhooks = Arc::new(crate::webhooks::Webhooks::new(settings.webhooks.clone(), &*store)?);
         let app = Arc::new(App {
             core: Mutex::new(Core { engine, matching }),
             journal,
@@ -193,6 +198,7 @@ impl App {
             ready: AtomicBool::new(false),
             closing,
             generated_api_key,
+            webhooks,
         });
         Ok(app)
     }
@@ -338,6 +344,12 @@ impl App {
             now - retention.millis()
         };
         self.store.purge(&cutoff, dry_run)
+    }
+
+    /// Whether this node does the cluster's background work (the webhook
+    /// worker runs only where this is true). One node: always.
+    pub fn owns_work(&self) -> bool {
+        true
     }
 }
 

@@ -126,6 +126,7 @@ pub fn resolve(args: &ServeArgs) -> Result<(String, Settings, LogFormat), String
         demo,
         kinds: file.kinds,
         limits: file.limits,
+        webhooks: file.webhooks,
     };
     Ok((listen, settings, log))
 }

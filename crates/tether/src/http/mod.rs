@@ -55,6 +55,9 @@ pub fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(admin::health))
         .routes(routes!(admin::cleanup_preview, admin::cleanup_execute))
         .routes(routes!(demo_token))
+        .routes(routes!(crate::webhooks::http::endpoints))
+        .routes(routes!(crate::webhooks::http::deliveries))
+        .routes(routes!(crate::webhooks::http::retry))
         .merge(crate::matching::http::routes())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
@@ -290,6 +293,7 @@ pub async fn serve(
     let timer = tokio::spawn(app.clone().run_timer());
     let flusher = tokio::spawn(app.clone().run_flusher());
     let purger = tokio::spawn(app.clone().run_purger());
+    let webhooks = tokio::spawn(crate::webhooks::run(app.clone()));
     app.ready.store(true, std::sync::atomic::Ordering::Release);
     let on_shutdown = app.clone();
     let router = router(app.clone());
@@ -300,7 +304,7 @@ pub async fn serve(
     })
     .await;
     let _ = app.closing.send(true);
-    let _ = tokio::join!(timer, flusher, purger);
+    let _ = tokio::join!(timer, flusher, purger, webhooks);
     app.flush_heartbeats();
     if let Err(e) = app.journal.flush().await {
         tracing::error!(error = %e, "final flush failed");

@@ -43,7 +43,7 @@
 //! schemas of one database are fine.
 //! The server logs a warning saying so at start.
 
-use super::{ListFilter, Store, StoreError, StoreWrite};
+use super::{DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite, WEBHOOK_CURSOR};
 use ::postgres::{Client, Config, NoTls, Statement};
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
@@ -74,6 +74,45 @@ CREATE TABLE IF NOT EXISTS invites (token TEXT PRIMARY KEY, session_id TEXT NOT 
 CREATE TABLE IF NOT EXISTS docs (collection TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, value TEXT NOT NULL, PRIMARY KEY (collection, key));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#;
+
+/// Webhook deliveries (the `webhooks` module): unique per endpoint and event.
+const WEBHOOK_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+  id BIGSERIAL PRIMARY KEY,
+  url TEXT NOT NULL,
+  event_id BIGINT NOT NULL,
+  session_id TEXT NOT NULL,
+  body TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_status INTEGER,
+  last_error TEXT,
+  next_attempt_at BIGINT,
+  created_at BIGINT NOT NULL,
+  UNIQUE (url, event_id)
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_status ON webhook_deliveries (status, id);
+"#;
+
+/// The columns of a [`DeliveryRecord`] without the body.
+const DELIVERY_COLS: &str =
+    "id, url, event_id, session_id, status, attempts, last_status, last_error, next_attempt_at, created_at";
+
+fn delivery_row(r: &::postgres::Row, body: bool) -> DeliveryRecord {
+    DeliveryRecord {
+        id: r.get::<_, i64>(0) as u64,
+        url: r.get(1),
+        event_id: r.get::<_, i64>(2) as u64,
+        session_id: r.get(3),
+        status: DeliveryStatus::parse(r.get(4)).unwrap_or(DeliveryStatus::Pending),
+        attempts: r.get::<_, i32>(5) as u32,
+        last_status: r.get::<_, Option<i32>>(6).map(|s| s as u16),
+        last_error: r.get(7),
+        next_attempt_at: r.get(8),
+        created_at: r.get(9),
+        body: if body { r.get(10) } else { String::new() },
+    }
+}
 
 const UPSERT_SESSIONS: &str = "INSERT INTO sessions (id, kind, user_id, status, ended_at, record)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[])
@@ -252,6 +291,7 @@ impl Link {
         }
         self.take_lock(c, &current)?;
         c.batch_execute(SCHEMA)?;
+        c.batch_execute(WEBHOOK_SCHEMA)?;
         Ok(())
     }
 
@@ -674,6 +714,107 @@ impl Store for PostgresStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn webhook_enqueue(&self, new: &[NewDelivery], cursor: u64) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let new = new.to_vec();
+        self.writer.call(move |c| {
+            let insert = c.prepared(
+                "INSERT INTO webhook_deliveries (url, event_id, session_id, body, status, attempts, next_attempt_at, created_at)
+                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) ON CONFLICT (url, event_id) DO NOTHING",
+            )?;
+            let read = c.prepared(&format!(
+                "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE url = $1 AND event_id = $2"
+            ))?;
+            let meta = c.prepared(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?;
+            let mut tx = c.client.transaction()?;
+            let mut out = Vec::with_capacity(new.len());
+            for d in &new {
+                let event_id = d.event_id as i64;
+                tx.execute(&insert, &[&d.url, &event_id, &d.session_id, &d.body, &d.created_at])?;
+                out.push(delivery_row(&tx.query_one(&read, &[&d.url, &event_id])?, false));
+            }
+            tx.execute(&meta, &[&WEBHOOK_CURSOR, &cursor.to_string()])?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    fn webhook_pending(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.webhook_list(Some(DeliveryStatus::Pending), 0, usize::MAX)
+    }
+
+    fn webhook_get(&self, id: u64) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.reader.call(move |c| {
+            let st = c.prepared(&format!("SELECT {DELIVERY_COLS}, body FROM webhook_deliveries WHERE id = $1"))?;
+            Ok(c.client.query_opt(&st, &[&(id as i64)])?.map(|r| delivery_row(&r, true)))
+        })
+    }
+
+    fn webhook_update(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
+        let d = d.clone();
+        self.writer.call(move |c| {
+            let st = c.prepared(
+                "UPDATE webhook_deliveries SET status = $2, attempts = $3, last_status = $4, last_error = $5,
+                 next_attempt_at = $6 WHERE id = $1",
+            )?;
+            let last_status = d.last_status.map(i32::from);
+            c.client.execute(
+                &st,
+                &[
+                    &(d.id as i64),
+                    &d.status.as_str(),
+                    &(d.attempts as i32),
+                    &last_status,
+                    &d.last_error,
+                    &d.next_attempt_at,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn webhook_list(
+        &self,
+        status: Option<DeliveryStatus>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.reader.call(move |c| {
+            let rows = match status {
+                Some(st) => {
+                    let q = c.prepared(&format!(
+                        "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3"
+                    ))?;
+                    c.client.query(&q, &[&st.as_str(), &after, &limit])?
+                }
+                None => {
+                    let q = c.prepared(&format!(
+                        "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id > $1 ORDER BY id LIMIT $2"
+                    ))?;
+                    c.client.query(&q, &[&after, &limit])?
+                }
+            };
+            Ok(rows.iter().map(|r| delivery_row(r, false)).collect())
+        })
+    }
+
+    fn webhook_counts(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        self.reader.call(|c| {
+            let st = c.prepared(
+                "SELECT url, count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'failed')
+                 FROM webhook_deliveries WHERE status <> 'delivered' GROUP BY url",
+            )?;
+            Ok(c.client
+                .query(&st, &[])?
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1) as u64, r.get::<_, i64>(2) as u64))
+                .collect())
+        })
     }
 }
 
