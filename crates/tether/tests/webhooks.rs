@@ -629,7 +629,7 @@ async fn a_bad_secret_stops_the_server_naming_the_key() {
 /// the batch, updates, listing by status with a cursor, counts, reopen.
 #[test]
 fn every_store_keeps_deliveries_the_same_way() {
-    use tether::store::{DeliveryStatus, NewDelivery, Store, WEBHOOK_CURSOR};
+    use tether::store::{DeliveryStatus, NewDelivery, WEBHOOK_CURSOR};
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("t.db").display());
     let schema = pg_base().map(|_| support::postgres::PgSchema::new("webhooks"));
