@@ -683,3 +683,144 @@ fn every_store_keeps_deliveries_the_same_way() {
         }
     }
 }
+
+// ---- the examples (issue 9 item 5): each receiver run against the real server ----
+
+fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// The `[[webhooks]]` entry of an example config, pointed at `url`, and its secret.
+fn example_hook(file: &str, url: &str) -> (String, String) {
+    let text = std::fs::read_to_string(examples_dir().join(file)).unwrap();
+    let doc: toml::Table = text.parse().unwrap();
+    let mut hook = doc["webhooks"].as_array().expect("the example has [[webhooks]]")[0].as_table().unwrap().clone();
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    hook.insert("url".into(), toml::Value::String(url.to_string()));
+    let mut wrapper = toml::Table::new();
+    wrapper.insert("webhooks".into(), toml::Value::Array(vec![toml::Value::Table(hook)]));
+    (toml::to_string(&wrapper).unwrap(), secret)
+}
+
+/// A receiver example as a child process, its stdout lines on a channel.
+struct ExampleReceiver {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    port: u16,
+}
+
+impl Drop for ExampleReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ExampleReceiver {
+    async fn start(program: &str, script: &str, secret: &str) -> ExampleReceiver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = examples_dir().join("webhooks");
+        let mut child = std::process::Command::new(program)
+            .arg(script)
+            .current_dir(&dir)
+            .env("PORT", port.to_string())
+            .env("TETHER_WEBHOOK_SECRET", secret)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} {script}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        // Ready once it accepts connections.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{script} exited at start ({status}); scripts/test-all installs its dependencies");
+            }
+            assert!(std::time::Instant::now() < deadline, "{script} did not listen on {port}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ExampleReceiver { child, lines, port }
+    }
+
+    /// Waits until it printed a verified event for each `(type, session id)`; returns everything it printed.
+    async fn wait_verified(&self, want: &[(&str, &str)]) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut printed: Vec<Value> = Vec::new();
+        loop {
+            while let Ok(line) = self.lines.try_recv() {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    printed.push(v);
+                }
+            }
+            let has = |(t, s): &(&str, &str)| {
+                printed.iter().any(|v| v["verified"] == true && v["type"] == *t && v["session"] == *s)
+            };
+            if want.iter().all(has) {
+                return printed;
+            }
+            assert!(std::time::Instant::now() < deadline, "the receiver printed {printed:#?}, wanted {want:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The marketplace's request kind: accepted by a mechanic then ended; another nobody takes.
+async fn marketplace_story(app: &TestApp) -> Vec<(&'static str, String)> {
+    let accepted = id_of(&app.start_for("customer-1", "request").await);
+    let join = json!({"user_id": "mechanic-1", "name": "Mechanic"});
+    app.post(&format!("/v1/sessions/{accepted}/participants"), Some(app.key()), join).await.expect(201);
+    app.post_empty(&format!("/v1/sessions/{accepted}/end"), Some(app.key())).await.expect(200);
+    let untaken = id_of(&app.start_for("customer-2", "request").await);
+    vec![("participant.joined", accepted.clone()), ("session.ended", accepted), ("session.ended", untaken)]
+}
+
+/// The interview kind: submitted (completing), then ended by its completing timeout.
+async fn interview_story(app: &TestApp) -> Vec<(&'static str, String)> {
+    let id = id_of(&app.start_for("student-1", "interview").await);
+    app.post_empty(&format!("/v1/sessions/{id}/complete"), Some(app.key())).await.expect(200);
+    vec![("session.completing", id.clone()), ("session.ended", id)]
+}
+
+async fn run_example(program: &str, script: &str, path: &str, config_file: &str, marketplace: bool) {
+    knobs();
+    let (_, secret) = example_hook(config_file, "http://127.0.0.1:1/");
+    let receiver = ExampleReceiver::start(program, script, &secret).await;
+    let url = format!("http://127.0.0.1:{}{path}", receiver.port);
+    let (block, _) = example_hook(config_file, &url);
+    let app = TestApp::start_with_config(&format!("{}\n{block}", config_text())).await;
+    let want = if marketplace { marketplace_story(&app).await } else { interview_story(&app).await };
+    let want: Vec<(&str, &str)> = want.iter().map(|(t, s)| (*t, s.as_str())).collect();
+    let printed = receiver.wait_verified(&want).await;
+    assert!(printed.iter().all(|v| v["verified"] == true), "every request verified: {printed:#?}");
+    // The example's filters hold: only its kind, only its event types.
+    let kind = if marketplace { "request" } else { "interview" };
+    assert!(printed.iter().all(|v| v["kind"] == kind), "{printed:#?}");
+    // And it refuses a forged request.
+    let forged = reqwest::Client::new()
+        .post(&url)
+        .header("webhook-id", "1")
+        .header("webhook-timestamp", (now_ms() / 1000).to_string())
+        .header("webhook-signature", "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .body(r#"{"id":1,"type":"session.ended","session":{"id":"x","kind":"request"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400, "{script} refuses a bad signature");
+}
+
+#[tokio::test]
+async fn the_python_receiver_example_verifies_the_marketplace_events() {
+    run_example("python3", "receiver.py", "/tether", "mechanic-marketplace.toml", true).await;
+}
+
+#[tokio::test]
+async fn the_node_receiver_example_verifies_the_interview_events() {
+    run_example("node", "receiver.mjs", "/api/tether", "ai-interview.toml", false).await;
+}
