@@ -28,6 +28,10 @@
 //! - `[limits]`: `user_rate` and `api_key_rate` are `"N/s"`, `"N/m"`, `"N/h"`
 //!   or `"off"`; `user_burst` and `api_key_burst` whole numbers from 1;
 //!   `ws_send_timeout` a duration. See [`Limits`] for the defaults.
+//! - `[[webhooks]]` (one entry per endpoint): `url` (http or https, not
+//!   twice), `secret` (`whsec_` + base64), optional `events` (known types but
+//!   `stream.gap`), `kinds` (configured kinds) and `retry` (durations); see
+//!   [`WebhookConfig`].
 //! - Kind names are 1 to 64 characters of `a-z`, `0-9`, `_` and `-`.
 //! - The first problem stops loading with a [`ConfigError`] that names the
 //!   file, the 1-based line and the dotted key: an unknown key (with a "did you
