@@ -9,7 +9,7 @@
 //!   population of N live sessions per size ([`population`]; creating a
 //!   million sessions is the expensive part);
 //! - [`heartbeats_http`], [`heartbeats_ws`], [`durable_starts`],
-//!   [`time_to_pair`], [`signaling_relay`] stand alone.
+//!   [`time_to_pair`], [`signaling_relay`], [`webhooks`] stand alone.
 
 pub mod durable_starts;
 pub mod expiry_lateness;
@@ -21,6 +21,7 @@ pub mod population;
 pub mod recovery;
 pub mod signaling_relay;
 pub mod time_to_pair;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -51,6 +52,7 @@ pub const ALL: &[&str] = &[
     recovery::NAME,
     time_to_pair::NAME,
     signaling_relay::NAME,
+    webhooks::NAME,
 ];
 
 /// Sizes and durations of one `--size`.
@@ -168,6 +170,7 @@ pub async fn run(
                 durable_starts::NAME => durable_starts::run(src, p, peers).await,
                 time_to_pair::NAME => time_to_pair::run(src, p).await,
                 signaling_relay::NAME => signaling_relay::run(src, p, peers).await,
+                webhooks::NAME => webhooks::run(src, p).await,
                 _ => continue, // a population scenario, run above
             };
             eprintln!(
