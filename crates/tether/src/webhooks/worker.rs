@@ -45,6 +45,8 @@ struct Entry {
 /// What an attempt task reports.
 struct Done {
     endpoint: usize,
+    /// The queue's session (known when the attempt started).
+    session: String,
     record: DeliveryRecord,
     /// The endpoint answered 410.
     gone: bool,
@@ -266,7 +268,7 @@ impl Worker {
     /// Starts an attempt for every queue head that is due, up to the bound.
     fn dispatch(&mut self) {
         let now = self.app.now();
-        for ((index, _), queue) in self.queues.iter_mut() {
+        for ((index, session), queue) in self.queues.iter_mut() {
             if self.in_flight >= MAX_IN_FLIGHT {
                 return;
             }
@@ -278,9 +280,9 @@ impl Worker {
             self.in_flight += 1;
             let (app, hooks, client, tx) =
                 (self.app.clone(), self.hooks.clone(), self.client.clone(), self.done_tx.clone());
-            let (index, id) = (*index, head.id);
+            let (index, id, session) = (*index, head.id, session.clone());
             tokio::spawn(async move {
-                if let Some(done) = attempt(&app, &hooks, &client, index, id).await {
+                if let Some(done) = attempt(&app, &hooks, &client, index, id, session.clone()).await {
                     let _ = tx.send(done);
                 } else {
                     // The row could not be read: try again on the next round.
@@ -297,7 +299,7 @@ impl Worker {
                         next_attempt_at: Some(app.now() + 1000),
                         created_at: 0,
                     };
-                    let _ = tx.send(Done { endpoint: index, record, gone: false });
+                    let _ = tx.send(Done { endpoint: index, session, record, gone: false });
                 }
             });
         }
@@ -306,15 +308,9 @@ impl Worker {
     /// An attempt came back: advance or reschedule its queue.
     async fn finish(&mut self, done: Done) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        let Done { endpoint, record, gone } = done;
-        // The queue is found by id: a failed read reports no session id.
-        let key = self
-            .queues
-            .iter()
-            .find(|((i, _), q)| *i == endpoint && q.front().is_some_and(|e| e.id == record.id))
-            .map(|(k, _)| k.clone());
-        if let Some(key) = key {
-            let queue = self.queues.get_mut(&key).expect("found above");
+        let Done { endpoint, session, record, gone } = done;
+        let key = (endpoint, session);
+        if let Some(queue) = self.queues.get_mut(&key).filter(|q| q.front().is_some_and(|e| e.id == record.id)) {
             if record.status == DeliveryStatus::Pending {
                 if let Some(head) = queue.front_mut() {
                     head.in_flight = false;
@@ -414,7 +410,14 @@ fn event_time(json: &str) -> Option<Millis> {
 
 /// One attempt: read the row, POST it signed, record the outcome. `None`
 /// when the row could not be read or saved (the worker tries again later).
-async fn attempt(app: &App, hooks: &Webhooks, client: &reqwest::Client, index: usize, id: u64) -> Option<Done> {
+async fn attempt(
+    app: &App,
+    hooks: &Webhooks,
+    client: &reqwest::Client,
+    index: usize,
+    id: u64,
+    session: String,
+) -> Option<Done> {
     let endpoint = &hooks.endpoints()[index];
     let store = app.store.clone();
     let mut record = match blocking(move || store.webhook_get(id)).await {
@@ -427,7 +430,7 @@ async fn attempt(app: &App, hooks: &Webhooks, client: &reqwest::Client, index: u
     };
     if record.status != DeliveryStatus::Pending {
         // Settled meanwhile (by another node before a takeover): nothing to send.
-        return Some(Done { endpoint: index, record, gone: false });
+        return Some(Done { endpoint: index, session, record, gone: false });
     }
     let msg_id = record.event_id.to_string();
     // The signature's timestamp is real time (receivers compare it with their
@@ -516,7 +519,7 @@ async fn attempt(app: &App, hooks: &Webhooks, client: &reqwest::Client, index: u
         // Still pending in the store: it is sent again (same webhook-id) later.
         tracing::warn!(error = %e, "webhooks: cannot save a delivery's outcome");
     }
-    Some(Done { endpoint: index, record, gone })
+    Some(Done { endpoint: index, session, record, gone })
 }
 
 /// `Retry-After`: whole seconds, or an HTTP date.
