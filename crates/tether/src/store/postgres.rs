@@ -717,24 +717,32 @@ impl Store for PostgresStore {
     }
 
     fn webhook_enqueue(&self, new: &[NewDelivery], cursor: u64) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let new = new.to_vec();
+        // As columns, so a page of the log is three statements whatever its size.
+        let urls: Vec<String> = new.iter().map(|d| d.url.clone()).collect();
+        let events: Vec<i64> = new.iter().map(|d| d.event_id as i64).collect();
+        let sessions: Vec<String> = new.iter().map(|d| d.session_id.clone()).collect();
+        let bodies: Vec<String> = new.iter().map(|d| d.body.clone()).collect();
+        let created: Vec<i64> = new.iter().map(|d| d.created_at).collect();
         self.writer.call(move |c| {
             let insert = c.prepared(
                 "INSERT INTO webhook_deliveries (url, event_id, session_id, body, status, attempts, next_attempt_at, created_at)
-                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) ON CONFLICT (url, event_id) DO NOTHING",
+                 SELECT u, e, s, b, 'pending', 0, t, t FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[])
+                   AS x(u, e, s, b, t)
+                 ON CONFLICT (url, event_id) DO NOTHING",
             )?;
             let read = c.prepared(&format!(
-                "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE url = $1 AND event_id = $2"
+                "SELECT {DELIVERY_COLS} FROM webhook_deliveries d
+                 JOIN unnest($1::text[], $2::int8[]) WITH ORDINALITY AS x(u, e, n) ON d.url = x.u AND d.event_id = x.e
+                 ORDER BY x.n"
             ))?;
             let meta = c.prepared(
                 "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?;
             let mut tx = c.client.transaction()?;
-            let mut out = Vec::with_capacity(new.len());
-            for d in &new {
-                let event_id = d.event_id as i64;
-                tx.execute(&insert, &[&d.url, &event_id, &d.session_id, &d.body, &d.created_at])?;
-                out.push(delivery_row(&tx.query_one(&read, &[&d.url, &event_id])?, false));
+            let mut out = Vec::with_capacity(urls.len());
+            if !urls.is_empty() {
+                tx.execute(&insert, &[&urls, &events, &sessions, &bodies, &created])?;
+                out.extend(tx.query(&read, &[&urls, &events])?.iter().map(|r| delivery_row(r, false)));
             }
             tx.execute(&meta, &[&WEBHOOK_CURSOR, &cursor.to_string()])?;
             tx.commit()?;
