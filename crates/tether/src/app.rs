@@ -34,6 +34,8 @@ pub struct Settings {
     pub limits: crate::config::Limits,
     /// `[[webhooks]]`: the endpoints events are POSTed to.
     pub webhooks: Vec<crate::config::WebhookConfig>,
+    /// `[cluster]`: the lease, for a `postgres://` store.
+    pub cluster: crate::config::ClusterConfig,
 }
 
 /// The state guarded by one lock: the session engine and the matching layer above it.
@@ -43,6 +45,26 @@ pub struct Core {
 }
 
 impl Core {
+    fn empty(kinds: &Kinds, metrics: &Arc<Metrics>) -> Core {
+        let engine = Engine::new(kinds.clone());
+        let matching = Matching::new(metrics.clone());
+        Core { engine, matching }
+    }
+
+    /// Recovers live sessions, invites and matching state from the store.
+    fn load(
+        store: &dyn Store,
+        kinds: &Kinds,
+        floor: Millis,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Core, store::StoreError> {
+        let mut engine = Engine::new(kinds.clone());
+        let (sessions, invites) = store.load_live()?;
+        engine.restore_since(floor, sessions, invites);
+        let matching = Matching::restore(store, &engine, metrics.clone())?;
+        Ok(Core { engine, matching })
+    }
+
     pub fn next_deadline(&self) -> Option<Millis> {
         match (self.engine.next_deadline(), self.matching.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -83,6 +105,18 @@ pub struct App {
     pub generated_api_key: Option<String>,
     /// The webhook endpoints and the channel to their delivery worker.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Set when this node is one of a cluster (`postgres://` store).
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// The PostgreSQL store, whose lease the cluster runs on.
+    pub postgres: Option<Arc<store::PostgresStore>>,
+    /// The server's runtime, for tasks started from the cluster thread.
+    pub runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// This process's id among cluster nodes (a UUID chosen at start).
+    pub node_id: String,
+    pub started_at: Millis,
+    /// The URL this node is reached at (set once it listens).
+    pub advertise: std::sync::OnceLock<String>,
+    kinds: Kinds,
 }
 
 /// A change was applied in memory but could not be made durable (the store
@@ -141,7 +175,11 @@ pub enum StartError {
 impl App {
     /// Opens the store, recovers live sessions and matching state, and starts the journal.
     pub fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Arc<App>, StartError> {
-        let store = store::open(&settings.store)?;
+        let postgres = store::open_postgres(&settings.store)?;
+        let store: Arc<dyn Store> = match &postgres {
+            Some(pg) => pg.clone(),
+            None => store::open(&settings.store)?,
+        };
         let metrics = Arc::new(Metrics::default());
         let epoch: u64 = store.meta_get("event_epoch")?.and_then(|v| v.parse().ok()).unwrap_or(0) + 1;
         store.meta_put("event_epoch", &epoch.to_string())?;
@@ -171,23 +209,23 @@ impl App {
             }
         }
 
-        let now = clock.now();
-        let mut engine = Engine::new(settings.kinds.clone());
-        let (sessions, invites) = store.load_live()?;
-        engine.restore(now, sessions, invites);
-        let matching = Matching::restore(&*store, &engine, metrics.clone())?;
+        // A cluster node loads the live state when it takes the lease over.
+        let core = match postgres {
+            Some(_) => Core::empty(&settings.kinds, &metrics),
+            None => Core::load(&*store, &settings.kinds, clock.now(), &metrics)?,
+        };
 
-        let hub = Arc::new(Hub::new(epoch, metrics.clone(), clock.clone()));
+        let hub = Arc::new(Hub::new(epoch, metrics.clone(), clock.clone(), store.clone()));
         let (journal, _thread) = Journal::start(store.clone(), hub.clone());
         let (closing, _) = watch::channel(false);
         let rate = crate::http::rate::RateLimits::new(&settings.limits, metrics.clone());
         let webhooks = Arc::new(crate::webhooks::Webhooks::new(settings.webhooks.clone(), &*store)?);
         let app = Arc::new(App {
-            core: Mutex::new(Core { engine, matching }),
+            core: Mutex::new(core),
             journal,
             hub,
             store,
-            clock,
+            clock: clock.clone(),
             auth: Auth::new(jwt_secret, api_keys),
             metrics,
             demo: settings.demo,
@@ -199,8 +237,39 @@ impl App {
             closing,
             generated_api_key,
             webhooks,
+            cluster: std::sync::OnceLock::new(),
+            postgres,
+            runtime: std::sync::OnceLock::new(),
+            node_id: new_id(),
+            started_at: clock.now(),
+            advertise: std::sync::OnceLock::new(),
+            kinds: settings.kinds.clone(),
         });
         Ok(app)
+    }
+
+    /// Whether this node owns the live state: always on one node; in a
+    /// cluster, only while it holds the lease.
+    pub fn owns_work(&self) -> bool {
+        self.cluster.get().is_none_or(|c| c.is_owner())
+    }
+
+    /// Loads the live state from the store (a cluster node taking over),
+    /// counting activity as no older than `activity_floor` (see `Engine::restore_since`).
+    pub fn load_state(&self, activity_floor: Millis) -> Result<(), store::StoreError> {
+        let core = Core::load(&*self.store, &self.kinds, activity_floor, &self.metrics)?;
+        *self.core.lock() = core;
+        Ok(())
+    }
+
+    /// Drops the live state (a cluster node that no longer owns it).
+    pub fn clear_state(&self) {
+        *self.core.lock() = Core::empty(&self.kinds, &self.metrics);
+    }
+
+    /// Wakes the deadline timer (after the state was replaced).
+    pub fn wake_timer(&self) {
+        self.wake.notify_one();
     }
 
     pub fn now(&self) -> Millis {
@@ -327,6 +396,9 @@ impl App {
                 _ = every.tick() => {}
                 _ = closing.changed() => return,
             }
+            if !self.owns_work() {
+                continue;
+            }
             let app = self.clone();
             let result = tokio::task::spawn_blocking(move || app.purge(false)).await;
             if let Ok(Err(e)) = result {
@@ -344,12 +416,6 @@ impl App {
             now - retention.millis()
         };
         self.store.purge(&cutoff, dry_run)
-    }
-
-    /// Whether this node does the cluster's background work (the webhook
-    /// worker runs only where this is true). One node: always.
-    pub fn owns_work(&self) -> bool {
-        true
     }
 }
 

@@ -78,6 +78,11 @@ impl Auth {
         }
     }
 
+    /// A key this node may use to call another node of its cluster (all share the keys).
+    pub fn first_api_key(&self) -> Option<&str> {
+        self.api_keys.first().map(String::as_str)
+    }
+
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let token = token.trim();
         if token.is_empty() {

@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// Turn on `[auth].demo` and the demo page (loopback addresses only).
     #[arg(long, env = "TETHER_DEMO")]
     pub demo: bool,
+    /// The URL other cluster nodes use to reach this one (default: http:// + the bound address).
+    #[arg(long, env = "TETHER_ADVERTISE")]
+    pub advertise: Option<String>,
     /// Log format: `human` (default) or `json`.
     #[arg(long, env = "TETHER_LOG_FORMAT", value_parser = ["human", "json"])]
     pub log_format: Option<String>,
@@ -127,6 +130,7 @@ pub fn resolve(args: &ServeArgs) -> Result<(String, Settings, LogFormat), String
         kinds: file.kinds,
         limits: file.limits,
         webhooks: file.webhooks,
+        cluster: file.cluster,
     };
     Ok((listen, settings, log))
 }
@@ -146,6 +150,7 @@ async fn serve(args: ServeArgs) -> u8 {
     }
     let store_url = settings.store.clone();
     let limits = settings.limits.clone();
+    let cluster_lease = settings.cluster.lease;
     let app = match App::build(settings, Arc::new(SystemClock)) {
         Ok(app) => app,
         Err(e) => {
@@ -165,6 +170,26 @@ async fn serve(args: ServeArgs) -> u8 {
     };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(listen);
     let stop = shutdown_signal();
+    let _ = app.runtime.set(tokio::runtime::Handle::current());
+    if app.postgres.is_none() {
+        let _ = app.advertise.set(args.advertise.clone().unwrap_or_else(|| format!("http://{local}")));
+    }
+    if let Some(pg) = app.postgres.clone() {
+        let advertise = args.advertise.clone().unwrap_or_else(|| format!("http://{local}"));
+        let advertise = advertise.trim_end_matches('/').to_string();
+        if let Err(e) = reqwest::Url::parse(&advertise) {
+            eprintln!("tether: advertise: {advertise:?} is not a URL ({e})");
+            return 2;
+        }
+        let _ = app.advertise.set(advertise.clone());
+        let cluster = Arc::new(crate::cluster::Cluster::new(pg, app.node_id.clone(), advertise, cluster_lease));
+        let _ = app.cluster.set(cluster.clone());
+        if let Err(e) = cluster.start(app.clone()) {
+            eprintln!("tether: cannot join the cluster: {e}");
+            return 2;
+        }
+        tracing::info!(node = %cluster.node_id, advertise = %cluster.advertise, lease_ms = cluster.lease.as_millis() as u64, "joined the cluster");
+    }
     tracing::info!(store = %app.store.describe(), live = app.read(|core| core.engine.live_count()), demo = app.demo, "tether started");
     {
         use std::io::Write;
@@ -181,6 +206,10 @@ async fn serve(args: ServeArgs) -> u8 {
         .await
     });
     stop.await;
+    // The owner of a cluster's work hands it over first, while still serving (forwarding).
+    if let Some(cluster) = app.cluster.get() {
+        cluster.hand_over(&app).await;
+    }
     let _ = stop_tx.send(());
     // The contract gives shutdown 10 s; stop waiting for stragglers before that.
     match tokio::time::timeout(std::time::Duration::from_secs(8), server).await {
@@ -192,6 +221,9 @@ async fn serve(args: ServeArgs) -> u8 {
             app.flush_heartbeats();
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), app.journal.flush()).await;
         }
+    }
+    if let Some(cluster) = app.cluster.get() {
+        cluster.leave().await;
     }
     tracing::info!("stopped");
     0

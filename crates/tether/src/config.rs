@@ -95,6 +95,26 @@ pub struct FileConfig {
     pub limits: Limits,
     /// `[[webhooks]]` (contract section 9): one entry per endpoint, in file order.
     pub webhooks: Vec<WebhookConfig>,
+    /// `[cluster]` (contract section 8).
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: how several nodes on one PostgreSQL share the work.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    /// `lease`: how long a node that stops answering keeps the work before
+    /// another takes it over.
+    pub lease: std::time::Duration,
+}
+
+impl ClusterConfig {
+    pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(5);
+}
+
+impl Default for ClusterConfig {
+    fn default() -> ClusterConfig {
+        ClusterConfig { lease: ClusterConfig::DEFAULT_LEASE }
+    }
 }
 
 /// The `[limits]` table (contract section 11), resolved: what the connection
@@ -303,6 +323,29 @@ struct FileToml {
     limits: LimitsToml,
     #[serde(default)]
     webhooks: Vec<WebhookToml>,
+    #[serde(default)]
+    cluster: ClusterToml,
+}
+
+/// `[cluster]`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterToml {
+    lease: Option<LeasePeriod>,
+}
+
+/// A lease: a duration of at least one second (shorter ones would make a
+/// busy database or a GC pause look like a dead node).
+struct LeasePeriod(std::time::Duration);
+
+impl<'de> Deserialize<'de> for LeasePeriod {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Period(p) = Period::deserialize(d)?;
+        if p < std::time::Duration::from_secs(1) {
+            return Err(de::Error::custom("must be at least \"1s\""));
+        }
+        Ok(LeasePeriod(p))
+    }
 }
 
 impl FileToml {
@@ -331,6 +374,9 @@ impl FileToml {
             kinds,
             log_format: self.log,
             limits: self.limits.check(),
+            cluster: ClusterConfig {
+                lease: self.cluster.lease.map_or(ClusterConfig::DEFAULT_LEASE, |LeasePeriod(p)| p),
+            },
         })
     }
 }

@@ -1,14 +1,19 @@
-//! The event hub: gives each event its sequence number, keeps a bounded
-//! in-memory log for `Last-Event-ID` resume, and fans events out to SSE and
-//! WebSocket subscribers. Sequence numbers stay monotonic across restarts:
-//! the high bits hold a start counter kept in the store (`seq = epoch·2⁴⁰ + n`),
-//! so a resumed client never sees an id go backwards. The log itself is in
-//! memory: after a restart, resume starts from the events published since,
-//! and a resume from further back than the log reaches (an id of an earlier
-//! run, or one evicted since) is told so with a [`Gap`] first, never skipped
-//! in silence.
+//! The event hub: gives each event its id, keeps a bounded in-memory log
+//! of recent events, and fans events out to SSE and WebSocket subscribers.
+//!
+//! Every event is also durable: the journal stamps a batch's events
+//! ([`Hub::stamp`]) before committing it, the store writes them in the same
+//! transaction as the change (the *event log*, `StoreWrite::Event`), and only
+//! then are they broadcast ([`Hub::broadcast`]). Ids are monotonic across
+//! restarts and, in a cluster, across leadership terms: the high bits hold a
+//! term counter kept in the store (`id = epoch·2⁴⁰ + n`). A resume point
+//! older than the in-memory log is served from the store's event log; only
+//! events the store no longer has (purged with their session after
+//! `retention`, or never persisted by the memory store) are reported as a
+//! [`Gap`], never skipped in silence.
 
 use crate::metrics::Metrics;
+use crate::store::Store;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
@@ -74,6 +79,8 @@ pub struct Published {
     pub audience: Vec<String>,
     /// The whole event as JSON: `{"id","type","at","session",…}`.
     pub json: String,
+    /// For deadline-driven ends: the deadline, to measure lateness when broadcast.
+    pub deadline: Option<Millis>,
 }
 
 impl Published {
@@ -108,14 +115,20 @@ pub struct Hub {
     sender: broadcast::Sender<Arc<Published>>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn crate::clock::Clock>,
+    /// The event log: where resumes older than the in-memory log are read from.
+    store: Arc<dyn Store>,
+    /// In a cluster, other nodes stamp ids too: an id above this node's head
+    /// may be real and not yet tailed here.
+    clustered: std::sync::atomic::AtomicBool,
 }
 
 struct HubInner {
     next: u64,
-    /// `epoch·2⁴⁰`: every id of this run is above it, every id of an earlier run below.
+    /// `epoch·2⁴⁰`: every id of this term is above it, every id of an earlier term below.
     run_start: u64,
-    /// The newest id no longer in the log (`run_start` until the first eviction):
-    /// the log replays exactly the ids above it.
+    /// The newest id no longer in the in-memory log (`run_start` until the
+    /// first eviction): the log replays exactly the ids above it; the store
+    /// has the ones at or below it.
     evicted_through: u64,
     log: VecDeque<Arc<Published>>,
     /// JSON bytes held by the log, so its memory stays bounded with large sessions.
@@ -123,7 +136,7 @@ struct HubInner {
 }
 
 impl Hub {
-    pub fn new(epoch: u64, metrics: Arc<Metrics>, clock: Arc<dyn crate::clock::Clock>) -> Hub {
+    pub fn new(epoch: u64, metrics: Arc<Metrics>, clock: Arc<dyn crate::clock::Clock>, store: Arc<dyn Store>) -> Hub {
         // As deep as the resume log (its slots share the log's events): a subscriber
         // lags only when the log could not catch it up either.
         let (sender, _) = broadcast::channel(LOG_CAPACITY);
@@ -138,12 +151,39 @@ impl Hub {
             sender,
             metrics,
             clock,
+            store,
+            clustered: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    pub fn publish(&self, drafts: Vec<Draft>) {
+    /// This node is one of several sharing the event log (see [`Hub::subscribe`]).
+    pub fn set_clustered(&self) {
+        self.clustered.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn replay_rules(&self) -> Rules {
+        Rules {
+            durable: self.store.durable_events(),
+            clustered: self.clustered.load(std::sync::atomic::Ordering::Acquire),
+        }
+    }
+
+    /// A new term (a cluster node became the owner): ids continue from
+    /// `epoch·2⁴⁰`, above every id of earlier terms.
+    pub fn begin_term(&self, epoch: u64) {
+        let mut inner = self.inner.lock();
+        let start = epoch << 40;
+        if start >= inner.next {
+            inner.next = start + 1;
+        }
+    }
+
+    /// Stamps drafts with their ids and serialises them, without publishing:
+    /// the journal writes them to the event log in the same transaction as
+    /// their change, then hands them to [`Hub::broadcast`].
+    pub fn stamp(&self, drafts: Vec<Draft>) -> Vec<Arc<Published>> {
         if drafts.is_empty() {
-            return;
+            return Vec::new();
         }
         // Serialise outside the lock; only the id is spliced in under it.
         // Events of one change share their session snapshot: serialise it once.
@@ -177,26 +217,56 @@ impl Hub {
                 (d, tail)
             })
             .collect();
+        let first = {
+            let mut inner = self.inner.lock();
+            let first = inner.next;
+            inner.next += prepared.len() as u64;
+            first
+        };
+        prepared
+            .into_iter()
+            .zip(first..)
+            .map(|((d, tail), seq)| {
+                let audience = d.audience.unwrap_or_else(|| d.session.audience());
+                Arc::new(Published {
+                    seq,
+                    event_type: d.event_type,
+                    kind: d.session.kind.clone(),
+                    session_id: d.session.id.clone(),
+                    audience,
+                    json: format!("{{\"id\":{seq}{tail}"),
+                    deadline: d.deadline,
+                })
+            })
+            .collect()
+    }
+
+    /// Stamps and broadcasts events that are not part of a durable change.
+    pub fn publish(&self, drafts: Vec<Draft>) {
+        let stamped = self.stamp(drafts);
+        self.broadcast(stamped);
+    }
+
+    /// Broadcasts events that are durable (or are never to be): appends them
+    /// to the in-memory log and sends them to every subscriber. Ids must
+    /// ascend; a cluster node tailing the owner's event log also moves its
+    /// own id counter past them.
+    pub fn broadcast(&self, events: Vec<Arc<Published>>) {
+        if events.is_empty() {
+            return;
+        }
         let now = self.clock.now();
-        let mut prepared = prepared.into_iter().peekable();
-        while prepared.peek().is_some() {
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
             {
                 let mut inner = self.inner.lock();
-                for (d, tail) in prepared.by_ref().take(PUBLISH_CHUNK) {
-                    if let Some(deadline) = d.deadline {
+                for published in events.by_ref().take(PUBLISH_CHUNK) {
+                    if let Some(deadline) = published.deadline {
                         self.metrics.observe_lateness((now - deadline).max(0));
                     }
-                    let seq = inner.next;
-                    inner.next += 1;
-                    let audience = d.audience.unwrap_or_else(|| d.session.audience());
-                    let published = Arc::new(Published {
-                        seq,
-                        event_type: d.event_type,
-                        kind: d.session.kind.clone(),
-                        session_id: d.session.id.clone(),
-                        audience,
-                        json: format!("{{\"id\":{seq}{tail}"),
-                    });
+                    if published.seq >= inner.next {
+                        inner.next = published.seq + 1;
+                    }
                     inner.log_bytes += published.json.len();
                     inner.log.push_back(published.clone());
                     while inner.log.len() > LOG_CAPACITY || inner.log_bytes > LOG_BYTES {
@@ -212,7 +282,7 @@ impl Hub {
                     let _ = self.sender.send(published);
                 }
             }
-            if prepared.peek().is_some() {
+            if events.peek().is_some() {
                 self.let_subscribers_catch_up();
             }
         }
@@ -245,21 +315,62 @@ impl Hub {
         let inner = self.inner.lock();
         let rx = self.sender.subscribe();
         let replay = match after {
-            Some(after) => inner.replay(after),
-            None => Replay { gap: None, events: Vec::new(), position: inner.next - 1 },
+            Some(after) => inner.replay(after, self.replay_rules()),
+            None => Replay { gap: None, stored: None, events: Vec::new(), position: inner.next - 1 },
         };
         (replay, rx)
     }
 
-    /// The id of the last event published (0 before the first).
+    /// The id of the last event stamped (0 before the first).
     pub fn head(&self) -> u64 {
         self.inner.lock().next - 1
     }
 
     /// What the log has after `after` (a lagging subscriber catches up here).
     pub fn since(&self, after: u64) -> Replay {
-        self.inner.lock().replay(after)
+        self.inner.lock().replay(after, self.replay_rules())
     }
+
+    /// Reads a page of the event log for a resume older than the in-memory
+    /// log: events with ids in `after+1..=through`, at most `limit`. Blocking
+    /// (a store read): call it from a blocking thread. A gap is reported
+    /// where the store no longer has events (purged with their sessions).
+    pub fn read_stored(&self, after: u64, through: u64, limit: usize) -> StoredPage {
+        let floor = self.store.events_floor().unwrap_or(0);
+        let (gap, after) = if after < floor && floor <= through {
+            (Some(Gap { from: after + 1, to: floor }), floor)
+        } else {
+            (None, after)
+        };
+        match self.store.events_after(after, limit) {
+            Ok(events) => {
+                let events: Vec<Arc<Published>> =
+                    events.into_iter().filter(|e| e.seq <= through).map(Arc::new).collect();
+                let done = events.len() < limit;
+                let position = if done { through } else { events.last().map(|e| e.seq).unwrap_or(through) };
+                StoredPage { gap, events, position, done }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the event log for a resume failed");
+                StoredPage {
+                    gap: Some(Gap { from: after + 1, to: through }),
+                    events: Vec::new(),
+                    position: through,
+                    done: true,
+                }
+            }
+        }
+    }
+}
+
+/// A page of the stored event log (see [`Hub::read_stored`]).
+pub struct StoredPage {
+    pub gap: Option<Gap>,
+    pub events: Vec<Arc<Published>>,
+    /// Where the resume stands after this page.
+    pub position: u64,
+    /// Whether the stored range is exhausted (the in-memory log follows).
+    pub done: bool,
 }
 
 /// Ids a subscriber may have missed and that the log can no longer replay.
@@ -275,31 +386,55 @@ pub struct Gap {
     pub to: u64,
 }
 
-/// The answer to a resume: the gap first (if any), then the logged events,
-/// and the id the stream stands at afterwards.
+/// The answer to a resume: the gap first (if any), then the stored events in
+/// `stored` (read page by page with [`Hub::read_stored`]), then the logged
+/// events, and the id the stream stands at afterwards.
 #[derive(Debug)]
 pub struct Replay {
     pub gap: Option<Gap>,
+    /// `(after, through)`: events with ids in `after+1..=through` are to be
+    /// read from the store's event log before `events`.
+    pub stored: Option<(u64, u64)>,
     pub events: Vec<Arc<Published>>,
     pub position: u64,
 }
 
+#[derive(Clone, Copy)]
+struct Rules {
+    durable: bool,
+    clustered: bool,
+}
+
 impl HubInner {
     /// Resumes after `after`:
-    /// - an id of this run still covered by the log: the events after it, no gap;
-    /// - an id older than the log (evicted, or of an earlier run): a gap from
-    ///   `after + 1` to the newest id no longer logged, then the whole log;
-    /// - `0` (no event has it: "from the beginning") or an id above the head
-    ///   (a client of a run whose memory store was lost, or a made-up id): its
-    ///   place in this run is unknown, so it resumes from this run's start,
-    ///   with a gap only if part of this run is no longer logged. Starting
-    ///   from the head instead would drop this run's events in silence.
-    fn replay(&self, after: u64) -> Replay {
+    /// - an id still covered by the in-memory log: the events after it;
+    /// - an older id (evicted, or of an earlier run or term): with a durable
+    ///   store, the event log from `after` up to the in-memory log, then the
+    ///   log (a gap only where the store purged events); with the memory
+    ///   store, which keeps nothing across restarts, a gap up to the newest
+    ///   id no longer logged, then the log;
+    /// - `0` (no event has it: "from the beginning"): this run's or term's start;
+    /// - an id above the head: in a cluster, a real id not seen here yet
+    ///   (another node's, which this node's tail has still to read) — the
+    ///   stream continues after it; on one node, a client of a run whose
+    ///   events were lost (memory store) or a made-up id — its place is
+    ///   unknown, so it resumes from this run's start.
+    fn replay(&self, after: u64, rules: Rules) -> Replay {
         let head = self.next - 1;
+        let durable = rules.durable;
+        if after > head && rules.clustered {
+            return Replay { gap: None, stored: None, events: Vec::new(), position: after };
+        }
         let after = if after == 0 || after > head { self.run_start } else { after };
-        let gap = (after < self.evicted_through).then_some(Gap { from: after + 1, to: self.evicted_through });
         let events: Vec<Arc<Published>> = self.log.iter().filter(|e| e.seq > after).cloned().collect();
+        let (gap, stored) = if after >= self.evicted_through {
+            (None, None)
+        } else if durable {
+            (None, Some((after, self.evicted_through)))
+        } else {
+            (Some(Gap { from: after + 1, to: self.evicted_through }), None)
+        };
         let position = events.last().map(|e| e.seq).unwrap_or(after.max(self.evicted_through));
-        Replay { gap, events, position }
+        Replay { gap, stored, events, position }
     }
 }

@@ -1,12 +1,14 @@
 //! The journal: the single path by which a change becomes durable and then
 //! visible. Operations submit their writes and events (in engine order, while
-//! holding the core lock); one thread drains everything queued, commits it as
-//! one transaction (group commit), then publishes the events in order and
-//! acknowledges. A handler answers `2xx` only after its acknowledgement, so
-//! an answered change is on disk, and no event is seen before its change is.
+//! holding the core lock); one thread drains everything queued, stamps the
+//! events with their ids, commits writes and events as one transaction
+//! (group commit; the events go to the store's event log), then broadcasts
+//! the events in order and acknowledges. A handler answers `2xx` only after
+//! its acknowledgement, so an answered change is on disk, and no event is
+//! seen before its change is.
 
 use crate::hub::{Draft, Hub};
-use crate::store::{Store, StoreWrite};
+use crate::store::{Store, StoreError, StoreWrite};
 use std::sync::mpsc;
 use std::sync::Arc;
 use tether_engine::Outcome;
@@ -104,15 +106,27 @@ fn run(rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, hub: Arc<Hub>) {
                 Err(_) => break,
             }
         }
-        let writes: Vec<StoreWrite> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.change.writes)).collect();
-        let result = if writes.is_empty() { Ok(()) } else { store.commit(&writes).map_err(|e| e.to_string()) };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, writes = writes.len(), "journal commit failed");
+        let mut writes: Vec<StoreWrite> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.change.writes)).collect();
+        let drafts: Vec<Draft> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.change.events)).collect();
+        let events = hub.stamp(drafts);
+        writes.extend(events.iter().cloned().map(StoreWrite::Event));
+        let result = if writes.is_empty() { Ok(()) } else { store.commit(&writes) };
+        match &result {
+            Err(StoreError::Fenced(why)) => {
+                // This node no longer owns the work (a cluster node paused past
+                // its lease): nothing it decided may be seen. The cluster
+                // module notices through the same error and steps down.
+                tracing::warn!(why = %why, writes = writes.len(), "journal commit refused: this node lost its lease");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = writes.len(), "journal commit failed");
+                // Events follow the engine, which already changed; publish them
+                // even if the commit failed so live views stay true to the engine.
+                hub.broadcast(events);
+            }
+            Ok(()) => hub.broadcast(events),
         }
-        // Events follow the engine, which already changed; publish them even
-        // if the commit failed so live views stay true to the engine.
-        let events: Vec<Draft> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.change.events)).collect();
-        hub.publish(events);
+        let result = result.map_err(|e| e.to_string());
         for job in jobs {
             if let Some(ack) = job.ack {
                 let _ = ack.send(result.clone());

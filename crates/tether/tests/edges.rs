@@ -31,7 +31,7 @@ async fn first_after(app: &TestApp, after: u64) -> Event {
 }
 
 #[tokio::test]
-async fn a_resume_older_than_the_log_gets_a_gap_first() {
+async fn a_resume_older_than_the_memory_log_is_replayed_from_the_event_log() {
     let app = TestApp::start().await;
     let mut live = app.sse(API_KEY, "", None).await;
     let first = id_of(&app.start_for("early", "plain").await);
@@ -39,7 +39,8 @@ async fn a_resume_older_than_the_log_gets_a_gap_first() {
     drop(live);
 
     // ~120 KB of events per session (started + activated): 320 sessions are
-    // well past the log's 32 MiB, so the first events are evicted.
+    // well past the in-memory log's 32 MiB, so the first events are evicted
+    // from memory — but not from the store's event log.
     let client = app.client.clone();
     let url = app.url("/v1/sessions");
     let mut last = String::new();
@@ -57,55 +58,51 @@ async fn a_resume_older_than_the_log_gets_a_gap_first() {
     }
 
     let mut resumed = app.sse(API_KEY, "", Some(first_id)).await;
-    let gap = resumed.wait_for(ms(5000), "the first frame", |_| true).await;
-    assert_eq!(gap.event, "stream.gap", "a resume older than the log must start with stream.gap: {:?}", gap.data);
-    assert_eq!(gap.data["type"], "stream.gap");
-    let (from, to) = (gap.data["from"].as_u64().unwrap(), gap.data["to"].as_u64().unwrap());
-    assert_eq!(from, first_id + 1, "from is the first id after Last-Event-ID");
-    assert!(to >= from, "{}", gap.data);
-    assert_eq!(gap.id, Some(to), "the gap's SSE id is its last id, so a reconnect resumes right behind it");
-    // The replay continues exactly after the gap, with no id skipped.
-    let next = resumed.wait_for(ms(5000), "the first replayed event", |_| true).await;
-    assert_eq!(next.id, Some(to + 1), "events follow the gap without a hole: {}", next.event);
+    let next = resumed.wait_for(ms(5000), "the first frame", |_| true).await;
+    assert_ne!(next.event, "stream.gap", "the event log still has every event: {:?}", next.data);
+    assert!(next.is("session.activated", &first), "{}", next.short());
+    assert_eq!(next.id, Some(first_id + 1), "the replay starts right after Last-Event-ID");
     resumed.wait_event(ms(20_000), "session.activated", &last).await;
-    let ids: Vec<u64> = resumed.seen[1..].iter().map(|e| e.id.unwrap()).collect();
-    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "replayed ids are contiguous");
-    drop(resumed);
-
-    // Resuming from inside the log (right behind the gap) gives no gap.
-    let after_gap = first_after(&app, to).await;
-    assert_ne!(after_gap.event, "stream.gap");
-    assert_eq!(after_gap.id, Some(to + 1));
+    // Every event after the resume point: the first session's activation and two per bulk session.
+    while resumed.seen.len() < 2 * 320 + 1 {
+        resumed.wait_for(ms(20_000), "the rest of the replay", |_| true).await;
+    }
+    let ids: Vec<u64> = resumed.seen.iter().map(|e| e.id.unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "replayed ids are contiguous, from the store then from memory");
 }
 
 #[tokio::test]
-async fn a_resume_from_before_a_restart_gets_a_gap_first() {
+async fn a_resume_from_before_a_restart_is_replayed_from_the_event_log() {
     let mut app = TestApp::start().await;
     let mut live = app.sse(API_KEY, "", None).await;
     let before = id_of(&app.start_for("runner", "plain").await);
-    let last_before = live.wait_event(ms(3000), "session.activated", &before).await.id.unwrap();
+    let first_before = live.wait_event(ms(3000), "session.started", &before).await.id.unwrap();
     drop(live);
 
     app.restart().await;
     let after = id_of(&app.start_for("walker", "plain").await);
 
-    let mut resumed = app.sse(API_KEY, "", Some(last_before)).await;
-    let gap = resumed.wait_for(ms(5000), "the first frame", |_| true).await;
-    assert_eq!(gap.event, "stream.gap", "{:?}", gap.data);
-    let (from, to) = (gap.data["from"].as_u64().unwrap(), gap.data["to"].as_u64().unwrap());
-    assert_eq!(from, last_before + 1);
-    // Nothing of the new run is evicted: the gap ends where the new run's ids begin.
-    assert_eq!(to % EPOCH_UNIT, 0, "to is the new run's base: {to}");
-    assert!(to > last_before);
+    // The previous run's events come from the store, then this run's, no gap.
+    let mut resumed = app.sse(API_KEY, "", Some(first_before)).await;
+    let activated = resumed.wait_for(ms(5000), "the first frame", |_| true).await;
+    assert!(activated.is("session.activated", &before), "{}", activated.short());
     let started = resumed.wait_event(ms(3000), "session.started", &after).await;
-    assert_eq!(started.id, Some(to + 1), "the new run's first event follows the gap");
+    assert_eq!(started.id.unwrap() % EPOCH_UNIT, 1, "the new run's ids start a new epoch");
+    assert!(started.id > activated.id);
     assert_eq!(resumed.seen.len(), 2, "{:?}", resumed.summary());
 
-    // An id from the future (a client of a lost memory store) replays this
-    // run from its start rather than waiting for the sequence to catch up.
-    let future = first_after(&app, to + 10 * EPOCH_UNIT).await;
+    // The history of the earlier run's session survived the restart too.
+    let history = app.get(&format!("/v1/sessions/{before}/history"), Some(API_KEY)).await;
+    assert_eq!(history.status, 200, "{}", history.text);
+    let types: Vec<&str> =
+        history.body["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["session.started", "session.activated"]);
+
+    // An id from the future (a made-up one) replays this run from its start
+    // rather than waiting for the sequence to catch up.
+    let future = first_after(&app, started.id.unwrap() + 10 * EPOCH_UNIT).await;
     assert!(future.is("session.started", &after), "{}", future.short());
-    // 0 means "from the beginning": this run's events, no gap (none evicted).
+    // 0 means "from the beginning" of this run: its events, no gap.
     let zero = first_after(&app, 0).await;
     assert!(zero.is("session.started", &after), "{}", zero.short());
 }

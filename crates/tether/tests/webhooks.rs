@@ -615,6 +615,38 @@ async fn kill9_with_deliveries_pending_loses_none() {
     assert_eq!((ok, bad), (got.len() as u64, 0));
 }
 
+/// kill -9 right after the answers, before the worker may have read the
+/// events: they are in the event log with their changes, so after the
+/// restart the worker reads them (its cursor is durable) and delivers all.
+#[tokio::test]
+async fn kill9_right_after_the_changes_loses_no_event() {
+    knobs();
+    let receiver = Receiver::start(Mode::Status(503, None)).await;
+    let mut app = TestApp::start_with_config(&config(&[(&receiver.url, "retry = [\"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\"]")])).await;
+    let mut ids = Vec::new();
+    for user in ["q1", "q2", "q3"] {
+        ids.extend(story(&app, user).await);
+    }
+    let events = published(&app).await;
+    let mine: Vec<u64> =
+        events.iter().filter(|e| ids.iter().any(|id| id == e.session_id())).map(|e| e.id.unwrap()).collect();
+    app.kill9();
+    receiver.set(Mode::Ok);
+    app.restart().await;
+    receiver
+        .wait_for("every committed event after the restart", Duration::from_secs(20), |got| {
+            mine.iter().all(|id| got.iter().any(|g| g.answered == 200 && g.id == id.to_string()))
+        })
+        .await;
+    // Nothing twice as a delivery: one row per endpoint and event.
+    let all = deliveries(&app, "limit=1000").await;
+    let mut event_ids: Vec<u64> = all.iter().map(|d| d["event_id"].as_u64().unwrap()).collect();
+    let n = event_ids.len();
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    assert_eq!(event_ids.len(), n, "one delivery per event");
+}
+
 #[tokio::test]
 async fn a_bad_secret_stops_the_server_naming_the_key() {
     let text = format!("{}\n[[webhooks]]\nurl = \"http://127.0.0.1:9/h\"\nsecret = \"not-a-secret\"\n", config_text());

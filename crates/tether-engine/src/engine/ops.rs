@@ -50,7 +50,15 @@ impl Engine {
     /// from `now` again; absolute deadlines (max, waiting, completing) keep
     /// their times, so sessions already past them end on the first `expire_due`.
     pub fn restore(&mut self, now: Millis, sessions: Vec<Session>, invites: Vec<Invite>) {
-        self.activity_floor = now;
+        self.restore_since(now, sessions, invites)
+    }
+
+    /// [`Engine::restore`], counting activity as no older than `floor`
+    /// instead of `now`: a cluster node taking over from a dead owner passes
+    /// the moment that owner stopped renewing its lease, so idle deadlines
+    /// keep their time (heartbeats it had not yet written are at most that old).
+    pub fn restore_since(&mut self, floor: Millis, sessions: Vec<Session>, invites: Vec<Invite>) {
+        self.activity_floor = floor;
         let mut with_parent = Vec::new();
         for session in sessions.into_iter().filter(|s| s.status.is_live()) {
             let has_parent = session.parent_id.is_some();

@@ -39,7 +39,9 @@ fn admin_only(p: &Principal) -> Result<(), ApiError> {
 )]
 pub async fn health(State(app): State<Arc<App>>, Caller(p): Caller) -> Result<Json<HealthReport>, ApiError> {
     admin_only(&p)?;
-    Ok(Json(health_report(&app)))
+    let mut report = health_report(&app);
+    report.nodes = super::cluster::nodes(&app).await?;
+    Ok(Json(report))
 }
 
 pub fn health_report(app: &App) -> HealthReport {
@@ -108,6 +110,7 @@ pub fn health_report(app: &App) -> HealthReport {
         expiry_lateness_p99_le_seconds: lateness_p99,
         problems,
         recommendations,
+        nodes: Vec::new(),
     }
 }
 

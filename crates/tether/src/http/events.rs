@@ -12,7 +12,7 @@ use super::problem::{ApiError, QueryParams, BODY_LIMIT};
 use super::rate::CallerKey;
 use crate::app::{App, CommitError};
 use crate::auth::Principal;
-use crate::hub::{Gap, Published, Subscriber};
+use crate::hub::{Gap, Published, Replay, Subscriber};
 use crate::wire::events::{Event, WsClientMessage, WsError, WsReply};
 use crate::wire::problem::{MethodNotAllowed, Problem, Unauthorized};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -123,17 +123,9 @@ pub async fn sse(
     let (tx, body) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, Infallible>>(8);
     tokio::spawn(async move {
         let _presence = presence;
-        let mut feed = Feed { hub, rx, filter, last: replay.position };
+        let mut feed = Feed::new(hub, rx, filter, replay);
         let mut closing = closing;
         let mut buf = String::new();
-        if let Some(gap) = replay.gap {
-            sse_frame(&mut buf, &gap.to.to_string(), "stream.gap", &gap_json(gap));
-        }
-        for e in replay.events {
-            if e.visible(&feed.filter) {
-                sse_frame(&mut buf, &e.seq.to_string(), e.event_type.as_str(), &e.json);
-            }
-        }
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         keep_alive.tick().await;
         loop {
@@ -193,24 +185,85 @@ enum Item {
     Gap(Gap),
 }
 
-/// One subscriber's view of the hub: waits for the next event, then takes
-/// everything else already published (so a burst is written in one batch),
-/// filtered by visibility; catches up from the resume log after a lag.
+/// One subscriber's view of the hub: first what a resume owes it (a gap,
+/// pages of the stored event log, the in-memory log), then live events —
+/// waiting for the next one, then taking everything else already published
+/// (so a burst is written in one batch), filtered by visibility. A
+/// subscriber that lagged catches up the same way.
 struct Feed {
     hub: Arc<crate::hub::Hub>,
     rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
     filter: Subscriber,
     last: u64,
+    /// A gap to report before anything else.
+    gap: Option<Gap>,
+    /// `(after, through)`: still to read from the store's event log.
+    stored: Option<(u64, u64)>,
+    /// In-memory log events owed after the stored range.
+    logged: Vec<Arc<Published>>,
 }
 
+/// Events read from the store per page while catching up.
+const STORED_PAGE: usize = 2048;
+
 impl Feed {
+    fn new(
+        hub: Arc<crate::hub::Hub>,
+        rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
+        filter: Subscriber,
+        replay: Replay,
+    ) -> Feed {
+        let mut feed = Feed { hub, rx, filter, last: 0, gap: None, stored: None, logged: Vec::new() };
+        feed.owe(replay);
+        feed
+    }
+
+    fn owe(&mut self, replay: Replay) {
+        self.gap = replay.gap;
+        self.stored = replay.stored;
+        self.logged = replay.events;
+        // Events at or before the resume point are never sent again.
+        self.last = match (replay.gap, replay.stored) {
+            (Some(gap), _) => gap.from - 1,
+            (None, Some((after, _))) => after,
+            (None, None) => self.logged.first().map(|e| e.seq - 1).unwrap_or(replay.position),
+        };
+        if replay.gap.is_none() && replay.stored.is_none() && self.logged.is_empty() {
+            self.last = replay.position;
+        }
+    }
+
     /// The next batch; `None` when the hub is gone.
     async fn next_batch(&mut self) -> Option<Vec<Item>> {
         let mut items = Vec::new();
         let mut bytes = 0;
+        // Returned before any await: a batch future dropped by `select!`
+        // must not lose what it already took.
+        if let Some(gap) = self.gap.take() {
+            self.last = self.last.max(gap.to);
+            return Some(vec![Item::Gap(gap)]);
+        }
+        if let Some((after, through)) = self.stored {
+            let hub = self.hub.clone();
+            let after = after.max(self.last);
+            let page = tokio::task::spawn_blocking(move || hub.read_stored(after, through, STORED_PAGE)).await.ok()?;
+            if let Some(gap) = page.gap {
+                items.push(Item::Gap(gap));
+                self.last = self.last.max(gap.to);
+            }
+            self.push(page.events, &mut items, &mut bytes);
+            self.stored = (!page.done).then_some((page.position, through));
+            self.last = self.last.max(page.position);
+            return Some(items);
+        }
+        if !self.logged.is_empty() {
+            let logged = std::mem::take(&mut self.logged);
+            self.push(logged, &mut items, &mut bytes);
+            return Some(items);
+        }
         let first = self.rx.recv().await;
         self.take(first, &mut items, &mut bytes)?;
-        while bytes < BATCH_BYTES {
+        while bytes < BATCH_BYTES && self.gap.is_none() && self.stored.is_none() {
             match self.rx.try_recv() {
                 Ok(e) => self.take(Ok(e), &mut items, &mut bytes)?,
                 Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
@@ -224,18 +277,20 @@ impl Feed {
     }
 
     fn take(&mut self, got: Result<Arc<Published>, RecvError>, items: &mut Vec<Item>, bytes: &mut usize) -> Option<()> {
-        let events = match got {
-            Ok(e) => vec![e],
+        match got {
+            Ok(e) => self.push(vec![e], items, bytes),
             Err(RecvError::Lagged(_)) => {
-                let missed = self.hub.since(self.last);
-                if let Some(gap) = missed.gap {
-                    items.push(Item::Gap(gap));
-                    self.last = gap.to;
-                }
-                missed.events
+                // Owed from the logs; the next batches deliver it.
+                let last = self.last;
+                self.owe(self.hub.since(last));
+                self.last = self.last.max(last);
             }
             Err(RecvError::Closed) => return None,
-        };
+        }
+        Some(())
+    }
+
+    fn push(&mut self, events: Vec<Arc<Published>>, items: &mut Vec<Item>, bytes: &mut usize) {
         for e in events {
             if e.seq <= self.last {
                 continue;
@@ -246,7 +301,6 @@ impl Feed {
                 items.push(Item::Event(e));
             }
         }
-        Some(())
     }
 }
 
@@ -286,9 +340,17 @@ impl Feed {
 pub async fn ws(
     State(app): State<Arc<App>>,
     StreamCaller(p, key): StreamCaller,
+    headers: HeaderMap,
     QueryParams(q): QueryParams<StreamQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Kept to act for the caller on the owning node, when this one is a follower.
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or(q.token.clone());
     let kind = match known_kind(&app, q.kind) {
         Ok(kind) => kind,
         Err(e) => return e.into_response(),
@@ -304,7 +366,7 @@ pub async fn ws(
         .read_buffer_size(4 * 1024)
         .max_message_size(BODY_LIMIT)
         .max_frame_size(FRAME_READ_LIMIT)
-        .on_upgrade(move |socket| serve_socket(app, p, key, kind, socket))
+        .on_upgrade(move |socket| serve_socket(app, p, key, token, kind, socket))
 }
 
 /// A user's open event stream or WebSocket, for `disconnect_grace`: opening
@@ -318,12 +380,20 @@ impl Presence {
     fn open(app: Arc<App>, user: Option<&str>) -> Presence {
         let user = user.map(str::to_string);
         if let Some(u) = &user {
-            // In memory only: nothing to wait for.
-            let opened = app.change(|core, _, _| {
-                core.engine.socket_opened(u);
-                Ok::<_, CommitError>(())
-            });
-            let _ = opened.detach();
+            // A cluster node remembers its users' sockets, to report them to
+            // whichever node owns the work (now or after a hand-over).
+            let first_here = app.cluster.get().map(|c| c.socket_opened(u));
+            if app.owns_work() {
+                // In memory only: nothing to wait for.
+                let opened = app.change(|core, _, _| {
+                    core.engine.socket_opened(u);
+                    Ok::<_, CommitError>(())
+                });
+                let _ = opened.detach();
+            } else if first_here == Some(true) {
+                let (app, u) = (app.clone(), u.clone());
+                tokio::spawn(async move { crate::cluster::report_presence(&app, vec![u], true).await });
+            }
         }
         Presence { app, user }
     }
@@ -332,12 +402,18 @@ impl Presence {
 impl Drop for Presence {
     fn drop(&mut self) {
         if let Some(u) = &self.user {
-            // Starts the grace deadline (the change wakes the timer); in memory only.
-            let closed = self.app.change(|core, now, _| {
-                core.engine.socket_closed(now, u);
-                Ok::<_, CommitError>(())
-            });
-            let _ = closed.detach();
+            let last_here = self.app.cluster.get().map(|c| c.socket_closed(u));
+            if self.app.owns_work() {
+                // Starts the grace deadline (the change wakes the timer); in memory only.
+                let closed = self.app.change(|core, now, _| {
+                    core.engine.socket_closed(now, u);
+                    Ok::<_, CommitError>(())
+                });
+                let _ = closed.detach();
+            } else if last_here == Some(true) {
+                let (app, u) = (self.app.clone(), u.clone());
+                tokio::spawn(async move { crate::cluster::report_presence(&app, vec![u], false).await });
+            }
         }
     }
 }
@@ -405,11 +481,18 @@ enum Stalled {
 /// gets `stream.gap`), and a batch the client does not take within
 /// `ws_send_timeout` closes the socket (`1008`), which drops its subscription
 /// and frees its buffers.
-async fn serve_socket(app: Arc<App>, p: Principal, key: CallerKey, kind: Option<String>, socket: WebSocket) {
+async fn serve_socket(
+    app: Arc<App>,
+    p: Principal,
+    key: CallerKey,
+    token: Option<String>,
+    kind: Option<String>,
+    socket: WebSocket,
+) {
     let _presence = Presence::open(app.clone(), p.user_id());
     let filter = subscriber(&p, kind);
     let (start, rx) = app.hub.subscribe(None);
-    let mut feed = Feed { hub: app.hub.clone(), rx, filter, last: start.position };
+    let mut feed = Feed::new(app.hub.clone(), rx, filter, start);
     let mut closing = app.closing.subscribe();
     let (mut sink, mut stream) = socket.split();
     loop {
@@ -427,7 +510,7 @@ async fn serve_socket(app: Arc<App>, p: Principal, key: CallerKey, kind: Option<
             incoming = stream.next() => {
                 let reply = match incoming {
                     Some(Ok(Message::Text(text))) => match app.rate.check(&key) {
-                        Ok(()) => handle_client_message(&app, &p, text.as_str()).await,
+                        Ok(()) => handle_client_message(&app, &p, token.as_deref(), text.as_str()).await,
                         Err(refusal) => Some(WsReply::Error(ws_error(refusal.into_problem(), None))),
                     },
                     Some(Ok(Message::Binary(_))) => match app.rate.check(&key) {
@@ -473,10 +556,20 @@ async fn serve_socket(app: Arc<App>, p: Principal, key: CallerKey, kind: Option<
 
 /// Handles one client frame; returns a reply frame when there is one
 /// (`pong`, or an error). Successful heartbeats and signals answer nothing.
-async fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Option<WsReply> {
+async fn handle_client_message(app: &Arc<App>, p: &Principal, token: Option<&str>, text: &str) -> Option<WsReply> {
     let msg = match parse_client_message(text) {
         Ok(msg) => msg,
         Err(reply) => return Some(WsReply::Error(reply)),
+    };
+    let msg = match app.cluster.get().filter(|c| !c.is_owner()) {
+        Some(cluster) if !matches!(msg, WsClientMessage::Ping) => {
+            match forward_client_message(cluster, token, msg).await {
+                Ok(reply) => return reply,
+                // This node became the owner meanwhile: handled here.
+                Err(msg) => msg,
+            }
+        }
+        _ => msg,
     };
     let (result, about) = match msg {
         WsClientMessage::Ping => return Some(WsReply::Pong),
@@ -489,6 +582,63 @@ async fn handle_client_message(app: &Arc<App>, p: &Principal, text: &str) -> Opt
         }
     };
     result.err().map(|e| WsReply::Error(ws_error(e, Some(about))))
+}
+
+/// On a follower node: sends the message's HTTP equivalent to the owning
+/// node as the caller, and turns a problem answer into the error frame.
+async fn forward_client_message(
+    cluster: &crate::cluster::Cluster,
+    token: Option<&str>,
+    msg: WsClientMessage,
+) -> Result<Option<WsReply>, WsClientMessage> {
+    let (path, body, about) = match &msg {
+        WsClientMessage::Ping => return Ok(Some(WsReply::Pong)),
+        WsClientMessage::Heartbeat { session_id } => {
+            (format!("/v1/sessions/{}/heartbeat", encode(session_id)), None, session_id.clone())
+        }
+        WsClientMessage::Signal { call_id, signal } => (
+            format!("/v1/calls/{}/signals", encode(call_id)),
+            Some(serde_json::to_string(signal).unwrap_or_default()),
+            call_id.clone(),
+        ),
+        WsClientMessage::WebrtcConnected { call_id, setup_ms } => (
+            format!("/v1/calls/{}/webrtc", encode(call_id)),
+            Some(serde_json::json!({ "setup_ms": setup_ms }).to_string()),
+            call_id.clone(),
+        ),
+    };
+    let mut headers = HeaderMap::new();
+    if let Some(v) = token.and_then(|t| axum::http::HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+        headers.insert(axum::http::header::AUTHORIZATION, v);
+    }
+    if body.is_some() {
+        headers.insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
+    }
+    let Ok(answer) = cluster.forward(reqwest::Method::POST, &path, &headers, body.unwrap_or_default().into()).await
+    else {
+        return Err(msg);
+    };
+    if answer.status().is_success() {
+        return Ok(None);
+    }
+    let status = answer.status();
+    let bytes = axum::body::to_bytes(answer.into_body(), BODY_LIMIT).await.unwrap_or_default();
+    let problem: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let text = |k: &str| problem.get(k).and_then(Value::as_str).map(str::to_string);
+    Ok(Some(WsReply::Error(WsError {
+        status: status.as_u16(),
+        title: text("title"),
+        detail: text("detail").unwrap_or_else(|| status.to_string()),
+        session_id: Some(about),
+        field: text("field"),
+        end_reason: problem.get("end_reason").and_then(|v| serde_json::from_value(v.clone()).ok()),
+        status_now: problem.get("status_now").and_then(|v| serde_json::from_value(v.clone()).ok()),
+    })))
+}
+
+/// A path segment, percent-encoded (ids are UUIDs, but a client may send anything).
+fn encode(segment: &str) -> String {
+    form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
 /// A client frame, or the error frame it earns: `400` (without a title, as

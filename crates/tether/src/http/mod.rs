@@ -4,7 +4,9 @@
 
 pub mod access;
 pub mod admin;
+pub mod cluster;
 pub mod events;
+pub mod history;
 pub mod problem;
 pub mod rate;
 pub mod server;
@@ -40,6 +42,7 @@ pub fn api() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(sessions::create, sessions::list))
         .routes(routes!(sessions::get))
+        .routes(routes!(history::history))
         .routes(routes!(sessions::heartbeat))
         .routes(routes!(sessions::end))
         .routes(routes!(sessions::complete))
@@ -53,6 +56,8 @@ pub fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(events::ws))
         .routes(routes!(admin::kinds))
         .routes(routes!(admin::health))
+        .routes(routes!(cluster::cluster))
+        .routes(routes!(cluster::presence))
         .routes(routes!(admin::cleanup_preview, admin::cleanup_execute))
         .routes(routes!(demo_token))
         .routes(routes!(crate::webhooks::http::endpoints))
@@ -71,7 +76,11 @@ pub fn api() -> OpenApiRouter<Arc<App>> {
 
 pub fn router(app: Arc<App>) -> Router {
     let (router, _) = api().split_for_parts();
-    router.fallback(static_asset).layer(middleware::from_fn_with_state(app.clone(), observe)).with_state(app)
+    router
+        .fallback(static_asset)
+        .layer(middleware::from_fn_with_state(app.clone(), crate::cluster::route))
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app)
 }
 
 /// Records latency and status per route; turns axum's bare 405 into problem+json.

@@ -439,10 +439,10 @@ pub async fn relay_signal(app: &Arc<App>, p: &Principal, call_id: &str, body: Si
     if serde_json::to_string(&data).map_or(0, |s| s.len()) > SIGNAL_DATA_LIMIT {
         return Err(ApiError::invalid("data", format!("data is limited to {SIGNAL_DATA_LIMIT} bytes")));
     }
-    // Signals are not durable: the change holds nothing to commit; the signal goes
-    // straight to the hub, in order, under the lock.
+    // The signal event goes through the journal like every event: into the
+    // event log, so every cluster node's subscribers see it, in order.
     let relayed = app
-        .change(|core: &mut Core, now, _change: &mut Change| {
+        .change(|core: &mut Core, now, change: &mut Change| {
             let Some(session) = core.engine.get(call_id).filter(|s| s.kind == CALL && may_see(p, s)) else {
                 return Ok(false);
             };
@@ -454,7 +454,7 @@ pub async fn relay_signal(app: &Arc<App>, p: &Principal, call_id: &str, body: Si
             app.metrics.count_signal_relayed();
             let mut draft = Draft::new(tether_engine::EventType::CallSignal, now, session).with("signal", event_signal);
             draft.audience = Some(vec![to]);
-            app.hub.publish(vec![draft]);
+            change.events.push(draft);
             Ok::<_, ApiError>(true)
         })
         .detach()?;

@@ -98,16 +98,9 @@ fn doc(collection: &'static str, key: String, value: &Value) -> StoreWrite {
 }
 
 impl Matching {
-    /// Rebuilds matching state after a restart: profiles, ratings, exclusions
-    /// and matches from their documents; live calls from the engine's call
-    /// sessions; users of live matching sessions go back to the pool on the
-    /// first tick (decisions owed before the restart are forgiven).
-    pub fn restore(
-        store: &dyn Store,
-        engine: &Engine,
-        metrics: std::sync::Arc<Metrics>,
-    ) -> Result<Matching, StoreError> {
-        let mut m = Matching {
+    /// No pool, no calls (a cluster node that does not own the work).
+    pub fn new(metrics: std::sync::Arc<Metrics>) -> Matching {
+        Matching {
             metrics,
             pool: Pool::new(),
             calls: HashMap::new(),
@@ -119,7 +112,19 @@ impl Matching {
             matches: Vec::new(),
             waiting_since: HashMap::new(),
             pending_free: Vec::new(),
-        };
+        }
+    }
+
+    /// Rebuilds matching state after a restart: profiles, ratings, exclusions
+    /// and matches from their documents; live calls from the engine's call
+    /// sessions; users of live matching sessions go back to the pool on the
+    /// first tick (decisions owed before the restart are forgiven).
+    pub fn restore(
+        store: &dyn Store,
+        engine: &Engine,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Result<Matching, StoreError> {
+        let mut m = Matching::new(metrics);
         for (user, value) in store.docs(PROFILES)? {
             match serde_json::from_str::<ProfileInput>(&value)
                 .map_err(|e| e.to_string())

@@ -4,8 +4,10 @@ use super::{
     matches_filter, DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite,
     WEBHOOK_CURSOR,
 };
+use crate::hub::Published;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use tether_engine::{Invite, Millis, Session, Write};
 
 #[derive(Default)]
@@ -28,6 +30,10 @@ struct Inner {
     invites: HashMap<String, Invite>,
     docs: HashMap<&'static str, BTreeMap<String, String>>,
     meta: HashMap<String, String>,
+    events: BTreeMap<u64, Arc<Published>>,
+    /// Event ids per session, so purging a session drops its history.
+    session_events: HashMap<String, Vec<u64>>,
+    events_floor: Option<u64>,
 }
 
 impl Store for MemoryStore {
@@ -50,6 +56,10 @@ impl Store for MemoryStore {
                         Some(v) => c.insert(key.clone(), v.clone()),
                         None => c.remove(key),
                     };
+                }
+                StoreWrite::Event(e) => {
+                    g.session_events.entry(e.session_id.clone()).or_default().push(e.seq);
+                    g.events.insert(e.seq, e.clone());
                 }
             }
         }
@@ -82,6 +92,10 @@ impl Store for MemoryStore {
         if !dry_run {
             for id in &doomed {
                 g.sessions.remove(id);
+                for seq in g.session_events.remove(id).unwrap_or_default() {
+                    g.events.remove(&seq);
+                    g.events_floor = Some(g.events_floor.unwrap_or(0).max(seq));
+                }
             }
         }
         Ok(doomed.len())
@@ -99,6 +113,25 @@ impl Store for MemoryStore {
     fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.inner.lock().meta.insert(key.into(), value.into());
         Ok(())
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError> {
+        let g = self.inner.lock();
+        Ok(g.events.range(after + 1..).take(limit).map(|(_, e)| copy(e)).collect())
+    }
+
+    fn session_events(&self, session_id: &str) -> Result<Vec<Published>, StoreError> {
+        let g = self.inner.lock();
+        let ids = g.session_events.get(session_id).cloned().unwrap_or_default();
+        Ok(ids.iter().filter_map(|seq| g.events.get(seq)).map(|e| copy(e)).collect())
+    }
+
+    fn events_floor(&self) -> Option<u64> {
+        self.inner.lock().events_floor
+    }
+
+    fn durable_events(&self) -> bool {
+        false
     }
 
     fn describe(&self) -> String {
@@ -185,5 +218,17 @@ impl Store for MemoryStore {
             }
         }
         Ok(counts.into_iter().map(|(url, (p, f))| (url, p, f)).collect())
+    }
+}
+
+fn copy(e: &Published) -> Published {
+    Published {
+        seq: e.seq,
+        event_type: e.event_type,
+        kind: e.kind.clone(),
+        session_id: e.session_id.clone(),
+        audience: e.audience.clone(),
+        json: e.json.clone(),
+        deadline: None,
     }
 }

@@ -5,13 +5,14 @@
 //! one database are not built yet, see [`PostgresStore`]).
 
 mod memory;
-mod postgres;
+pub mod postgres;
 mod sqlite;
 
 pub use self::postgres::PostgresStore;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
+use crate::hub::Published;
 use std::sync::Arc;
 use tether_engine::{Invite, Millis, Session, Write};
 
@@ -19,6 +20,9 @@ use tether_engine::{Invite, Millis, Session, Write};
 pub enum StoreError {
     #[error("store: {0}")]
     Backend(String),
+    /// A cluster node that lost its lease tried to commit: refused, nothing applied.
+    #[error("this node no longer owns the cluster's work: {0}")]
+    Fenced(String),
     #[error("store URL {0:?} is not supported (use sqlite://PATH, memory or postgres://…)")]
     BadUrl(String),
 }
@@ -40,6 +44,9 @@ pub enum StoreWrite {
         key: String,
         value: Option<String>,
     },
+    /// Appends a stamped event to the event log (history, resume, webhooks,
+    /// and a cluster's fan-out read it), in the same transaction as its change.
+    Event(Arc<Published>),
 }
 
 /// Which sessions `GET /v1/sessions` lists.
@@ -69,15 +76,19 @@ pub trait Store: Send + Sync + 'static {
     fn docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError>;
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Events with ids above `after`, in id order, at most `limit`.
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError>;
+    /// Every logged event of one session, in order.
+    fn session_events(&self, session_id: &str) -> Result<Vec<Published>, StoreError>;
+    /// The newest id of an event the log no longer has (purged with its
+    /// session); `None` if none was purged.
+    fn events_floor(&self) -> Option<u64>;
+    /// Whether the event log outlives the process (not so for `memory`).
+    fn durable_events(&self) -> bool {
+        true
+    }
     /// A short description for logs and health (`sqlite:///path (WAL)`).
     fn describe(&self) -> String;
-
-    /// TEMPORARY STUB (webhooks branch, until the lead's `Event log:` commit
-    /// lands on main with the real method): answers "not built", and the
-    /// webhook worker then reads the hub's in-memory log instead.
-    fn events_after(&self, _after: u64, _limit: usize) -> Result<Vec<crate::hub::Published>, StoreError> {
-        Err(StoreError::Backend(EVENT_LOG_STUB.into()))
-    }
 
     // --- Webhook deliveries (the `webhooks` module; table `webhook_deliveries`
     // and the meta key [`WEBHOOK_CURSOR`]). Kept apart from the journal's writes.
@@ -103,9 +114,6 @@ pub trait Store: Send + Sync + 'static {
     /// Per URL: (pending, failed) counts.
     fn webhook_counts(&self) -> Result<Vec<(String, u64, u64)>, StoreError>;
 }
-
-/// TEMPORARY (see `Store::events_after`).
-pub const EVENT_LOG_STUB: &str = "event log not built yet (stub)";
 
 /// The meta key holding the id of the last event the webhook worker turned into deliveries.
 pub const WEBHOOK_CURSOR: &str = "webhooks.cursor";
@@ -140,6 +148,41 @@ pub struct DeliveryRecord {
     /// While pending: when the next attempt is due.
     pub next_attempt_at: Option<Millis>,
     pub created_at: Millis,
+}
+
+/// The JSON text an event's audience is stored as.
+pub(crate) fn audience_json(audience: &[String]) -> String {
+    serde_json::to_string(audience).unwrap_or_else(|_| "[]".into())
+}
+
+/// An event read back from the log.
+pub(crate) fn stored_event(
+    seq: i64,
+    session_id: String,
+    kind: String,
+    event_type: &str,
+    audience: &str,
+    json: String,
+) -> Result<Published, StoreError> {
+    Ok(Published {
+        seq: seq as u64,
+        event_type: tether_engine::EventType::parse(event_type)
+            .ok_or_else(|| StoreError::Backend(format!("corrupt event log: unknown type {event_type:?}")))?,
+        kind,
+        session_id,
+        audience: serde_json::from_str(audience)
+            .map_err(|e| StoreError::Backend(format!("corrupt event log audience: {e}")))?,
+        json,
+        deadline: None,
+    })
+}
+
+/// The PostgreSQL store if the URL names one (a cluster node), else `None`.
+pub fn open_postgres(url: &str) -> Result<Option<Arc<PostgresStore>>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Some(Arc::new(PostgresStore::open(url)?)));
+    }
+    Ok(None)
 }
 
 /// Opens the store named by a URL: `sqlite://PATH`, `memory`,

@@ -28,30 +28,36 @@
 //! - No TLS: `sslmode=require` is refused by the driver (`NoTls`); use a
 //!   local socket, loopback or a TLS-terminating proxy.
 //!
-//! ## What it is not (yet)
-//! Several Tether nodes sharing one database need deadline ownership (which
-//! node ends which session when) and cross-node event fan-out (a change made
-//! on one node reaching the SSE/WebSocket subscribers of the others); neither
-//! is built. Each node keeps its engine in memory and writes whole session
-//! snapshots, so two nodes on one schema would overwrite each other's
-//! records. To make that impossible rather than silent, the writer holds a
-//! session-level advisory lock per schema: a second node on the same schema
-//! refuses to start (it waits up to [`LOCK_WAIT`] first, so a restart right
-//! after `kill -9` gets the lock once PostgreSQL notices the dead
-//! connection; a node whose host vanished leaves a connection that only TCP
-//! keepalive or `pg_terminate_backend` ends). Separate nodes on separate
-//! schemas of one database are fine.
-//! The server logs a warning saying so at start.
+//! ## Several nodes
+//! Every node on one schema joins one cluster (`crate::cluster` decides who
+//! owns the work). What this store gives it:
+//! - `cluster_lease`, one row: the holder node, its fencing `epoch` and
+//!   `expires_at`, all timed by the database's clock (`now()`), so no node's
+//!   clock matters. [`PostgresStore::lease_acquire`] takes an expired lease
+//!   and bumps the epoch; [`PostgresStore::lease_renew`] extends it.
+//! - Fencing: once a node holds the lease, every journal commit first locks
+//!   the lease row `FOR SHARE` and checks that this node still holds it with
+//!   the same epoch and that it has not expired; otherwise the transaction
+//!   rolls back with [`StoreError::Fenced`]. A takeover's `UPDATE` waits for
+//!   commits holding that lock, so a change is committed either before the
+//!   new owner loads the state or not at all: a node paused past its lease
+//!   (SIGSTOP/SIGCONT) applies nothing.
+//! - `cluster_nodes`: membership (`id`, `advertise`, `started_at`, `last_seen_at`).
+//! - The event log (`events`): written in each commit's transaction; after a
+//!   commit with events the writer sends `NOTIFY tether_events` (outside the
+//!   transaction, so commits never queue on PostgreSQL's notify lock) as a
+//!   wake-up hint for the other nodes' tails ([`PostgresStore::listen`]).
+//! - Schema creation runs under a transaction-level advisory lock, so nodes
+//!   started together do not race on `CREATE TABLE IF NOT EXISTS`.
 
 use super::{DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite, WEBHOOK_CURSOR};
+use crate::hub::Published;
 use ::postgres::{Client, Config, NoTls, Statement};
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tether_engine::{Invite, Millis, Session, Write};
 
-/// How long a starting node waits for another holder of its schema's lock.
-pub const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// Connect timeout when the URL names none.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rows fetched per round when `list` filters by visibility in Rust.
@@ -73,6 +79,28 @@ CREATE INDEX IF NOT EXISTS sessions_ended ON sessions (ended_at) WHERE ended_at 
 CREATE TABLE IF NOT EXISTS invites (token TEXT PRIMARY KEY, session_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS docs (collection TEXT COLLATE "C" NOT NULL, key TEXT COLLATE "C" NOT NULL, value TEXT NOT NULL, PRIMARY KEY (collection, key));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  id BIGINT PRIMARY KEY,
+  session_id TEXT COLLATE "C" NOT NULL,
+  kind TEXT NOT NULL,
+  type TEXT NOT NULL,
+  audience TEXT NOT NULL,
+  json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_session ON events (session_id, id);
+CREATE TABLE IF NOT EXISTS cluster_lease (
+  id INT PRIMARY KEY,
+  holder TEXT,
+  epoch BIGINT NOT NULL,
+  expires_at TIMESTAMPTZ NOT NULL
+);
+INSERT INTO cluster_lease (id, holder, epoch, expires_at) VALUES (1, NULL, 0, now()) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS cluster_nodes (
+  id TEXT PRIMARY KEY,
+  advertise TEXT NOT NULL,
+  started_at TIMESTAMPTZ NOT NULL,
+  last_seen_at TIMESTAMPTZ NOT NULL
+);
 "#;
 
 /// Webhook deliveries (the `webhooks` module): unique per endpoint and event.
@@ -113,6 +141,11 @@ fn delivery_row(r: &::postgres::Row, body: bool) -> DeliveryRecord {
         body: if body { r.get(10) } else { String::new() },
     }
 }
+const INSERT_EVENTS: &str = "INSERT INTO events (id, session_id, kind, type, audience, json)
+     SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+     ON CONFLICT (id) DO NOTHING";
+const FENCE: &str =
+    "SELECT 1 FROM cluster_lease WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > now() FOR SHARE";
 
 const UPSERT_SESSIONS: &str = "INSERT INTO sessions (id, kind, user_id, status, ended_at, record)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[])
@@ -223,6 +256,8 @@ impl Conn {
 enum Role {
     Writer,
     Reader,
+    /// Lease and membership statements, so they never wait behind a large commit.
+    Cluster,
 }
 
 /// What a connection thread owns: how to (re)connect, and the connection.
@@ -230,8 +265,6 @@ struct Link {
     target: Target,
     role: Role,
     conn: Option<Conn>,
-    /// How long the writer waits for the schema lock on its next connect.
-    lock_wait: Duration,
 }
 
 impl Link {
@@ -257,12 +290,18 @@ impl Link {
     /// search_path, durability settings, the node lock and the tables (writer).
     fn setup(&mut self, conn: &mut Conn) -> Result<(), StoreError> {
         let c = &mut conn.client;
+        // `CREATE … IF NOT EXISTS` on an existing schema is not news.
+        c.batch_execute("SET client_min_messages = warning")?;
         if let Some(schema) = &self.target.schema {
             if self.role == Role::Writer {
                 let exists: bool =
                     c.query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[schema])?.get(0);
                 if !exists {
-                    c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))?;
+                    // Nodes started together would race on the catalog otherwise.
+                    let mut tx = c.transaction()?;
+                    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(schema)])?;
+                    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))?;
+                    tx.commit()?;
                 }
             }
             c.batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))?;
@@ -273,7 +312,7 @@ impl Link {
                 "PostgreSQL: the search_path names no existing schema; create it, or pass ?schema=NAME (Tether creates it)".into(),
             ));
         };
-        if self.role == Role::Reader {
+        if self.role != Role::Writer {
             return Ok(());
         }
         let sync: String = c.query_one("SHOW synchronous_commit", &[])?.get(0);
@@ -289,38 +328,12 @@ impl Link {
                 "PostgreSQL runs with fsync={fsync}: acknowledged changes may not survive a crash of the database host"
             );
         }
-        self.take_lock(c, &current)?;
-        c.batch_execute(SCHEMA)?;
-        c.batch_execute(WEBHOOK_SCHEMA)?;
+        let mut tx = c.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(&current)])?;
+        tx.batch_execute(SCHEMA)?;
+        tx.batch_execute(WEBHOOK_SCHEMA)?;
+        tx.commit()?;
         Ok(())
-    }
-
-    /// The per-schema advisory lock that keeps a second node out.
-    fn take_lock(&mut self, c: &mut Client, schema: &str) -> Result<(), StoreError> {
-        let key = lock_key(schema);
-        let started = Instant::now();
-        let mut told = false;
-        loop {
-            let got: bool = c.query_one("SELECT pg_try_advisory_lock($1)", &[&key])?.get(0);
-            if got {
-                // Reconnects after this one do not wait: the lock was ours.
-                self.lock_wait = Duration::from_secs(2);
-                return Ok(());
-            }
-            let holder = lock_holder(c, key);
-            if started.elapsed() >= self.lock_wait {
-                return Err(StoreError::Backend(format!(
-                    "another Tether node holds the PostgreSQL schema {schema:?} ({holder}); several nodes sharing one \
-                     schema are not supported yet. Stop it, or give this node its own ?schema=NAME (if that node is \
-                     gone but its connection lingers, end it: SELECT pg_terminate_backend(PID))"
-                )));
-            }
-            if !told {
-                tracing::warn!(schema, holder = %holder, "waiting for the schema lock held by another connection (a node that was just killed releases it when PostgreSQL notices)");
-                told = true;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 
     /// Runs `f` on the connection, reconnecting first if needed; a call that
@@ -350,30 +363,6 @@ impl Link {
     }
 }
 
-fn lock_holder(c: &mut Client, key: i64) -> String {
-    let classid = ((key as u64) >> 32) as i64;
-    let objid = ((key as u64) & 0xffff_ffff) as i64;
-    let row = c.query_opt(
-        "SELECT a.pid, coalesce(host(a.client_addr), 'local socket'), coalesce(a.application_name, ''), a.backend_start::text
-         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-           AND l.classid::bigint = $1 AND l.objid::bigint = $2
-         LIMIT 1",
-        &[&classid, &objid],
-    );
-    match row {
-        Ok(Some(r)) => format!(
-            "backend pid {} from {} ({}), connected since {}",
-            r.get::<_, i32>(0),
-            r.get::<_, String>(1),
-            r.get::<_, String>(2),
-            r.get::<_, String>(3)
-        ),
-        Ok(None) => "holder not visible to this role".into(),
-        Err(e) => format!("holder unknown: {}", pg_message(&e)),
-    }
-}
-
 type Job = Box<dyn FnOnce(&mut Link) + Send>;
 
 /// A connection that lives on its own thread; calls block until it answers.
@@ -387,11 +376,12 @@ impl Worker {
         let name = match role {
             Role::Writer => "tether-pg-writer",
             Role::Reader => "tether-pg-reader",
+            Role::Cluster => "tether-pg-cluster",
         };
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let mut link = Link { target, role, conn: None, lock_wait: LOCK_WAIT };
+                let mut link = Link { target, role, conn: None };
                 while let Ok(job) = rx.recv() {
                     // A panic in one call must not take the connection thread down.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut link)));
@@ -436,6 +426,14 @@ struct Batch {
     d_value: Vec<String>,
     dd_coll: Vec<String>,
     dd_key: Vec<String>,
+    e_id: Vec<i64>,
+    e_session: Vec<String>,
+    e_kind: Vec<String>,
+    e_type: Vec<String>,
+    e_audience: Vec<String>,
+    e_json: Vec<String>,
+    /// The lease this commit must still hold (cluster), checked in its transaction.
+    fence: Option<(String, i64)>,
 }
 
 impl Batch {
@@ -484,6 +482,14 @@ impl Batch {
                         }
                     }
                 }
+                StoreWrite::Event(e) => {
+                    b.e_id.push(e.seq as i64);
+                    b.e_session.push(e.session_id.clone());
+                    b.e_kind.push(e.kind.clone());
+                    b.e_type.push(e.event_type.as_str().to_string());
+                    b.e_audience.push(super::audience_json(&e.audience));
+                    b.e_json.push(e.json.clone());
+                }
             }
         }
         Ok(b)
@@ -495,7 +501,14 @@ impl Batch {
         let delete_invites = conn.prepared(DELETE_INVITES)?;
         let upsert_docs = conn.prepared(UPSERT_DOCS)?;
         let delete_docs = conn.prepared(DELETE_DOCS)?;
+        let insert_events = conn.prepared(INSERT_EVENTS)?;
+        let fence = conn.prepared(FENCE)?;
         let mut tx = conn.client.transaction()?;
+        if let Some((holder, epoch)) = &self.fence {
+            if tx.query_opt(&fence, &[holder, epoch])?.is_none() {
+                return Err(StoreError::Fenced(format!("the lease of epoch {epoch} is no longer {holder}'s")));
+            }
+        }
         if !self.s_id.is_empty() {
             tx.execute(
                 &upsert_sessions,
@@ -514,15 +527,32 @@ impl Batch {
         if !self.dd_coll.is_empty() {
             tx.execute(&delete_docs, &[&self.dd_coll, &self.dd_key])?;
         }
+        if !self.e_id.is_empty() {
+            tx.execute(
+                &insert_events,
+                &[&self.e_id, &self.e_session, &self.e_kind, &self.e_type, &self.e_audience, &self.e_json],
+            )?;
+        }
         tx.commit()?;
+        if !self.e_id.is_empty() {
+            // A hint for the other nodes' tails; they also poll, so a lost one only delays.
+            let _ = conn.client.batch_execute("NOTIFY tether_events");
+        }
         Ok(())
     }
 }
 
 pub struct PostgresStore {
     description: String,
+    target: Target,
     writer: Worker,
     reader: Worker,
+    cluster: Worker,
+    /// `Some` once this node joined a cluster: `(node, epoch)` of the lease
+    /// it holds, or `None` inside when it holds none (every commit refused).
+    fence: parking_lot::Mutex<Option<Option<(String, i64)>>>,
+    /// A commit was refused by the fence since [`PostgresStore::take_refused`] last looked.
+    refused: std::sync::atomic::AtomicBool,
 }
 
 fn describe_target(t: &Target) -> String {
@@ -549,13 +579,17 @@ impl PostgresStore {
         let schema: String =
             writer.call(|c| Ok(c.client.query_one("SELECT current_schema()", &[])?.get::<_, String>(0)))?;
         let reader = Worker::start(target.clone(), Role::Reader)?;
-        let description = format!("{} schema {schema} (single node, synchronous commit)", describe_target(&target));
-        tracing::warn!(
-            store = %description,
-            "PostgreSQL store: this node must be the only Tether node on schema {schema:?}; several nodes sharing one \
-             database (deadline ownership, cross-node events) are not built yet, and a second node on this schema is refused"
-        );
-        Ok(PostgresStore { description, writer, reader })
+        let cluster = Worker::start(target.clone(), Role::Cluster)?;
+        let description = format!("{} schema {schema} (synchronous commit)", describe_target(&target));
+        Ok(PostgresStore {
+            description,
+            target,
+            writer,
+            reader,
+            cluster,
+            fence: parking_lot::Mutex::new(None),
+            refused: Default::default(),
+        })
     }
 }
 
@@ -564,8 +598,17 @@ impl Store for PostgresStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let batch = Batch::build(writes)?;
-        self.writer.call(move |c| batch.apply(c))
+        let mut batch = Batch::build(writes)?;
+        match &*self.fence.lock() {
+            None => {}
+            Some(None) => return Err(StoreError::Fenced("this node holds no lease".into())),
+            Some(Some(fence)) => batch.fence = Some(fence.clone()),
+        }
+        let result = self.writer.call(move |c| batch.apply(c));
+        if matches!(result, Err(StoreError::Fenced(_))) {
+            self.refused.store(true, std::sync::atomic::Ordering::Release);
+        }
+        result
     }
 
     fn load_live(&self) -> Result<(Vec<Session>, Vec<Invite>), StoreError> {
@@ -675,11 +718,31 @@ impl Store for PostgresStore {
                 )?;
                 c.client.query_one(&st, &[&kinds, &cutoffs])?.get::<_, i64>(0) as u64
             } else {
-                let st = c.prepared(
-                    "DELETE FROM sessions s USING unnest($1::text[], $2::int8[]) AS x(kind, cutoff)
-                     WHERE s.kind = x.kind AND s.ended_at IS NOT NULL AND s.ended_at < x.cutoff",
-                )?;
-                c.client.execute(&st, &[&kinds, &cutoffs])?
+                let mut tx = c.client.transaction()?;
+                let ids: Vec<String> = tx
+                    .query(
+                        "DELETE FROM sessions s USING unnest($1::text[], $2::int8[]) AS x(kind, cutoff)
+                         WHERE s.kind = x.kind AND s.ended_at IS NOT NULL AND s.ended_at < x.cutoff RETURNING s.id",
+                        &[&kinds, &cutoffs],
+                    )?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let newest: Option<i64> = tx
+                    .query_one(
+                        "WITH d AS (DELETE FROM events WHERE session_id = ANY($1) RETURNING id) SELECT max(id) FROM d",
+                        &[&ids],
+                    )?
+                    .get(0);
+                if let Some(newest) = newest {
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('events.floor', $1) ON CONFLICT (key)
+                         DO UPDATE SET value = greatest(meta.value::bigint, excluded.value::bigint)::text",
+                        &[&newest.to_string()],
+                    )?;
+                }
+                tx.commit()?;
+                ids.len() as u64
             };
             Ok(n as usize)
         })
@@ -710,6 +773,30 @@ impl Store for PostgresStore {
             c.client.execute(&st, &[&key, &value])?;
             Ok(())
         })
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError> {
+        let (after, limit) = (after.min(i64::MAX as u64) as i64, limit.min(i64::MAX as usize) as i64);
+        self.reader.call(move |c| {
+            let st = c.prepared(
+                "SELECT id, session_id, kind, type, audience, json FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+            )?;
+            c.client.query(&st, &[&after, &limit])?.iter().map(read_event).collect()
+        })
+    }
+
+    fn session_events(&self, session_id: &str) -> Result<Vec<Published>, StoreError> {
+        let id = session_id.to_string();
+        self.reader.call(move |c| {
+            let st = c.prepared(
+                "SELECT id, session_id, kind, type, audience, json FROM events WHERE session_id = $1 ORDER BY id",
+            )?;
+            c.client.query(&st, &[&id])?.iter().map(read_event).collect()
+        })
+    }
+
+    fn events_floor(&self) -> Option<u64> {
+        self.meta_get("events.floor").ok().flatten().and_then(|v| v.parse().ok())
     }
 
     fn describe(&self) -> String {
@@ -823,6 +910,240 @@ impl Store for PostgresStore {
                 .map(|r| (r.get(0), r.get::<_, i64>(1) as u64, r.get::<_, i64>(2) as u64))
                 .collect())
         })
+    }
+}
+
+fn read_event(r: &::postgres::Row) -> Result<Published, StoreError> {
+    super::stored_event(r.get(0), r.get(1), r.get(2), r.get::<_, &str>(3), r.get::<_, &str>(4), r.get(5))
+}
+
+/// A node's row in `cluster_nodes`, with whether it holds the lease.
+#[derive(Clone, Debug)]
+pub struct NodeRow {
+    pub id: String,
+    pub advertise: String,
+    pub started_at: Millis,
+    pub last_seen_at: Millis,
+    pub leader: bool,
+}
+
+/// The lease as the database sees it.
+#[derive(Clone, Debug)]
+pub struct LeaseRow {
+    pub holder: Option<String>,
+    pub advertise: Option<String>,
+    pub epoch: i64,
+    /// Whether it is still valid by the database's clock.
+    pub valid: bool,
+}
+
+/// The cluster's statements (see the module doc), on their own connection.
+impl PostgresStore {
+    /// From now on every commit must hold this lease (`None`: holds none, refuse all).
+    pub fn set_fence(&self, fence: Option<(String, i64)>) {
+        *self.fence.lock() = Some(fence);
+    }
+
+    /// Whether a commit was refused by the fence since the last call.
+    pub fn take_refused(&self) -> bool {
+        self.refused.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Registers (or re-registers) this node.
+    pub fn node_join(&self, node: &str, advertise: &str) -> Result<(), StoreError> {
+        let (node, advertise) = (node.to_string(), advertise.to_string());
+        self.cluster.call(move |c| {
+            c.client.execute(
+                "INSERT INTO cluster_nodes (id, advertise, started_at, last_seen_at) VALUES ($1, $2, now(), now())
+                 ON CONFLICT (id) DO UPDATE SET advertise = excluded.advertise, last_seen_at = now()",
+                &[&node, &advertise],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Marks this node alive, forgets nodes silent for `forget_ms`, and reads the lease.
+    pub fn node_beat(&self, node: &str, advertise: &str, forget_ms: i64) -> Result<LeaseRow, StoreError> {
+        let (node, advertise) = (node.to_string(), advertise.to_string());
+        self.cluster.call(move |c| {
+            c.client.execute(
+                "INSERT INTO cluster_nodes (id, advertise, started_at, last_seen_at) VALUES ($1, $2, now(), now())
+                 ON CONFLICT (id) DO UPDATE SET last_seen_at = now()",
+                &[&node, &advertise],
+            )?;
+            c.client.execute(
+                "DELETE FROM cluster_nodes WHERE last_seen_at < now() - make_interval(secs => $1::float8 / 1000)",
+                &[&(forget_ms as f64)],
+            )?;
+            lease_row(c)
+        })
+    }
+
+    pub fn lease(&self) -> Result<LeaseRow, StoreError> {
+        self.cluster.call(lease_row)
+    }
+
+    /// Removes this node from the membership (a clean exit).
+    pub fn node_leave(&self, node: &str) -> Result<(), StoreError> {
+        let node = node.to_string();
+        self.cluster.call(move |c| {
+            c.client.execute("DELETE FROM cluster_nodes WHERE id = $1", &[&node])?;
+            Ok(())
+        })
+    }
+
+    pub fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
+        self.cluster.call(|c| {
+            let rows = c.client.query(
+                "SELECT n.id, n.advertise,
+                        (extract(epoch FROM n.started_at) * 1000)::int8,
+                        (extract(epoch FROM n.last_seen_at) * 1000)::int8,
+                        coalesce(l.holder = n.id AND l.expires_at > now(), false)
+                 FROM cluster_nodes n LEFT JOIN cluster_lease l ON l.id = 1 ORDER BY n.started_at, n.id",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| NodeRow {
+                    id: r.get(0),
+                    advertise: r.get(1),
+                    started_at: r.get(2),
+                    last_seen_at: r.get(3),
+                    leader: r.get(4),
+                })
+                .collect())
+        })
+    }
+
+    /// Takes the lease if it is free or expired: returns the new fencing
+    /// epoch and the event-id term (bumped in the same transaction).
+    pub fn lease_acquire(&self, node: &str, lease_ms: i64) -> Result<Option<(i64, u64)>, StoreError> {
+        let node = node.to_string();
+        self.cluster.call(move |c| {
+            let mut tx = c.client.transaction()?;
+            let row = tx.query_opt(
+                "UPDATE cluster_lease SET holder = $1, epoch = epoch + 1,
+                        expires_at = now() + make_interval(secs => $2::float8 / 1000)
+                 WHERE id = 1 AND (holder IS NULL OR expires_at <= now() OR holder = $1) RETURNING epoch",
+                &[&node, &(lease_ms as f64)],
+            )?;
+            let Some(row) = row else {
+                tx.rollback()?;
+                return Ok(None);
+            };
+            let epoch: i64 = row.get(0);
+            let term: String = tx
+                .query_one(
+                    "INSERT INTO meta (key, value) VALUES ('event_epoch', '1') ON CONFLICT (key)
+                     DO UPDATE SET value = (meta.value::bigint + 1)::text RETURNING value",
+                    &[],
+                )?
+                .get(0);
+            tx.commit()?;
+            Ok(Some((epoch, term.parse().unwrap_or(1))))
+        })
+    }
+
+    /// Extends the lease this node holds; `false` if it is no longer its own.
+    pub fn lease_renew(&self, node: &str, epoch: i64, lease_ms: i64) -> Result<bool, StoreError> {
+        let node = node.to_string();
+        self.cluster.call(move |c| {
+            let n = c.client.execute(
+                "UPDATE cluster_lease SET expires_at = now() + make_interval(secs => $3::float8 / 1000)
+                 WHERE id = 1 AND holder = $1 AND epoch = $2 AND expires_at > now()",
+                &[&node, &epoch, &(lease_ms as f64)],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Gives the lease up at once (a clean exit) and tells the other nodes.
+    pub fn lease_release(&self, node: &str, epoch: i64) -> Result<(), StoreError> {
+        let node = node.to_string();
+        self.cluster.call(move |c| {
+            c.client.execute(
+                "UPDATE cluster_lease SET holder = NULL, expires_at = now() WHERE id = 1 AND holder = $1 AND epoch = $2",
+                &[&node, &epoch],
+            )?;
+            c.client.batch_execute("NOTIFY tether_lease")?;
+            Ok(())
+        })
+    }
+
+    /// The newest event id in the log (0 when empty).
+    pub fn events_head(&self) -> Result<u64, StoreError> {
+        self.reader
+            .call(|c| Ok(c.client.query_one("SELECT coalesce(max(id), 0) FROM events", &[])?.get::<_, i64>(0) as u64))
+    }
+
+    /// A new connection listening for `tether_events` and `tether_lease`.
+    pub fn listen(&self) -> Result<Listener, StoreError> {
+        let mut client = self.target.config.connect(NoTls)?;
+        if let Some(schema) = &self.target.schema {
+            client.batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))?;
+        }
+        client.batch_execute("LISTEN tether_events; LISTEN tether_lease")?;
+        Ok(Listener { client })
+    }
+}
+
+fn lease_row(c: &mut Conn) -> Result<LeaseRow, StoreError> {
+    let r = c.client.query_one(
+        "SELECT l.holder, n.advertise, l.epoch, l.holder IS NOT NULL AND l.expires_at > now()
+         FROM cluster_lease l LEFT JOIN cluster_nodes n ON n.id = l.holder WHERE l.id = 1",
+        &[],
+    )?;
+    Ok(LeaseRow { holder: r.get(0), advertise: r.get(1), epoch: r.get(2), valid: r.get(3) })
+}
+
+/// A connection that waits for the cluster's notifications. Blocking: use it
+/// from its own thread.
+pub struct Listener {
+    client: Client,
+}
+
+/// What woke a [`Listener`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Woken {
+    pub events: bool,
+    pub lease: bool,
+}
+
+impl Listener {
+    /// Waits up to `timeout` for notifications; returns which channels spoke.
+    pub fn wait(&mut self, timeout: Duration) -> Result<Woken, StoreError> {
+        use ::postgres::fallible_iterator::FallibleIterator;
+        let mut woken = Woken::default();
+        let mut notes = self.client.notifications();
+        let first = notes.timeout_iter(timeout).next()?;
+        if let Some(n) = first {
+            match n.channel() {
+                "tether_lease" => woken.lease = true,
+                _ => woken.events = true,
+            }
+        }
+        // Drain what else is queued without waiting.
+        let mut more = notes.iter();
+        while let Some(n) = more.next()? {
+            match n.channel() {
+                "tether_lease" => woken.lease = true,
+                _ => woken.events = true,
+            }
+        }
+        Ok(woken)
+    }
+
+    /// Events with ids above `after`, in order (the tail's read).
+    pub fn events_after(&mut self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError> {
+        let rows = self.client.query(
+            "SELECT id, session_id, kind, type, audience, json FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&(after.min(i64::MAX as u64) as i64), &(limit as i64)],
+        )?;
+        rows.iter().map(read_event).collect()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
     }
 }
 

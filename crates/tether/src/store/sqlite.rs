@@ -5,6 +5,7 @@
 //! fields beside the JSON record.
 
 use super::{DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite, WEBHOOK_CURSOR};
+use crate::hub::Published;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use tether_engine::{Invite, Millis, Session, Write};
@@ -32,7 +33,16 @@ CREATE INDEX IF NOT EXISTS sessions_ended ON sessions(ended_at) WHERE ended_at I
 CREATE TABLE IF NOT EXISTS invites (token TEXT PRIMARY KEY, session_id TEXT NOT NULL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS docs (collection TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (collection, key));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-PRAGMA user_version = 1;
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY,
+  session_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  type TEXT NOT NULL,
+  audience TEXT NOT NULL,
+  json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_session ON events(session_id, id);
+PRAGMA user_version = 2;
 ";
 
 /// Webhook deliveries (the `webhooks` module): unique per endpoint and event,
@@ -114,6 +124,22 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    fn floor_in(&self, conn: &Connection) -> Result<Option<u64>, StoreError> {
+        let value: Option<String> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'events.floor'", [], |r| r.get(0)).optional()?;
+        Ok(value.and_then(|v| v.parse().ok()))
+    }
+}
+
+type EventRow = Result<Published, StoreError>;
+
+fn read_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    let event_type: String = r.get(3)?;
+    let audience: String = r.get(4)?;
+    Ok(super::stored_event(r.get(0)?, r.get(1)?, r.get(2)?, &event_type, &audience, r.get(5)?))
+}
+
 /// How often the background checkpoint runs.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -173,6 +199,19 @@ impl Store for SqliteStore {
                     }
                     StoreWrite::Doc { collection, key, value: None } => {
                         tx.execute("DELETE FROM docs WHERE collection = ?1 AND key = ?2", params![collection, key])?;
+                    }
+                    StoreWrite::Event(e) => {
+                        tx.prepare_cached(
+                            "INSERT OR REPLACE INTO events (id, session_id, kind, type, audience, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )?
+                        .execute(params![
+                            e.seq as i64,
+                            e.session_id,
+                            e.kind,
+                            e.event_type.as_str(),
+                            super::audience_json(&e.audience),
+                            e.json
+                        ])?;
                     }
                 }
             }
@@ -250,8 +289,20 @@ impl Store for SqliteStore {
             .collect();
         if !dry_run && !doomed.is_empty() {
             conn.execute_batch("BEGIN")?;
+            let mut purged_events: Option<i64> = None;
             for id in &doomed {
                 conn.execute("DELETE FROM sessions WHERE id = ?1", params![id])?;
+                let newest: Option<i64> =
+                    conn.query_row("SELECT max(id) FROM events WHERE session_id = ?1", params![id], |r| r.get(0))?;
+                purged_events = purged_events.max(newest);
+                conn.execute("DELETE FROM events WHERE session_id = ?1", params![id])?;
+            }
+            if let Some(newest) = purged_events {
+                let floor = self.floor_in(&conn)?.unwrap_or(0).max(newest as u64);
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('events.floor', ?1)",
+                    params![floor.to_string()],
+                )?;
             }
             conn.execute_batch("COMMIT")?;
         }
@@ -274,6 +325,28 @@ impl Store for SqliteStore {
         let conn = self.writer.lock();
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
         Ok(())
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, session_id, kind, type, audience, json FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after as i64, limit as i64], read_event)?;
+        rows.map(|r| r?).collect()
+    }
+
+    fn session_events(&self, session_id: &str) -> Result<Vec<Published>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, session_id, kind, type, audience, json FROM events WHERE session_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![session_id], read_event)?;
+        rows.map(|r| r?).collect()
+    }
+
+    fn events_floor(&self) -> Option<u64> {
+        self.floor_in(&self.reader.lock()).ok().flatten()
     }
 
     fn describe(&self) -> String {

@@ -234,25 +234,7 @@ impl Worker {
     /// Events with id > `after` from the durable event log.
     async fn read_log(&self, after: u64, limit: usize) -> Result<Vec<LogEvent>, StoreError> {
         let store = self.app.store.clone();
-        let events = match blocking(move || store.events_after(after, limit)).await {
-            // TEMPORARY until the durable event log lands: this run's in-memory log.
-            Err(StoreError::Backend(m)) if m == crate::store::EVENT_LOG_STUB => {
-                let replay = self.app.hub.since(after);
-                return Ok(replay
-                    .events
-                    .iter()
-                    .take(limit)
-                    .map(|p| LogEvent {
-                        seq: p.seq,
-                        event_type: p.event_type,
-                        kind: p.kind.clone(),
-                        session_id: p.session_id.clone(),
-                        json: p.json.clone(),
-                    })
-                    .collect());
-            }
-            other => other?,
-        };
+        let events = blocking(move || store.events_after(after, limit)).await?;
         Ok(events
             .into_iter()
             .map(|p| LogEvent {

@@ -148,6 +148,8 @@ pub struct HealthReport {
     pub problems: Vec<HealthProblem>,
     /// What to do about the problems.
     pub recommendations: Vec<String>,
+    /// Extension: every node of the cluster (one entry on a single node).
+    pub nodes: Vec<ClusterNode>,
 }
 
 /// A live session past its deadline, and the reason it would end with.
@@ -196,4 +198,37 @@ pub struct DemoTokenRequest {
 pub struct DemoToken {
     pub token: String,
     pub user_id: String,
+}
+
+/// One node of the cluster (contract section 8), as registered in the database.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClusterNode {
+    /// Chosen at each start (a UUID).
+    pub id: String,
+    /// The URL other nodes reach it at (`--advertise`).
+    pub advertise: String,
+    pub started_at: String,
+    /// Its last beat (every `lease`/10, at most 500 ms apart); a node silent for long is forgotten.
+    pub last_seen_at: String,
+    /// Extension: whether it holds the lease, i.e. owns the live sessions and their deadlines.
+    pub leader: bool,
+}
+
+/// `GET /v1/admin/cluster`: every node that shares this node's database and
+/// schema (one entry, this node, when the store is not PostgreSQL).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClusterNodes {
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// Internal: a node tells the owner which of its users' sockets opened or
+/// closed (`disconnect_grace` counts sockets on every node).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceReport {
+    /// The reporting node's id.
+    pub node: String,
+    pub users: Vec<String>,
+    /// `true`: one socket each opened; `false`: their last socket on that node closed.
+    pub open: bool,
 }

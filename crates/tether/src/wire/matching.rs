@@ -213,7 +213,7 @@ impl SignalType {
 ///
 /// `type` and `data` are checked by the handler rather than by serde, so that their errors name
 /// `type` and `data` with the same messages on both transports.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = Signal, example = json!({"type":"offer","data":{"sdp":"v=0…"}}))]
 pub struct SignalBody {
@@ -222,8 +222,10 @@ pub struct SignalBody {
     pub kind: String,
     /// The SDP or ICE candidate as the browser produced it: a JSON object of at most 32 KiB.
     #[schema(value_type = Object, required = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
     /// API key only (required then): which of the call's users sends it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
 }
 

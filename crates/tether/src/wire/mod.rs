@@ -10,12 +10,14 @@
 //! - [`sessions`]: sessions, participants and invitations (contract section 4);
 //! - [`events`]: event payloads and WebSocket messages (section 5);
 //! - [`matching`]: profiles, the pool, calls and signals (section 6);
+//! - [`history`]: a session's event history (section 10);
 //! - [`admin`]: health, cleanup, kinds and the demo token (section 7);
 //! - [`webhooks`]: webhook endpoints and deliveries (section 9);
 //! - [`problem`]: the problem+json error body.
 
 pub mod admin;
 pub mod events;
+pub mod history;
 pub mod matching;
 pub mod problem;
 pub mod sessions;
