@@ -856,3 +856,59 @@ async fn the_python_receiver_example_verifies_the_marketplace_events() {
 async fn the_node_receiver_example_verifies_the_interview_events() {
     run_example("node", "receiver.mjs", "/api/tether", "ai-interview.toml", false).await;
 }
+
+/// Two nodes on one PostgreSQL schema: only the owner sends, so each event is
+/// delivered once; when the owner is killed with deliveries pending, the
+/// other node takes the work over and delivers them.
+#[tokio::test]
+async fn a_cluster_delivers_each_event_once_and_survives_the_owner() {
+    knobs();
+    if pg_base().is_none() {
+        return; // PostgreSQL switched off (TETHER_TEST_POSTGRES=off)
+    }
+    let schema = support::postgres::PgSchema::new("webhooks_cluster");
+    let receiver = Receiver::start(Mode::Ok).await;
+    let retry = vec!["\"200ms\""; 40].join(", ");
+    let mut text = config(&[(&receiver.url, &format!("retry = [{retry}]"))]);
+    text.push_str("\n[cluster]\nlease = \"1s\"\n");
+    let mut first = support::store_server::StoreServer::start(&schema.url(), &text).await;
+    let second = support::store_server::StoreServer::start(&schema.url(), &text).await;
+    let mut sessions = Vec::new();
+    for user in ["c1", "c2", "c3"] {
+        sessions.push(cluster_start(&second, user).await);
+    }
+    receiver
+        .wait_for("the starts", Duration::from_secs(20), |got| {
+            sessions.iter().all(|s| got.iter().any(|g| g.json()["session"]["id"] == s.as_str()))
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let got = receiver.got();
+    let mut ids: Vec<&str> = got.iter().map(|g| g.id.as_str()).collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "one node sends: each event once: {got:#?}");
+    // The receiver goes down, deliveries pile up, the owner dies.
+    receiver.set(Mode::Status(503, None));
+    let mut later = Vec::new();
+    for user in ["c4", "c5"] {
+        later.push(cluster_start(&second, user).await);
+    }
+    receiver.wait_for("failing attempts", Duration::from_secs(10), |got| got.iter().any(|g| g.answered == 503)).await;
+    first.kill9();
+    receiver.set(Mode::Ok);
+    receiver
+        .wait_for("the later starts, after the takeover", Duration::from_secs(30), |got| {
+            later.iter().all(|s| got.iter().any(|g| g.answered == 200 && g.json()["session"]["id"] == s.as_str()))
+        })
+        .await;
+    drop(second);
+}
+
+async fn cluster_start(server: &support::store_server::StoreServer, user: &str) -> String {
+    let body = json!({"kind": "plain", "user_id": user});
+    let r = server.call(reqwest::Method::POST, "/v1/sessions", Some(body)).await;
+    assert_eq!(r.status, 201, "start for {user}: {}", r.text);
+    r.body["session"]["id"].as_str().unwrap().to_string()
+}

@@ -165,18 +165,26 @@ async fn blocking<T: Send + 'static>(
 
 impl Worker {
     /// The cursor and every pending delivery from the store. Without a cursor
-    /// (webhooks configured for the first time) it starts at this run's first
-    /// event, so an existing database's history is not replayed.
+    /// (webhooks configured for the first time) it starts at the first event
+    /// of this owner's term (ids are `term·2⁴⁰ + n`), so an existing
+    /// database's history is not replayed, and writes that cursor at once so
+    /// a later owner starts there too. (Not from the store's `event_epoch`:
+    /// every node bumps it when it starts, so it can be ahead of the owner's
+    /// term.)
     async fn load(&mut self) -> Result<(), StoreError> {
         let store = self.app.store.clone();
-        let (cursor, epoch, pending) = blocking(move || {
-            Ok((store.meta_get(WEBHOOK_CURSOR)?, store.meta_get("event_epoch")?, store.webhook_pending()?))
+        let term_start = (self.app.hub.head() >> 40) << 40;
+        let (cursor, pending) = blocking(move || {
+            let cursor = match store.meta_get(WEBHOOK_CURSOR)?.and_then(|c| c.parse::<u64>().ok()) {
+                Some(c) => c,
+                None => {
+                    store.meta_put(WEBHOOK_CURSOR, &term_start.to_string())?;
+                    term_start
+                }
+            };
+            Ok((cursor, store.webhook_pending()?))
         })
         .await?;
-        let cursor = match cursor.and_then(|c| c.parse::<u64>().ok()) {
-            Some(c) => c,
-            None => epoch.and_then(|e| e.parse::<u64>().ok()).unwrap_or(0) << 40,
-        };
         self.cursor = self.cursor.max(cursor);
         for record in pending {
             self.push(record);
