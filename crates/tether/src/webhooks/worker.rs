@@ -146,7 +146,9 @@ pub async fn run(app: Arc<App>) {
             _ = sleep => {}
             _ = tokio::time::sleep(POLL) => {}
         }
-        // Take whatever else is ready before the next round.
+        // Take whatever else is ready before the next round: one read of the
+        // log covers every event announced so far, however many they are.
+        while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = published.try_recv() {}
         while let Ok(done) = done_rx.try_recv() {
             w.finish(done).await;
         }
