@@ -693,7 +693,7 @@ fn every_store_keeps_deliveries_the_same_way() {
         d.last_status = Some(503);
         d.last_error = Some("HTTP 503".into());
         d.next_attempt_at = None;
-        store.webhook_update(&d).unwrap();
+        store.webhook_update(std::slice::from_ref(&d)).unwrap();
         let got = store.webhook_get(d.id).unwrap().unwrap();
         assert_eq!(got, d, "{url}");
         let pending = store.webhook_pending().unwrap();

@@ -179,13 +179,16 @@ impl Store for MemoryStore {
         Ok(self.webhooks.lock().by_id.get(&id).cloned())
     }
 
-    fn webhook_update(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        if let Some(r) = self.webhooks.lock().by_id.get_mut(&d.id) {
-            r.status = d.status;
-            r.attempts = d.attempts;
-            r.last_status = d.last_status;
-            r.last_error = d.last_error.clone();
-            r.next_attempt_at = d.next_attempt_at;
+    fn webhook_update(&self, records: &[DeliveryRecord]) -> Result<(), StoreError> {
+        let mut table = self.webhooks.lock();
+        for d in records {
+            if let Some(r) = table.by_id.get_mut(&d.id) {
+                r.status = d.status;
+                r.attempts = d.attempts;
+                r.last_status = d.last_status;
+                r.last_error = d.last_error.clone();
+                r.next_attempt_at = d.next_attempt_at;
+            }
         }
         Ok(())
     }

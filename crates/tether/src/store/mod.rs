@@ -102,8 +102,10 @@ pub trait Store: Send + Sync + 'static {
     fn webhook_pending(&self) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// One delivery with its body.
     fn webhook_get(&self, id: u64) -> Result<Option<DeliveryRecord>, StoreError>;
-    /// Saves the outcome of an attempt (status, attempts, last_*, next_attempt_at).
-    fn webhook_update(&self, d: &DeliveryRecord) -> Result<(), StoreError>;
+    /// Saves the outcomes of attempts (status, attempts, last_*,
+    /// next_attempt_at), all in one transaction: the worker writes a round's
+    /// outcomes together (one fsync, not one per delivery).
+    fn webhook_update(&self, records: &[DeliveryRecord]) -> Result<(), StoreError>;
     /// Deliveries with id > `after`, in id order, optionally of one status, without bodies.
     fn webhook_list(
         &self,

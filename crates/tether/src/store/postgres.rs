@@ -848,25 +848,25 @@ impl Store for PostgresStore {
         })
     }
 
-    fn webhook_update(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        let d = d.clone();
+    fn webhook_update(&self, records: &[DeliveryRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // As columns: one statement per round of outcomes.
+        let ids: Vec<i64> = records.iter().map(|d| d.id as i64).collect();
+        let statuses: Vec<&'static str> = records.iter().map(|d| d.status.as_str()).collect();
+        let attempts: Vec<i32> = records.iter().map(|d| d.attempts as i32).collect();
+        let last_status: Vec<Option<i32>> = records.iter().map(|d| d.last_status.map(i32::from)).collect();
+        let last_error: Vec<Option<String>> = records.iter().map(|d| d.last_error.clone()).collect();
+        let next: Vec<Option<i64>> = records.iter().map(|d| d.next_attempt_at).collect();
         self.writer.call(move |c| {
             let st = c.prepared(
-                "UPDATE webhook_deliveries SET status = $2, attempts = $3, last_status = $4, last_error = $5,
-                 next_attempt_at = $6 WHERE id = $1",
+                "UPDATE webhook_deliveries d SET status = x.s, attempts = x.a, last_status = x.ls, last_error = x.le,
+                   next_attempt_at = x.n
+                 FROM unnest($1::int8[], $2::text[], $3::int4[], $4::int4[], $5::text[], $6::int8[]) AS x(id, s, a, ls, le, n)
+                 WHERE d.id = x.id",
             )?;
-            let last_status = d.last_status.map(i32::from);
-            c.client.execute(
-                &st,
-                &[
-                    &(d.id as i64),
-                    &d.status.as_str(),
-                    &(d.attempts as i32),
-                    &last_status,
-                    &d.last_error,
-                    &d.next_attempt_at,
-                ],
-            )?;
+            c.client.execute(&st, &[&ids, &statuses, &attempts, &last_status, &last_error, &next])?;
             Ok(())
         })
     }

@@ -389,13 +389,29 @@ impl Store for SqliteStore {
         Ok(stmt.query_row(params![id as i64], |r| delivery_row(r, true)).optional()?)
     }
 
-    fn webhook_update(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        let conn = self.writer.lock();
-        conn.prepare_cached(
-            "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, last_status = ?4, last_error = ?5, next_attempt_at = ?6
-             WHERE id = ?1",
-        )?
-        .execute(params![d.id as i64, d.status.as_str(), d.attempts, d.last_status, d.last_error, d.next_attempt_at])?;
+    fn webhook_update(&self, records: &[DeliveryRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, last_status = ?4, last_error = ?5,
+                 next_attempt_at = ?6 WHERE id = ?1",
+            )?;
+            for d in records {
+                update.execute(params![
+                    d.id as i64,
+                    d.status.as_str(),
+                    d.attempts,
+                    d.last_status,
+                    d.last_error,
+                    d.next_attempt_at
+                ])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -182,7 +182,7 @@ pub async fn retry(
         if reenable {
             hooks.set_disabled(index, None, &*store)?;
         }
-        store.webhook_update(&saved)
+        store.webhook_update(std::slice::from_ref(&saved))
     })
     .await?;
     if reenable {

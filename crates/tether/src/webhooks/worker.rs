@@ -50,6 +50,8 @@ struct Done {
     record: DeliveryRecord,
     /// The endpoint answered 410.
     gone: bool,
+    /// The record is an attempt's outcome to save (not a row that could not be read).
+    save: bool,
 }
 
 type QueueKey = (usize, String);
@@ -101,6 +103,7 @@ pub async fn run(app: Arc<App>) {
         done_tx,
     };
     let mut loaded = false;
+    let mut finished: Vec<Done> = Vec::new();
     let mut last_reload = tokio::time::Instant::now();
     loop {
         if *closing.borrow() {
@@ -141,7 +144,7 @@ pub async fn run(app: Arc<App>) {
                     return;
                 }
             }
-            Some(done) = done_rx.recv() => w.finish(done).await,
+            Some(done) = done_rx.recv() => finished.push(done),
             Some(cmd) = inbox.recv() => w.command(cmd),
             _ = sleep => {}
             _ = tokio::time::sleep(POLL) => {}
@@ -150,7 +153,10 @@ pub async fn run(app: Arc<App>) {
         // log covers every event announced so far, however many they are.
         while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) = published.try_recv() {}
         while let Ok(done) = done_rx.try_recv() {
-            w.finish(done).await;
+            finished.push(done);
+        }
+        if !finished.is_empty() {
+            w.finish(std::mem::take(&mut finished)).await;
         }
         while let Ok(cmd) = inbox.try_recv() {
             w.command(cmd);
@@ -291,16 +297,31 @@ impl Worker {
                         next_attempt_at: Some(app.now() + 1000),
                         created_at: 0,
                     };
-                    let _ = tx.send(Done { endpoint: index, session, record, gone: false });
+                    let _ = tx.send(Done { endpoint: index, session, record, gone: false, save: false });
                 }
             });
         }
     }
 
-    /// An attempt came back: advance or reschedule its queue.
-    async fn finish(&mut self, done: Done) {
+    /// Attempts came back: saves their outcomes in one store call, then
+    /// advances or reschedules their queues. An outcome that could not be
+    /// saved is still pending in the store, so after a restart it is sent
+    /// again (the same webhook-id): at least once.
+    async fn finish(&mut self, done: Vec<Done>) {
+        let outcomes: Vec<DeliveryRecord> = done.iter().filter(|d| d.save).map(|d| d.record.clone()).collect();
+        let store = self.app.store.clone();
+        if let Err(e) = blocking(move || store.webhook_update(&outcomes)).await {
+            tracing::warn!(error = %e, "webhooks: cannot save the outcomes of attempts");
+        }
+        for d in done {
+            self.finish_one(d).await;
+        }
+        self.update_gauges();
+    }
+
+    async fn finish_one(&mut self, done: Done) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        let Done { endpoint, session, record, gone } = done;
+        let Done { endpoint, session, record, gone, .. } = done;
         let key = (endpoint, session);
         if let Some(queue) = self.queues.get_mut(&key).filter(|q| q.front().is_some_and(|e| e.id == record.id)) {
             if record.status == DeliveryStatus::Pending {
@@ -319,7 +340,6 @@ impl Worker {
         if gone {
             self.disable(endpoint, &record).await;
         }
-        self.update_gauges();
     }
 
     /// `410 Gone`: the endpoint is disabled and its pending deliveries fail.
@@ -347,18 +367,19 @@ impl Worker {
         let (store, hooks, metrics) = (self.app.store.clone(), self.hooks.clone(), self.app.metrics.clone());
         let result = blocking(move || {
             hooks.set_disabled(index, Some(why), &*store)?;
+            let mut failed = Vec::with_capacity(doomed.len());
             for id in doomed {
                 if let Some(mut r) = store.webhook_get(id)? {
                     if r.status == DeliveryStatus::Pending {
                         r.status = DeliveryStatus::Failed;
                         r.next_attempt_at = None;
                         r.last_error = Some("not attempted: the endpoint answered 410 Gone and is disabled".into());
-                        store.webhook_update(&r)?;
                         metrics.count_webhook_failed(&r.url);
+                        failed.push(r);
                     }
                 }
             }
-            Ok(())
+            store.webhook_update(&failed)
         })
         .await;
         if let Err(e) = result {
@@ -422,7 +443,7 @@ async fn attempt(
     };
     if record.status != DeliveryStatus::Pending {
         // Settled meanwhile (by another node before a takeover): nothing to send.
-        return Some(Done { endpoint: index, session, record, gone: false });
+        return Some(Done { endpoint: index, session, record, gone: false, save: false });
     }
     let msg_id = record.event_id.to_string();
     // The signature's timestamp is real time (receivers compare it with their
@@ -505,13 +526,8 @@ async fn attempt(
     *endpoint.last_error.lock() = record.last_error.clone();
     tracing::debug!(delivery = record.id, event = record.event_id, url = %endpoint.url(), outcome,
         ms = now - started, status = record.status.as_str(), "webhook attempt");
-    let store = app.store.clone();
-    let saved = record.clone();
-    if let Err(e) = blocking(move || store.webhook_update(&saved)).await {
-        // Still pending in the store: it is sent again (same webhook-id) later.
-        tracing::warn!(error = %e, "webhooks: cannot save a delivery's outcome");
-    }
-    Some(Done { endpoint: index, session, record, gone })
+    // The worker saves the outcome with the others of its round.
+    Some(Done { endpoint: index, session, record, gone, save: true })
 }
 
 /// `Retry-After`: whole seconds, or an HTTP date.
