@@ -40,7 +40,16 @@ struct Entry {
     id: u64,
     next_at: Millis,
     in_flight: bool,
+    /// The row as last known (without its body).
+    record: DeliveryRecord,
+    /// The body, while the cache has room ([`BODY_CACHE`]); otherwise each
+    /// attempt reads the row from the store.
+    body: Option<Arc<str>>,
 }
+
+/// At most this many bytes of bodies are kept with the queues: a long outage
+/// costs a few dozen bytes of memory per pending delivery beyond that.
+const BODY_CACHE: usize = 64 << 20;
 
 /// What an attempt task reports.
 struct Done {
@@ -65,6 +74,8 @@ struct Worker {
     /// Every delivery id in a queue.
     known: HashSet<u64>,
     in_flight: usize,
+    /// Bytes of bodies held by the queues' entries.
+    cached_bytes: usize,
     done_tx: mpsc::UnboundedSender<Done>,
 }
 
@@ -100,6 +111,7 @@ pub async fn run(app: Arc<App>) {
         queues: HashMap::new(),
         known: HashSet::new(),
         in_flight: 0,
+        cached_bytes: 0,
         done_tx,
     };
     let mut loaded = false;
@@ -195,23 +207,27 @@ impl Worker {
         .await?;
         self.cursor = self.cursor.max(cursor);
         for record in pending {
-            self.push(record);
+            self.push(record, None);
         }
         self.update_gauges();
         Ok(())
     }
 
-    /// Adds a pending delivery to its queue, in event order, unless already there.
-    fn push(&mut self, record: DeliveryRecord) {
+    /// Adds a pending delivery to its queue, in event order, unless already
+    /// there; with its body when given and the cache has room.
+    fn push(&mut self, record: DeliveryRecord, body: Option<&str>) {
         let Some((index, endpoint)) = self.hooks.endpoint(&record.url) else { return };
         if endpoint.is_disabled() || record.status != DeliveryStatus::Pending || !self.known.insert(record.id) {
             return;
         }
+        let body = body.filter(|b| self.cached_bytes + b.len() <= BODY_CACHE).map(Arc::<str>::from);
+        self.cached_bytes += body.as_ref().map_or(0, |b| b.len());
         let queue = self.queues.entry((index, record.session_id.clone())).or_default();
-        let entry = Entry { id: record.id, next_at: record.next_attempt_at.unwrap_or(0), in_flight: false };
+        let entry =
+            Entry { id: record.id, next_at: record.next_attempt_at.unwrap_or(0), in_flight: false, record, body };
         // Ids grow with event order; a retried old delivery goes back to its place
         // (behind one in flight, which is already being attempted).
-        let at = queue.iter().position(|e| e.id > record.id && !e.in_flight).unwrap_or(queue.len());
+        let at = queue.iter().position(|e| e.id > entry.id && !e.in_flight).unwrap_or(queue.len());
         queue.insert(at, entry);
     }
 
@@ -235,9 +251,14 @@ impl Worker {
                 }
             }
             let store = self.app.store.clone();
-            let records = blocking(move || store.webhook_enqueue(&new, last)).await?;
-            for record in records {
-                self.push(record);
+            let (new, records) = blocking(move || {
+                let records = store.webhook_enqueue(&new, last)?;
+                Ok((new, records))
+            })
+            .await?;
+            // In the same order as `new`.
+            for (record, made) in records.into_iter().zip(&new) {
+                self.push(record, Some(&made.body));
             }
             self.cursor = last;
             self.update_gauges();
@@ -279,8 +300,9 @@ impl Worker {
             let (app, hooks, client, tx) =
                 (self.app.clone(), self.hooks.clone(), self.client.clone(), self.done_tx.clone());
             let (index, id, session) = (*index, head.id, session.clone());
+            let known = head.body.clone().map(|body| (head.record.clone(), body));
             tokio::spawn(async move {
-                if let Some(done) = attempt(&app, &hooks, &client, index, id, session.clone()).await {
+                if let Some(done) = attempt(&app, &hooks, &client, index, id, session.clone(), known).await {
                     let _ = tx.send(done);
                 } else {
                     // The row could not be read: try again on the next round.
@@ -328,9 +350,14 @@ impl Worker {
                 if let Some(head) = queue.front_mut() {
                     head.in_flight = false;
                     head.next_at = record.next_attempt_at.unwrap_or(0);
+                    if record.event_id != 0 {
+                        head.record = DeliveryRecord { body: String::new(), ..record.clone() };
+                    }
                 }
             } else {
-                queue.pop_front();
+                if let Some(gone) = queue.pop_front() {
+                    self.cached_bytes -= gone.body.map_or(0, |b| b.len());
+                }
                 self.known.remove(&record.id);
                 if queue.is_empty() {
                     self.queues.remove(&key);
@@ -355,6 +382,9 @@ impl Worker {
                 doomed.extend(queue.iter().filter(|e| !e.in_flight).map(|e| e.id));
             }
             if let Some(queue) = self.queues.get_mut(&key) {
+                let dropped: usize =
+                    queue.iter().filter(|e| !e.in_flight).filter_map(|e| e.body.as_ref()).map(|b| b.len()).sum();
+                self.cached_bytes -= dropped;
                 queue.retain(|e| e.in_flight);
                 if queue.is_empty() {
                     self.queues.remove(&key);
@@ -389,7 +419,7 @@ impl Worker {
 
     fn command(&mut self, command: Command) {
         match command {
-            Command::Requeue(record) => self.push(record),
+            Command::Requeue(record) => self.push(record, None),
         }
         self.update_gauges();
     }
@@ -430,15 +460,25 @@ async fn attempt(
     index: usize,
     id: u64,
     session: String,
+    known: Option<(DeliveryRecord, Arc<str>)>,
 ) -> Option<Done> {
     let endpoint = &hooks.endpoints()[index];
-    let store = app.store.clone();
-    let mut record = match blocking(move || store.webhook_get(id)).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return None,
-        Err(e) => {
-            tracing::warn!(error = %e, "webhooks: cannot read a delivery");
-            return None;
+    // The queue's copy when it has the body, else the row.
+    let (mut record, body): (DeliveryRecord, Arc<str>) = match known {
+        Some(k) => k,
+        None => {
+            let store = app.store.clone();
+            match blocking(move || store.webhook_get(id)).await {
+                Ok(Some(mut r)) => {
+                    let body = Arc::from(std::mem::take(&mut r.body));
+                    (r, body)
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhooks: cannot read a delivery");
+                    return None;
+                }
+            }
         }
     };
     if record.status != DeliveryStatus::Pending {
@@ -449,7 +489,7 @@ async fn attempt(
     // The signature's timestamp is real time (receivers compare it with their
     // clock), whatever clock schedules the retries.
     let timestamp = crate::clock::SystemClock.now() / 1000;
-    let signature = sign(&endpoint.config.secret, &msg_id, timestamp, &record.body);
+    let signature = sign(&endpoint.config.secret, &msg_id, timestamp, &body);
     let started = app.now();
     let sent = client
         .post(endpoint.url())
@@ -458,7 +498,7 @@ async fn attempt(
         .header("webhook-id", &msg_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
-        .body(std::mem::take(&mut record.body))
+        .body(body.to_string())
         .send()
         .await;
     let now = app.now();
