@@ -2,10 +2,12 @@
 //! and attempts them (the rules are in the module doc of [`super`]).
 //!
 //! It owns the in-memory queues: per endpoint and session, the pending
-//! deliveries in event order (ids and schedule only; the body is read from
-//! the store for each attempt, so a long outage costs a few dozen bytes of
-//! memory per pending delivery). Attempts run as separate tasks and report
-//! back over a channel; only the worker changes the queues.
+//! deliveries in event order, each with its row and, while the bodies held
+//! stay under [`BODY_CACHE`], its body (beyond that, or after a restart, an
+//! attempt reads the body from the store: a long outage costs the row's few
+//! dozen bytes per pending delivery). Attempts run as separate tasks and
+//! report back over a channel; only the worker changes the queues, and it
+//! saves each round's outcomes in one store call.
 
 use super::{sign, Command, Webhooks, MAX_IN_FLIGHT};
 use crate::app::App;
