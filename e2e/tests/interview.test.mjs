@@ -1,8 +1,10 @@
 // Seed 003's story on the interview demo (kind `interview`, per_user="reject",
-// disconnect_grace 3 s): a browser crashes mid-interview; coming back at once
-// shows "Previous session detected" and "Clear previous session & continue"
-// takes over; left alone, the server ends a crashed browser's session
-// `disconnected` on its own; a closed tab ends it at once (beacon).
+// disconnect_grace 3 s, revive_window 2 m): a browser crashes mid-interview;
+// coming back at once shows "Previous session detected" and "Clear previous
+// session & continue" takes over; left alone, the server ends a crashed
+// browser's session `disconnected` on its own, and coming back then offers
+// "Continue your interview" (a revive of the same session; a new one when the
+// server refuses); a closed tab ends it at once (beacon).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -28,8 +30,24 @@ const pageUrl = () => `${srv.url}/demo/interview?user=${user}`;
 
 async function startInterview(page) {
   await page.getByRole('button', { name: 'Start interview' }).click();
-  await page.waitForFunction(() => ['live', 'conflict'].includes(window.__demo.state), null, { timeout: 10_000 });
-  return page.evaluate(() => ({ state: window.__demo.state, sessionId: window.__demo.sessionId, blocking: window.__demo.blockingSessionId }));
+  await page.waitForFunction(() => ['live', 'conflict', 'continue'].includes(window.__demo.state), null, { timeout: 10_000 });
+  return page.evaluate(() => ({
+    state: window.__demo.state,
+    sessionId: window.__demo.sessionId,
+    blocking: window.__demo.blockingSessionId,
+    revivable: window.__demo.revivable && window.__demo.revivable.id,
+  }));
+}
+
+async function crashedAndEnded(srv, b, sessionId) {
+  b.kill();
+  return waitFor(
+    async () => {
+      const s = await srv.session(sessionId);
+      return s.status === 'ended' ? s : null;
+    },
+    { timeoutMs: 3_000 + 2_000, intervalMs: 50, what: 'the crashed interview to end' },
+  );
 }
 
 test('killed browser -> "Previous session detected" -> clear & continue takes over', { timeout: 90_000 }, async () => {
@@ -72,11 +90,17 @@ test('killed browser -> "Previous session detected" -> clear & continue takes ov
   assert.equal(ended.end_reason, 'disconnected');
   assert.ok(Date.parse(ended.ended_at) - t0 <= 4_000);
 
-  // coming back later: no conflict any more
+  // coming back later: no conflict any more; the ended interview may be
+  // continued, or a new one started
   const Z = await browser('interview-z');
   const pz = await Z.newPage(pageUrl());
-  const third = await startInterview(pz);
-  assert.equal(third.state, 'live');
+  const offer = await startInterview(pz);
+  assert.equal(offer.state, 'continue');
+  assert.equal(offer.revivable, newId);
+  await pz.getByRole('button', { name: 'Start a new one' }).click();
+  await pz.waitForFunction(() => window.__demo.state === 'live', null, { timeout: 10_000 });
+  const third = await pz.evaluate(() => ({ state: window.__demo.state, sessionId: window.__demo.sessionId }));
+  assert.notEqual(third.sessionId, newId);
 
   // closing the tab ends it at once with the beacon
   await pz.close();
@@ -88,6 +112,51 @@ test('killed browser -> "Previous session detected" -> clear & continue takes ov
     { timeoutMs: 2_000, intervalMs: 50, what: 'the closed tab to end its interview' },
   );
   assert.equal(closed.end_reason, 'closed');
+});
+
+test('crashed browser, interview ended disconnected -> "Continue your interview" revives the same session; a refused revive starts a new one', { timeout: 90_000 }, async () => {
+  const who = `rev-${Math.random().toString(36).slice(2, 8)}`;
+  const url = `${srv.url}/demo/interview?user=${who}`;
+  const A = await browser('interview-revive-a');
+  const first = await startInterview(await A.newPage(url));
+  assert.equal(first.state, 'live');
+  const ended = await crashedAndEnded(srv, A, first.sessionId);
+  assert.equal(ended.end_reason, 'disconnected');
+
+  // the user comes back (another browser: the offer comes from the server's record)
+  const B = await browser('interview-revive-b');
+  const pb = await B.newPage(url);
+  const offer = await startInterview(pb);
+  assert.equal(offer.state, 'continue');
+  assert.equal(offer.revivable, first.sessionId);
+  await pb.getByRole('heading', { name: 'Your interview was interrupted' }).waitFor();
+  await pb.screenshot({ path: join(ARTIFACTS, 'interview-continue.png'), fullPage: true });
+  await pb.getByRole('button', { name: 'Continue your interview' }).click();
+  await pb.waitForFunction(() => window.__demo.state === 'live', null, { timeout: 10_000 });
+  assert.equal(await pb.evaluate(() => window.__demo.sessionId), first.sessionId, 'the same session');
+  const revived = await srv.session(first.sessionId);
+  assert.equal(revived.status, 'active');
+  assert.equal(revived.end_reason, null);
+  assert.equal(revived.created_at, ended.created_at);
+  await pb.getByText('Welcome back').waitFor();
+  // the page keeps it alive: its WebSocket is open and heartbeats flow
+  await pb.waitForFunction(() => window.__demo.client.connectionState === 'open', null, { timeout: 10_000 });
+
+  // crash again; this time the session is ended for good before the user
+  // clicks: the server refuses the revive (409) and the page starts fresh
+  const second = await crashedAndEnded(srv, B, first.sessionId);
+  assert.equal(second.end_reason, 'disconnected');
+  const C = await browser('interview-revive-c');
+  const pc = await C.newPage(url);
+  assert.equal((await startInterview(pc)).state, 'continue');
+  assert.equal((await srv.api('POST', `/v1/sessions/${first.sessionId}/revive`)).status, 200);
+  assert.equal((await srv.api('POST', `/v1/sessions/${first.sessionId}/end`, {})).status, 200);
+  await pc.getByRole('button', { name: 'Continue your interview' }).click();
+  await pc.waitForFunction(() => window.__demo.state === 'live', null, { timeout: 10_000 });
+  const fresh = await pc.evaluate(() => window.__demo.sessionId);
+  assert.notEqual(fresh, first.sessionId);
+  assert.equal((await srv.session(fresh)).status, 'active');
+  await pc.getByText('Could not continue').waitFor();
 });
 
 test('no WebSocket: the SDK falls back to SSE + HTTP heartbeats; events still arrive', { timeout: 60_000 }, async () => {

@@ -448,3 +448,62 @@ async function waitUntil(cond, what = 'condition') {
   }
   assert.fail(`never happened: ${what}`);
 }
+
+test('revive(): POST /revive tracks the session again; a blocking session yields a conflict whose takeover() revives', async () => {
+  const revived = session({ id: 'old' });
+  const { c, fetch } = client({
+    'GET /v1/kinds': [200, { kinds: [{ name: 'interview', idle_timeout_ms: 30_000 }] }],
+    'POST /v1/sessions/old/revive': (body) =>
+      body.on_conflict === 'takeover'
+        ? [200, revived]
+        : [409, { status: 409, title: 'Conflict', detail: 'live session exists', blocking_session: session({ id: 'new' }) }],
+    'POST /v1/sessions/gone/revive': [409, { status: 409, title: 'Conflict', detail: 'the revive window (2m after the end) closed at …' }],
+  });
+  const r = await c.revive('old');
+  assert.equal(r.conflict, true);
+  assert.equal(r.blockingSession.id, 'new');
+  const h = await r.takeover();
+  assert.equal(h.conflict, false);
+  assert.equal(h.id, 'old');
+  assert.equal(h.status, 'active');
+  assert.equal(h.heartbeatIntervalMs, 10_000, 'heartbeats at the kind pace, as for a started session');
+  const posts = fetch.calls.filter((x) => x.key === 'POST /v1/sessions/old/revive');
+  assert.deepEqual(posts.map((p) => p.body.on_conflict), [undefined, 'takeover']);
+  // not revivable: the 409 reaches the app, which starts a new session instead
+  await assert.rejects(c.revive('gone'), (e) => e instanceof TetherError && e.status === 409 && /window/.test(e.detail));
+  c.close();
+});
+
+test('session.expiring reaches onExpiring (session option and client hook) and the handle; session.revived un-ends a handle', async () => {
+  const { c } = client({
+    'GET /v1/kinds': [200, { kinds: [] }],
+    'POST /v1/sessions': [201, { session: session(), superseded: [] }],
+  });
+  const fromOption = [];
+  const h = await c.startSession('interview', { heartbeat: false, onExpiring: (ev, handle) => fromOption.push([ev.deadline, handle]) });
+  const fromClient = [];
+  c.onExpiring((ev, handle) => fromClient.push([ev.reason, handle]));
+  const fromHandle = [];
+  h.on('expiring', (ev) => fromHandle.push(ev.deadline));
+  const deadline = '2026-01-01T00:01:00.000Z';
+  c._dispatch({ id: 1, type: 'session.expiring', at: '2026-01-01T00:00:50.000Z', deadline, reason: 'idle_timeout', session: session({ expires_at: deadline }) });
+  assert.deepEqual(fromOption, [[deadline, h]]);
+  assert.deepEqual(fromClient, [['idle_timeout', h]]);
+  assert.deepEqual(fromHandle, [deadline]);
+  assert.equal(h.session.expires_at, deadline);
+
+  // ended, then revived (elsewhere): live again, and its next end is news again
+  const ends = [];
+  h.on('ended', (reason) => ends.push(reason));
+  const revivals = [];
+  h.on('revived', (s) => revivals.push(s.status));
+  c._dispatch({ id: 2, type: 'session.ended', reason: 'idle_timeout', session: session({ status: 'ended', end_reason: 'idle_timeout', ended_at: deadline }) });
+  assert.equal(h.ended, true);
+  c._dispatch({ id: 3, type: 'session.revived', session: session() });
+  assert.equal(h.ended, false);
+  assert.equal(h.status, 'active');
+  assert.deepEqual(revivals, ['active']);
+  c._dispatch({ id: 4, type: 'session.ended', reason: 'disconnected', session: session({ status: 'ended', end_reason: 'disconnected' }) });
+  assert.deepEqual(ends, ['idle_timeout', 'disconnected']);
+  c.close();
+});

@@ -1,6 +1,10 @@
 // Interview demo: kind `interview` with per_user = "reject" — seed 003's
 // "Previous session detected → Clear previous session & continue", done with
-// Tether's 409 + on_conflict=takeover instead of hand-written cleanup.
+// Tether's 409 + on_conflict=takeover instead of hand-written cleanup; and,
+// once a crashed browser's interview has ended (`disconnected`, or
+// `idle_timeout`), "Continue your interview" revives the same session within
+// the kind's `revive_window` (on a 409 a new one starts instead). A
+// `session.expiring` warning asks "Still there?".
 import { createClient, fetchDemoToken, TetherError } from '/sdk/tether.js';
 
 const $ = (id) => document.getElementById(id);
@@ -23,13 +27,23 @@ const el = {
   liveElapsed: $('live-elapsed'),
   liveHb: $('live-hb'),
   end: $('end-btn'),
+  cont: $('continue'),
+  contH: $('continue-h'),
+  contId: $('continue-id'),
+  contEnded: $('continue-ended'),
+  contReason: $('continue-reason'),
+  contBtn: $('continue-btn'),
+  fresh: $('fresh-btn'),
+  expiring: $('expiring'),
+  expiringAt: $('expiring-at'),
+  here: $('here-btn'),
   status: $('status-text'),
   connDot: $('conn-dot'),
   connText: $('conn-text'),
 };
 
 const demo = {
-  state: 'idle', // idle | starting | conflict | live | ended
+  state: 'idle', // idle | starting | conflict | continue | live | ended
   userId: null,
   token: null,
   client: null,
@@ -38,11 +52,19 @@ const demo = {
   conflict: null,
   blockingSessionId: null,
   endReason: null,
+  /** the ended session offered for "Continue your interview" */
+  revivable: null,
+  /** the id of the session "Continue your interview" brought back */
+  revived: null,
+  /** the last session.expiring of the live session */
+  expiring: null,
   errors: [],
 };
 window.__demo = demo;
 
 const KIND = 'interview';
+/** The end reasons a revive undoes. */
+const REVIVABLE = new Set(['idle_timeout', 'disconnected']);
 let elapsedTimer = null;
 
 const params = new URLSearchParams(location.search);
@@ -94,13 +116,119 @@ el.form.addEventListener('submit', async (ev) => {
   say('Starting…');
   try {
     const client = await ensureClient(userId);
-    const r = await client.startSession(KIND, { metadata: { demo: 'interview' } });
-    if (r.conflict) showConflict(r);
-    else showLive(r, 'Interview started.');
+    const previous = await revivableInterview(client, userId);
+    if (previous) showContinue(previous);
+    else await startFresh(client, 'Interview started.');
   } catch (e) {
     demo.state = 'idle';
     el.error.textContent = 'Could not start: ' + describe(e);
     el.start.disabled = false;
+  }
+});
+
+async function startFresh(client, text) {
+  const r = await client.startSession(KIND, { metadata: { demo: 'interview' }, onExpiring });
+  if (r.conflict) showConflict(r);
+  else showLive(r, text);
+}
+
+/**
+ * The user's latest interview, if it ended because the browser went away
+ * (`disconnected`, `idle_timeout`) less than the kind's `revive_window` ago
+ * and no live one exists. Read from the server, so a crash in another
+ * browser counts too.
+ */
+async function revivableInterview(client, userId) {
+  const kinds = await client.kinds().catch(() => null);
+  const windowMs = kinds?.get(KIND)?.revive_window_ms;
+  if (!windowMs) return null;
+  const live = await client.listSessions({ kind: KIND, status: 'live', user_id: userId, limit: 1 });
+  if (live.sessions.length) return null; // still live: the conflict path offers to clear it
+  const { sessions } = await client.listSessions({ kind: KIND, status: 'ended', user_id: userId, limit: 1000 });
+  const latest = sessions
+    .filter((s) => s.user_id === userId && s.ended_at)
+    .sort((a, b) => Date.parse(b.ended_at) - Date.parse(a.ended_at))[0];
+  if (!latest || !REVIVABLE.has(latest.end_reason)) return null;
+  // The page's clock decides only whether to offer; the server decides the revive.
+  return Date.now() - Date.parse(latest.ended_at) < windowMs ? latest : null;
+}
+
+function showContinue(s) {
+  demo.state = 'continue';
+  demo.revivable = s;
+  el.contId.textContent = s.id;
+  el.contEnded.textContent = time(s.ended_at);
+  el.contReason.textContent = s.end_reason === 'disconnected' ? 'your browser disconnected' : 'no sign of life for a while';
+  el.cont.hidden = false;
+  el.live.hidden = true;
+  el.conflict.hidden = true;
+  el.contH.focus();
+  say('Your previous interview can be continued.');
+}
+
+el.contBtn.addEventListener('click', async () => {
+  const s = demo.revivable;
+  if (!s) return;
+  el.contBtn.disabled = el.fresh.disabled = true;
+  try {
+    const r = await demo.client.revive(s.id, { onExpiring });
+    el.cont.hidden = true;
+    demo.revivable = null;
+    if (r.conflict) {
+      showConflict(r);
+      return;
+    }
+    demo.revived = r.id;
+    showLive(r, 'Welcome back — your interview continues where it left off.');
+  } catch (e) {
+    if (e instanceof TetherError && e.status === 409) {
+      // too late, or no longer revivable: start fresh instead
+      el.cont.hidden = true;
+      demo.revivable = null;
+      try {
+        await startFresh(demo.client, `Could not continue (${describe(e)}); a new interview was started.`);
+      } catch (e2) {
+        say('Could not start: ' + describe(e2));
+        el.start.disabled = false;
+      }
+    } else {
+      say('Could not continue: ' + describe(e));
+    }
+  } finally {
+    el.contBtn.disabled = el.fresh.disabled = false;
+  }
+});
+
+el.fresh.addEventListener('click', async () => {
+  el.cont.hidden = true;
+  demo.revivable = null;
+  try {
+    await startFresh(demo.client, 'New interview started.');
+  } catch (e) {
+    say('Could not start: ' + describe(e));
+    el.start.disabled = false;
+  }
+});
+
+/** `session.expiring`: a deadline is `warn_before` away — ask "still there?". */
+function onExpiring(ev, handle) {
+  if (demo.session !== handle) return;
+  demo.expiring = ev;
+  el.expiringAt.textContent = time(ev.deadline);
+  el.expiring.hidden = false;
+  say(`Still there? The interview ends at ${time(ev.deadline)} unless it hears from you.`);
+}
+
+el.here.addEventListener('click', async () => {
+  const h = demo.session;
+  if (!h) return;
+  try {
+    await h.heartbeat();
+    el.expiring.hidden = true;
+    demo.expiring = null;
+    say('Thanks — the interview goes on.');
+  } catch (e) {
+    say('Could not reach the server: ' + describe(e));
   }
 });
 
@@ -149,6 +277,7 @@ function showLive(handle, text) {
   demo.sessionId = handle.id;
   demo.endReason = null;
   el.live.hidden = false;
+  el.expiring.hidden = true;
   el.start.disabled = true;
   el.liveId.textContent = handle.id;
   el.liveStatus.textContent = handle.status;
@@ -173,6 +302,7 @@ function showLive(handle, text) {
     demo.endReason = reason;
     clearInterval(elapsedTimer);
     el.live.hidden = true;
+    el.expiring.hidden = true;
     el.start.disabled = false;
     say(`Interview ended (${reason}).`);
   });

@@ -14,6 +14,8 @@ export type EventType =
   | 'session.activated'
   | 'session.completing'
   | 'session.ended'
+  | 'session.expiring'
+  | 'session.revived'
   | 'participant.joined'
   | 'participant.left'
   | 'match.found'
@@ -79,6 +81,10 @@ export interface KindInfo {
   max_duration_ms: number | null;
   waiting_timeout_ms: number | null;
   disconnect_grace_ms: number | null;
+  /** `session.expiring` comes this long before each deadline (null: no warning). */
+  warn_before_ms?: number | null;
+  /** How long after an `idle_timeout` / `disconnected` end a session may be revived (null: never). */
+  revive_window_ms?: number | null;
   per_user: 'replace' | 'reject' | 'allow';
   quorum: number;
   presence: 'owner' | 'any';
@@ -125,8 +131,10 @@ export interface SessionEvent {
   at: string;
   /** The session after the change; for `match.*` and `call.signal`, the call session. */
   session: Session;
-  /** `session.ended` only. */
+  /** `session.ended`: why it ended; `session.expiring`: the end the coming deadline would bring. */
   reason?: EndReason;
+  /** `session.expiring` only: when the session ends unless activity moves the deadline. */
+  deadline?: string;
   /** `participant.joined` / `participant.left` only. */
   participant?: Participant;
   /** `match.found`: a Match; `match.mutual`: a MutualMatch. */
@@ -152,6 +160,13 @@ export interface StreamGapEvent {
 }
 
 export type TetherEvent = SessionEvent | StreamGapEvent;
+
+/**
+ * `session.expiring`: a deadline that would end the session is the kind's
+ * `warn_before` away (published once per deadline). A heartbeat moves an idle
+ * deadline, and the new one is warned of in turn; `max_duration` cannot be moved.
+ */
+export type ExpiringEvent = SessionEvent & { type: 'session.expiring'; deadline: string; reason: EndReason };
 
 export interface Problem {
   type?: string;
@@ -222,6 +237,11 @@ export interface SessionOptions {
   restartOnRestore?: boolean;
   /** How long to wait for the event connection before creating the session (default 3000). */
   connectTimeoutMs?: number;
+  /**
+   * Called on `session.expiring` for this session (the kind's `warn_before`
+   * ahead of a deadline): e.g. ask "still there?" and call `handle.heartbeat()`.
+   */
+  onExpiring?: (ev: ExpiringEvent, handle: SessionHandle) => void;
 }
 
 export interface MatchingPrefs {
@@ -255,6 +275,10 @@ export interface SessionEventMap {
   ended: (reason: EndedReason, session: Session) => void;
   update: (session: Session) => void;
   event: (ev: SessionEvent) => void;
+  /** A deadline is `warn_before` away (`session.expiring`). */
+  expiring: (ev: ExpiringEvent) => void;
+  /** The ended session is live again (revived here or elsewhere); heartbeats resumed. */
+  revived: (session: Session) => void;
   restarted: (info: { previousId: string; session: Session; why: 'pageshow' | 'visible' }) => void;
   error: (err: unknown) => void;
 }
@@ -284,10 +308,10 @@ export declare class SessionHandle {
 export declare class Conflict {
   readonly conflict: true;
   kind: string;
-  /** The live session that blocks a new one (per_user = "reject"). */
+  /** The live session that blocks a new (or revived) one (per_user = "reject"). */
   blockingSession: Session;
   error: TetherError;
-  /** End the blocking session (`taken_over`) and start a new one. */
+  /** End the blocking session (`taken_over`) and start a new one (for a revive's conflict: revive). */
   takeover(): Promise<SessionHandle>;
 }
 
@@ -345,12 +369,20 @@ export declare class TetherClient {
   on(type: 'error', fn: (err: unknown) => void): Unsubscribe;
   off(type: string, fn: Function): void;
   onMatch(fn: (match: Match, ev: SessionEvent | null) => void): Unsubscribe;
+  /** Every `session.expiring`, with the handle of the session when this client tracks it. */
+  onExpiring(fn: (ev: ExpiringEvent, handle: SessionHandle | null) => void): Unsubscribe;
   connect(): void;
   ready(timeoutMs?: number): Promise<boolean>;
   close(): void;
 
   startSession(kind: string, opts?: SessionOptions): Promise<SessionHandle | Conflict>;
   resumeSession(id: string, opts?: SessionOptions): Promise<SessionHandle | null>;
+  /**
+   * Revive a session that ended `idle_timeout` or `disconnected` within its kind's
+   * `revive_window`. A Conflict when another live session blocks it (per_user = "reject");
+   * rejects with a TetherError 409 when it cannot be revived (start a new one then).
+   */
+  revive(id: string, opts?: SessionOptions): Promise<SessionHandle | Conflict>;
   getSession(id: string): Promise<Session>;
   listSessions(q?: { kind?: string; status?: string; user_id?: string; limit?: number; cursor?: string }): Promise<{ sessions: Session[]; next_cursor: string | null }>;
   endSession(id: string, reason?: string): Promise<Session>;

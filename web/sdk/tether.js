@@ -12,7 +12,7 @@
 //   lib/client.js     TetherClient: HTTP, event routing, catching up after gaps
 //   lib/transport.js  WebSocket + SSE fallback, reconnect with backoff
 //   lib/page.js       pagehide beacon, bfcache restore, hidden-page ends
-//   lib/session.js    SessionHandle (heartbeats, end, restart), Conflict
+//   lib/session.js    SessionHandle (heartbeats, end, expiring, revive, restart), Conflict
 //   lib/call.js       Call: WebRTC with perfect negotiation over Tether signalling
 //   lib/vocabulary.js event types and live statuses of the wire
 //   lib/http.js, lib/errors.js, lib/emitter.js, lib/util.js  the small parts

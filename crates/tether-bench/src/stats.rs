@@ -42,6 +42,20 @@ impl Samples {
         self.values.push(v);
     }
 
+    /// Adds another set's observations (its missing ones too).
+    pub fn extend(&mut self, other: &Samples) {
+        self.values.extend_from_slice(&other.values);
+        self.missing += other.missing;
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
     /// Sorts the values and computes the summary. Missing samples sort last.
     pub fn summary(&mut self) -> Summary {
         self.values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));

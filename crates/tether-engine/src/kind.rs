@@ -51,6 +51,12 @@ pub struct KindPolicy {
     pub disconnect_grace: Option<Dur>,
     pub on_parent_end: OnParentEnd,
     pub invite_ttl: Option<Dur>,
+    /// `session.expiring` is published this long before each deadline that
+    /// would end a live session (once per deadline).
+    pub warn_before: Option<Dur>,
+    /// A session that ended `idle_timeout` or `disconnected` may be revived
+    /// (`POST /v1/sessions/{id}/revive`) this long after its end.
+    pub revive_window: Option<Dur>,
     /// Ended sessions are kept this long, then purged. Not a timeout, so it
     /// has a default (7 days) instead of being off.
     pub retention: Dur,
@@ -80,6 +86,8 @@ impl KindPolicy {
             disconnect_grace: None,
             on_parent_end: OnParentEnd::End,
             invite_ttl: None,
+            warn_before: None,
+            revive_window: None,
             retention: DEFAULT_RETENTION,
             decision_timeout: None,
             owner_joins: true,

@@ -8,7 +8,8 @@
 //! - [`schedule`]: the deadline queue (earliest deadline first);
 //! - [`engine`]: the live sessions and every operation on them, each returning the
 //!   writes to make durable and the events to publish (its module doc tours its
-//!   files: operations, invites, slot storage, deadlines); the reads made under
+//!   files: operations, revive, invites, slot storage, deadlines and their
+//!   `session.expiring` warnings); the reads made under
 //!   the server's lock (`live_counts`, `overdue_count`, `orphans`) cost in
 //!   proportion to their answer, not to the number of sessions;
 //! - `live` and `index` (private): how the engine keeps a live session compactly
@@ -26,7 +27,7 @@ pub mod schedule;
 pub mod session;
 pub mod time;
 
-pub use engine::{Engine, EngineError, Event, EventType, NewSession, Outcome, Write};
+pub use engine::{Engine, EngineError, Event, EventType, NewSession, Outcome, ReviveRefusal, Write};
 pub use kind::{KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
 pub use session::{EndReason, Invite, Participant, Session, Status};
 pub use time::{Dur, Millis};

@@ -376,6 +376,10 @@ pub(crate) const OWNER_HEAD: u8 = 16;
 /// The session is in `Engine::orphans`: its kind cascades but its parent is not live.
 pub(crate) const ORPHAN: u8 = 32;
 
+/// The session has an entry in `Engine::warned`: the deadline it was last
+/// warned of (`session.expiring`).
+pub(crate) const WARNED: u8 = 64;
+
 /// One live session (104 bytes).
 ///
 /// The owner's id is kept inline rather than as an index into a user table:

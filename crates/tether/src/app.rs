@@ -59,8 +59,13 @@ impl Core {
         metrics: &Arc<Metrics>,
     ) -> Result<Core, store::StoreError> {
         let mut engine = Engine::new(kinds.clone());
-        let (sessions, invites) = store.load_live()?;
-        engine.restore_since(floor, sessions, invites);
+        let invites = store.invites()?;
+        let mut pages = store::LivePages::new(store);
+        engine.restore_since(floor, &mut pages, invites);
+        if let Some(e) = pages.error {
+            return Err(e);
+        }
+        release_freed_memory();
         let matching = Matching::restore(store, &engine, metrics.clone())?;
         Ok(Core { engine, matching })
     }
@@ -182,31 +187,25 @@ impl App {
         };
         let metrics = Arc::new(Metrics::default());
         let epoch: u64 = store.meta_get("event_epoch")?.and_then(|v| v.parse().ok()).unwrap_or(0) + 1;
-        store.meta_put("event_epoch", &epoch.to_string())?;
+        // A cluster node's term is bumped atomically when it takes the lease
+        // (`PostgresStore::lease_acquire`); a read-modify-write here could undo one.
+        if postgres.is_none() {
+            store.meta_put("event_epoch", &epoch.to_string())?;
+        }
 
         let jwt_secret = match settings.jwt_secret.clone() {
             Some(s) => s,
-            None => match store.meta_get("auth.jwt_secret")? {
-                Some(s) => s,
-                None => {
-                    let s = random_token(32);
-                    store.meta_put("auth.jwt_secret", &s)?;
-                    s
-                }
-            },
+            None => store.meta_put_if_absent("auth.jwt_secret", &random_token(32))?,
         };
         let mut api_keys = settings.api_keys.clone();
         let mut generated_api_key = None;
         if api_keys.is_empty() {
-            match store.meta_get("auth.api_key")? {
-                Some(k) => api_keys.push(k),
-                None => {
-                    let k = format!("tk_{}", random_token(24));
-                    store.meta_put("auth.api_key", &k)?;
-                    generated_api_key = Some(k.clone());
-                    api_keys.push(k);
-                }
+            let fresh = format!("tk_{}", random_token(24));
+            let key = store.meta_put_if_absent("auth.api_key", &fresh)?;
+            if key == fresh {
+                generated_api_key = Some(key.clone());
             }
+            api_keys.push(key);
         }
 
         // A cluster node loads the live state when it takes the lease over.
@@ -416,6 +415,17 @@ impl App {
             now - retention.millis()
         };
         self.store.purge(&cutoff, dry_run)
+    }
+}
+
+/// Hands memory freed after a large recovery back to the operating system:
+/// the wire-form sessions read page by page leave the allocator's heap
+/// fragmented, which (measured) kept RSS far above what the engine holds.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

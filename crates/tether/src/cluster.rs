@@ -82,8 +82,9 @@ pub enum Role {
     Follower,
     /// Holds the lease with this fencing epoch: owns the live state.
     Owner { epoch: i64 },
-    /// Handing the lease over before exit: forwards like a follower.
-    Leaving,
+    /// Handing the lease over before exit: forwards like a follower, still
+    /// renews the lease (its last commits must pass the fence) until it gives it back.
+    Leaving { epoch: i64 },
 }
 
 pub struct Cluster {
@@ -150,13 +151,13 @@ impl Cluster {
 
     /// Joins the cluster and starts the cluster thread (lease, membership, tail).
     pub fn start(self: &Arc<Self>, app: Arc<App>) -> Result<(), crate::store::StoreError> {
-        app.hub.set_clustered();
         self.pg.set_fence(None);
         self.pg.node_join(&self.node_id, &self.advertise)?;
         let (tx, rx) = std::sync::mpsc::channel();
         *self.poke.lock() = Some(tx);
         let me = self.clone();
         let tail_from = self.pg.events_head()?;
+        app.hub.set_clustered(tail_from);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         // The synchronous client must not be created on the server's runtime threads.
         std::thread::Builder::new()
@@ -258,7 +259,9 @@ impl Cluster {
                         }
                     }
                 }
-                Role::Leaving => {}
+                Role::Leaving { epoch } => {
+                    let _ = self.pg.lease_renew(&self.node_id, epoch, self.lease.as_millis() as i64);
+                }
             }
             let lease = if self.is_owner() { self.pg.lease().unwrap_or(lease) } else { lease };
             self.note_owner(&lease, &mut known_epoch, &app);
@@ -346,7 +349,7 @@ impl Cluster {
     /// follower (forwarding) until the server has drained.
     pub async fn hand_over(&self, app: &Arc<App>) {
         let Role::Owner { epoch } = self.role() else { return };
-        *self.role.write() = Role::Leaving;
+        *self.role.write() = Role::Leaving { epoch };
         let started = Instant::now();
         while self.in_flight.load(Ordering::Acquire) > 0 && started.elapsed() < Duration::from_secs(2) {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -382,7 +385,7 @@ impl Cluster {
     async fn owner_url(&self, until: Instant) -> Option<String> {
         loop {
             if let Some(url) = self.owner_url.read().clone() {
-                if url != self.advertise || !matches!(self.role(), Role::Leaving) {
+                if url != self.advertise || !matches!(self.role(), Role::Leaving { .. }) {
                     return Some(url);
                 }
             }

@@ -25,6 +25,11 @@
 //!   a built-in kind's timeout is removed (`[kinds.matching] idle_timeout = "off"`).
 //!   `retention` is not a timeout and cannot be `"off"`.
 //! - `decision_timeout` is accepted only in `[kinds.matching]`.
+//! - `warn_before` (the `session.expiring` warning ahead of each deadline)
+//!   must be shorter than the kind's `idle_timeout`; `revive_window` (how
+//!   long after an `idle_timeout` or `disconnected` end a session may be
+//!   revived) is refused in `[kinds.matching]` and `[kinds.call]`. Both are
+//!   off when left out.
 //! - `[limits]`: `user_rate` and `api_key_rate` are `"N/s"`, `"N/m"`, `"N/h"`
 //!   or `"off"`; `user_burst` and `api_key_burst` whole numbers from 1;
 //!   `ws_send_timeout` a duration. See [`Limits`] for the defaults.
@@ -73,7 +78,7 @@ use std::fmt;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
-use tether_engine::kind::MATCHING;
+use tether_engine::kind::{CALL, MATCHING};
 use tether_engine::{Dur, EventType, KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
 use toml::Spanned;
 
@@ -465,6 +470,10 @@ struct KindToml {
     retention: Option<Retention>,
     /// Spanned: whether it is allowed depends on the kind's name.
     decision_timeout: Option<Spanned<Timeout>>,
+    /// Spanned: it must be shorter than the kind's idle_timeout.
+    warn_before: Option<Spanned<Timeout>>,
+    /// Spanned: matching and call sessions cannot be revived.
+    revive_window: Option<Spanned<Timeout>>,
 }
 
 impl KindToml {
@@ -502,6 +511,30 @@ impl KindToml {
         }
         if let Some(Retention(d)) = self.retention {
             p.retention = d;
+        }
+        if let Some(revive) = self.revive_window {
+            if p.name == MATCHING || p.name == CALL {
+                let message = format!(
+                    "revive_window is not allowed in [kinds.{}]: matching and call sessions carry the pool's \
+                     and the pair's state, so they are started again, not revived",
+                    p.name
+                );
+                return Err(cx.err(Some(revive.span()), Some(key("revive_window")), message));
+            }
+            p.revive_window = revive.into_inner().0;
+        }
+        if let Some(warn) = self.warn_before {
+            let span = warn.span();
+            p.warn_before = warn.into_inner().0;
+            if let (Some(before), Some(idle)) = (p.warn_before, p.idle_timeout) {
+                if before >= idle {
+                    let message = format!(
+                        "warn_before ({before}) must be shorter than idle_timeout ({idle}): \
+                         otherwise every heartbeat would be followed at once by a warning"
+                    );
+                    return Err(cx.err(Some(span), Some(key("warn_before")), message));
+                }
+            }
         }
         if let Some(v) = self.per_user {
             p.per_user = v;
@@ -1160,6 +1193,43 @@ retention          = "7d"        # ended sessions kept this long, then purged
             assert_eq!(e.line, Some(4), "{e}");
             assert_eq!(e.key, Some(format!("kinds.{kind}.decision_timeout")));
             assert!(e.message.contains("only allowed in [kinds.matching]"), "{e}");
+        }
+    }
+
+    #[test]
+    fn lifecycle_keys_warn_before_and_revive_window() {
+        let cfg = ok("[kinds.interview]\nidle_timeout = \"5m\"\nwarn_before = \"30s\"\nrevive_window = \"2m\"\n[kinds.default]\nwarn_before = \"10s\"\n");
+        let k = cfg.kinds.get("interview").unwrap();
+        assert_eq!((k.warn_before, k.revive_window), (secs(30), secs(120)));
+        let d = cfg.kinds.get("default").unwrap();
+        assert_eq!(
+            (d.warn_before, d.revive_window, d.idle_timeout),
+            (secs(10), None, secs(60)),
+            "default keeps idle 60s"
+        );
+        let off = ok("[kinds.x]\nwarn_before = \"off\"\nrevive_window = \"off\"\n");
+        assert_eq!((off.kinds.get("x").unwrap().warn_before, off.kinds.get("x").unwrap().revive_window), (None, None));
+        // Bad durations are named like any other duration key's.
+        for key in ["warn_before", "revive_window"] {
+            let e = err(&format!("[kinds.k]\n\n{key} = \"5x\"\n"));
+            assert_eq!((e.line, e.key.clone()), (Some(3), Some(format!("kinds.k.{key}"))), "{e}");
+            assert!(e.message.starts_with("bad duration \"5x\""), "{e}");
+        }
+        // A warning at least as far ahead as the idle timeout would follow every heartbeat.
+        for text in [
+            "[kinds.k]\nidle_timeout = \"30s\"\nwarn_before = \"30s\"\n",
+            "[kinds.k]\nwarn_before = \"1m\"\nidle_timeout = \"30s\"\n",
+            "[kinds.default]\n# built-in idle 60s\nwarn_before = \"90s\"\n",
+        ] {
+            let e = err(text);
+            assert!(e.key.as_deref().is_some_and(|k| k.ends_with(".warn_before")), "{e}");
+            assert_eq!(e.line, Some(text.lines().position(|l| l.starts_with("warn_before")).unwrap() + 1), "{e}");
+            assert!(e.message.contains("must be shorter than idle_timeout"), "{e}");
+        }
+        for kind in ["matching", "call"] {
+            let e = err(&format!("[kinds.{kind}]\nrevive_window = \"1m\"\n"));
+            assert_eq!((e.line, e.key.clone()), (Some(2), Some(format!("kinds.{kind}.revive_window"))), "{e}");
+            assert!(e.message.contains("not allowed"), "{e}");
         }
     }
 

@@ -64,7 +64,13 @@ impl From<tether_engine::Event> for Draft {
         if let Some(p) = e.participant {
             d.extra.insert("participant".into(), serde_json::to_value(p).unwrap_or(Value::Null));
         }
-        d.deadline = e.deadline;
+        match (e.kind, e.deadline) {
+            // A warning names the deadline it is about; it is not late for it.
+            (EventType::Expiring, Some(at)) => {
+                d.extra.insert("deadline".into(), Value::String(format_rfc3339(at)));
+            }
+            _ => d.deadline = e.deadline,
+        }
         d
     }
 }
@@ -156,9 +162,19 @@ impl Hub {
         }
     }
 
-    /// This node is one of several sharing the event log (see [`Hub::subscribe`]).
-    pub fn set_clustered(&self) {
+    /// This node is one of several sharing the event log (see
+    /// [`Hub::subscribe`]), whose newest id is `head`: until it owns the work
+    /// it stamps nothing, and its ids are those it reads from the log, so it
+    /// stands at `head` rather than at an epoch of its own (which could sort
+    /// above the owner's ids and hide them from its subscribers).
+    pub fn set_clustered(&self, head: u64) {
         self.clustered.store(true, std::sync::atomic::Ordering::Release);
+        let mut inner = self.inner.lock();
+        if inner.log.is_empty() {
+            inner.next = head + 1;
+            inner.run_start = head;
+            inner.evicted_through = head;
+        }
     }
 
     fn replay_rules(&self) -> Rules {

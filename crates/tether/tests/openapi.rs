@@ -347,6 +347,7 @@ fn request_bodies_are_never_null() {
         "post /v1/sessions/{id}/end",
         "post /v1/sessions/{id}/invites",
         "post /v1/sessions/{id}/participants",
+        "post /v1/sessions/{id}/revive",
     ];
     assert_eq!(optional, expected, "optional request bodies");
 }

@@ -490,3 +490,41 @@ fn postgres_store_reconnects_after_its_connections_are_killed() {
         assert_eq!(s.list(&filter(10)).unwrap().len(), round + 2);
     }
 }
+
+/// Sustained writes cannot grow the SQLite WAL without bound: past its limit
+/// it is checkpointed and truncated in the background (every 500 ms), so it
+/// holds at most what is written between two checkpoints beyond the limit,
+/// and an idle store's WAL is within the limit.
+#[test]
+fn sqlite_wal_stays_bounded_under_sustained_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    let path = path.to_str().unwrap();
+    let limit = 2 * 1024 * 1024;
+    let store = tether::store::SqliteStore::open_with_wal_limit(path, limit).unwrap();
+    let wal = format!("{path}-wal");
+    let big = "x".repeat(4000);
+    let (mut largest, mut previous, mut grown, mut cut) = (0u64, 0u64, 0u64, 0);
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    while started.elapsed() < std::time::Duration::from_secs(4) {
+        let mut s = session(&format!("s{n:08}"), "plain", "u1", "active");
+        s.metadata = serde_json::json!({"blob": big});
+        store.commit(&[put(&s)]).unwrap();
+        assert!(store.get(&s.id).unwrap().is_some());
+        n += 1;
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size < previous {
+            cut += 1;
+        } else {
+            grown += size - previous;
+        }
+        (largest, previous) = (largest.max(size), size);
+    }
+    // Unbounded, the WAL would be as large as everything appended to it.
+    assert!(cut >= 3, "the WAL was cut back {cut} times");
+    assert!(grown > 3 * largest, "the WAL reached {largest} bytes of the {grown} appended (limit {limit})");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let idle = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(idle <= limit, "idle WAL {idle} bytes");
+}

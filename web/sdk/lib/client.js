@@ -17,6 +17,7 @@ import { isLive } from './vocabulary.js';
 /** @typedef {import('../tether.d.ts').Session} Session */
 /** @typedef {import('../tether.d.ts').SessionEvent} SessionEvent */
 /** @typedef {import('../tether.d.ts').StreamGapEvent} StreamGapEvent */
+/** @typedef {import('../tether.d.ts').ExpiringEvent} ExpiringEvent */
 /** @typedef {import('../tether.d.ts').KindInfo} KindInfo */
 /** @typedef {import('../tether.d.ts').Match} Match */
 /** @typedef {import('../tether.d.ts').Signal} Signal */
@@ -210,6 +211,18 @@ export class TetherClient {
     return this.on('match', fn);
   }
 
+  /**
+   * Called with (event, handle) for every `session.expiring` — a deadline
+   * that would end the session is the kind's `warn_before` away (`deadline`,
+   * and the `reason` it would end with). Ask the user "still there?" and
+   * call `handle.heartbeat()` to move an idle deadline; `handle` is null for
+   * a session this client does not track.
+   * @param {(ev: ExpiringEvent, handle: SessionHandle | null) => void} fn
+   */
+  onExpiring(fn) {
+    return this.on('session.expiring', (ev) => fn(ev, this._sessions.get(ev.session?.id) ?? null));
+  }
+
   /** Start the event connection (idempotent). */
   connect() {
     if (this._closed) return;
@@ -387,6 +400,8 @@ export class TetherClient {
       if (this._endedSessions.has(sid)) return;
       this._endedSessions.add(sid);
     }
+    // a revived session may end again: that end is news too
+    if (ev.type === 'session.revived' && sid) this._endedSessions.delete(sid);
     if (ev.type === 'call.signal') {
       const callId = ev.session && ev.session.id;
       if (callId && ev.signal) this._routeSignal(callId, ev.signal);
@@ -481,6 +496,44 @@ export class TetherClient {
     this.connect();
     const session = await this.getSession(id);
     if (!isLive(session)) return null;
+    const handle = new SessionHandle(this, session, opts, null);
+    await handle._begin();
+    return handle;
+  }
+
+  /**
+   * Revive a session that ended `idle_timeout` or `disconnected` within its
+   * kind's `revive_window` (e.g. after a browser crash): the same session,
+   * active again, tracked like a started one. Resolves to its SessionHandle,
+   * or — when a `per_user = "reject"` kind has another live session for the
+   * user — to a Conflict whose takeover() ends that one and revives this.
+   * Rejects with a TetherError 409 when the session cannot be revived (the
+   * problem's detail says why: start a new one then), 404/403 when it is not
+   * the caller's.
+   * @param {string} id
+   * @param {SessionOptions} [opts]
+   * @returns {Promise<SessionHandle | Conflict>}
+   */
+  async revive(id, opts = {}) {
+    this.connect();
+    await this.ready(opts.connectTimeoutMs ?? 3000);
+    const body = opts.onConflict === 'takeover' ? { on_conflict: 'takeover' } : {};
+    let session;
+    try {
+      session = await this.request('POST', `/v1/sessions/${encodeURIComponent(id)}/revive`, body);
+    } catch (e) {
+      if (e instanceof TetherError && e.status === 409 && e.problem && e.problem.blocking_session) {
+        const blocking = e.problem.blocking_session;
+        return new Conflict(this, blocking.kind, opts, blocking, e, () => this.revive(id, { ...opts, onConflict: 'takeover' }));
+      }
+      throw e;
+    }
+    this._endedSessions.delete(session.id);
+    const tracked = this._sessions.get(session.id);
+    if (tracked) {
+      tracked._revived(session);
+      return tracked;
+    }
     const handle = new SessionHandle(this, session, opts, null);
     await handle._begin();
     return handle;

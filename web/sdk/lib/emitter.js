@@ -55,4 +55,7 @@ export class RecentSet {
     this.s.add(k);
     if (this.s.size > this.max) this.s.delete(this.s.values().next().value);
   }
+  delete(k) {
+    this.s.delete(k);
+  }
 }

@@ -1,7 +1,8 @@
 // A session the SDK keeps alive for the app: heartbeats at the kind's pace,
-// the end with its reason (from an event, a 410, or a re-read), restarts after
-// a bfcache restore or a return to a visible page; and the Conflict answer of
-// a `per_user = "reject"` kind.
+// the end with its reason (from an event, a 410, or a re-read), the warning
+// before a deadline (`session.expiring`, so the app can ask "still there?"),
+// a revive that brings it back, restarts after a bfcache restore or a return
+// to a visible page; and the Conflict answer of a `per_user = "reject"` kind.
 
 import { Emitter } from './emitter.js';
 import { TetherError } from './errors.js';
@@ -10,23 +11,36 @@ import { isLive } from './vocabulary.js';
 
 /** @typedef {import('../tether.d.ts').Session} Session */
 /** @typedef {import('../tether.d.ts').SessionEvent} SessionEvent */
+/** @typedef {import('../tether.d.ts').ExpiringEvent} ExpiringEvent */
 /** @typedef {import('../tether.d.ts').SessionOptions} SessionOptions */
 /** @typedef {import('../tether.d.ts').MatchingPrefs} MatchingPrefs */
 
 export class Conflict {
-  constructor(client, kind, opts, blockingSession, error) {
+  /**
+   * @param {import('./client.js').TetherClient} client
+   * @param {string} kind
+   * @param {SessionOptions} opts
+   * @param {Session} blockingSession
+   * @param {TetherError} error
+   * @param {(() => Promise<SessionHandle | Conflict>) | null} [retry] what takeover() does
+   *   (default: start a session of `kind` with on_conflict "takeover")
+   */
+  constructor(client, kind, opts, blockingSession, error, retry = null) {
     /** @type {true} */
     this.conflict = true;
     this.kind = kind;
-    /** @type {Session} the live session that blocks a new one */
+    /** @type {Session} the live session that blocks a new (or revived) one */
     this.blockingSession = blockingSession;
     this.error = error;
     this._client = client;
     this._opts = opts;
+    this._retry = retry;
   }
-  /** End the blocking session (`taken_over`) and start a new one. */
+  /** End the blocking session (`taken_over`) and start a new one (or revive, for a revive's conflict). */
   async takeover() {
-    const r = await this._client.startSession(this.kind, { ...this._opts, onConflict: 'takeover' });
+    const r = this._retry
+      ? await this._retry()
+      : await this._client.startSession(this.kind, { ...this._opts, onConflict: 'takeover' });
     return /** @type {SessionHandle} */ (r);
   }
 }
@@ -67,6 +81,7 @@ export class SessionHandle {
 
   /**
    * "ended" (reason, session) · "update" (session) · "event" (event) ·
+   * "expiring" (event: a deadline is `warn_before` away) · "revived" (session) ·
    * "restarted" ({previousId, session}) · "error" (err)
    * @param {string} type
    * @param {Function} fn
@@ -160,11 +175,44 @@ export class SessionHandle {
 
   /** @param {SessionEvent} ev */
   _onEvent(ev) {
+    if (ev.type === 'session.revived') {
+      this._revived(ev.session);
+      this._em.emit('event', ev);
+      return;
+    }
     if (ev.session) this._update(ev.session);
     this._em.emit('event', ev);
     if (ev.type === 'session.ended') {
       this._markEnded(ev.reason ?? ev.session?.end_reason ?? 'ended', ev.session ?? null);
+    } else if (ev.type === 'session.expiring' && !this.ended) {
+      const warning = /** @type {ExpiringEvent} */ (ev);
+      if (typeof this.opts.onExpiring === 'function') {
+        try {
+          this.opts.onExpiring(warning, /** @type {any} */ (this));
+        } catch (e) {
+          if (globalThis.console) console.error('tether onExpiring error', e);
+        }
+      }
+      this._em.emit('expiring', warning);
     }
+  }
+
+  /**
+   * The session is live again (POST /revive, by this page or elsewhere):
+   * heartbeats resume and the app hears "revived".
+   * @param {Session} s
+   */
+  _revived(s) {
+    if (!s || s.id !== this.id || !isLive(s)) return;
+    const wasEnded = this.ended;
+    this.session = s;
+    this.ended = false;
+    this.endReason = null;
+    this._beaconed = false;
+    this._em.emit('update', s);
+    if (!wasEnded) return;
+    this._startHeartbeats();
+    this._em.emit('revived', s);
   }
 
   _update(s) {

@@ -12,6 +12,8 @@ export const EVENT_TYPES = Object.freeze([
   'session.activated',
   'session.completing',
   'session.ended',
+  'session.expiring',
+  'session.revived',
   'participant.joined',
   'participant.left',
   'match.found',

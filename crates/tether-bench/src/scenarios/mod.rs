@@ -9,7 +9,7 @@
 //!   population of N live sessions per size ([`population`]; creating a
 //!   million sessions is the expensive part);
 //! - [`heartbeats_http`], [`heartbeats_ws`], [`durable_starts`],
-//!   [`time_to_pair`], [`signaling_relay`], [`webhooks`] stand alone.
+//!   [`time_to_pair`], [`pairing_throughput`], [`signaling_relay`], [`webhooks`] stand alone.
 
 pub mod durable_starts;
 pub mod expiry_lateness;
@@ -17,6 +17,7 @@ pub mod heartbeats_http;
 pub mod heartbeats_ws;
 pub mod mass_expiry;
 pub mod memory;
+pub mod pairing_throughput;
 pub mod population;
 pub mod recovery;
 pub mod signaling_relay;
@@ -51,6 +52,7 @@ pub const ALL: &[&str] = &[
     memory::NAME,
     recovery::NAME,
     time_to_pair::NAME,
+    pairing_throughput::NAME,
     signaling_relay::NAME,
     webhooks::NAME,
 ];
@@ -169,6 +171,7 @@ pub async fn run(
                 heartbeats_ws::NAME => heartbeats_ws::run(src, p).await,
                 durable_starts::NAME => durable_starts::run(src, p, peers).await,
                 time_to_pair::NAME => time_to_pair::run(src, p).await,
+                pairing_throughput::NAME => pairing_throughput::run(src, p).await,
                 signaling_relay::NAME => signaling_relay::run(src, p, peers).await,
                 webhooks::NAME => webhooks::run(src, p).await,
                 _ => continue, // a population scenario, run above

@@ -1,12 +1,20 @@
 //! Deadlines: what ends a session and when (from its kind's policy and its
-//! state), the queue that keeps them in order (`schedule.rs`), applying the
-//! due ones (`expire_due`), and reading the overdue ones from the queue's
-//! head instead of from every session.
+//! state), the `session.expiring` warning `warn_before` ahead of that end,
+//! the queue that keeps them in order (`schedule.rs`), applying the due ones
+//! (`expire_due`), and reading the overdue ones from the queue's head instead
+//! of from every session.
+//!
+//! A warning is one more instant a session wakes at, so it rides the same
+//! queue entry as the deadline itself: nothing sweeps for sessions about to
+//! expire. Once given, the deadline it named is recorded (`Engine::warned`)
+//! and the session's wake time moves on to the deadline; activity that moves
+//! the deadline makes the record stale, so the new deadline is warned of in
+//! turn.
 
 use super::outcome::event;
 use super::{Engine, EventType, Outcome, Write};
 use crate::kind::KindPolicy;
-use crate::live::{Slot, GRACE, NONE, OWNER_JOINED};
+use crate::live::{Slot, GRACE, NONE, OWNER_JOINED, WARNED};
 use crate::session::{EndReason, Status};
 use crate::time::Millis;
 use std::sync::Arc;
@@ -18,14 +26,15 @@ pub(super) struct Deadlines {
     pub end: Option<(Millis, EndReason)>,
     /// The earliest moment a participant goes idle.
     pub participant: Option<Millis>,
+    /// When `session.expiring` is due for `end` (`warn_before` ahead of it),
+    /// unless that deadline was warned of already. May lie in the past: a
+    /// deadline set closer than `warn_before` is warned of at once.
+    pub warn: Option<Millis>,
 }
 
 impl Deadlines {
     fn wake(&self) -> Option<Millis> {
-        match (self.end.map(|e| e.0), self.participant) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.end.map(|e| e.0), self.participant, self.warn].into_iter().flatten().min()
     }
 }
 
@@ -142,7 +151,13 @@ impl Engine {
             Some(parts) => parts.iter().filter(|p| p.present()).map(|p| p.last_seen_at.max(floor) + pit.millis()).min(),
             None => (s.flags & OWNER_JOINED != 0).then(|| s.last_seen_at.max(floor) + pit.millis()),
         });
-        Some(Deadlines { end, participant })
+        let warn = match (k.warn_before, end) {
+            (Some(before), Some((at, _))) if !(s.flags & WARNED != 0 && self.warned.get(&idx) == Some(&at)) => {
+                Some(at.saturating_sub(before.millis()))
+            }
+            _ => None,
+        };
+        Some(Deadlines { end, participant, warn })
     }
 
     pub(super) fn wake(&self, idx: u32) -> Option<Millis> {
@@ -259,6 +274,7 @@ impl Engine {
             self.finish(now, idx, reason, None, Some(at), out);
             return;
         }
+        let mut left = Vec::new();
         if d.participant.is_some_and(|at| at <= now) {
             let floor = self.activity_floor;
             let pit = self
@@ -266,23 +282,39 @@ impl Engine {
                 .and_then(|k| k.participant_idle_timeout)
                 .map(|d| d.millis())
                 .unwrap_or(i64::MAX);
-            let mut left = Vec::new();
             for p in self.slot_mut(idx).parts_mut().iter_mut().filter(|p| p.present()) {
                 if p.last_seen_at.max(floor).saturating_add(pit) <= now {
                     p.left_at = now;
                     left.push(p.to_participant());
                 }
             }
-            self.reschedule(idx);
-            let snap = Arc::new(self.snapshot(idx));
+        }
+        // The warning names the deadline as it stands after the participants left.
+        let d = if left.is_empty() { d } else { self.deadlines(idx, self.slot(idx)).unwrap_or(d) };
+        let warning = d.end.filter(|_| d.warn.is_some_and(|w| w <= now));
+        if let Some((at, _)) = warning {
+            self.warned.insert(idx, at);
+            self.slot_mut(idx).flags |= WARNED;
+        }
+        self.reschedule(idx);
+        if left.is_empty() && warning.is_none() {
+            return;
+        }
+        let snap = Arc::new(self.snapshot(idx));
+        if !left.is_empty() {
             out.writes.push(Write::Session(snap.clone()));
-            for p in left {
-                let mut e = event(EventType::ParticipantLeft, now, &snap);
-                e.participant = Some(p);
-                out.events.push(e);
-            }
-        } else {
-            self.reschedule(idx);
+        }
+        for p in left {
+            let mut e = event(EventType::ParticipantLeft, now, &snap);
+            e.participant = Some(p);
+            out.events.push(e);
+        }
+        // Nothing to write for a warning: it changes no field of the session.
+        if let Some((at, reason)) = warning {
+            let mut e = event(EventType::Expiring, now, &snap);
+            e.reason = Some(reason);
+            e.deadline = Some(at);
+            out.events.push(e);
         }
     }
 }

@@ -16,10 +16,13 @@
 //!   [`Write`]) and the event vocabulary ([`EventType`]);
 //! - `ops.rs`: the operations that change sessions (create, heartbeat, end,
 //!   complete, join/leave, sockets, restore) and their errors;
+//! - `revive.rs`: bringing back a session that ended `idle_timeout` or
+//!   `disconnected` within its kind's `revive_window`;
 //! - `invites.rs`: invitations to join a session without an account;
 //! - `slots.rs`: the slab of live sessions and its indexes, the counters kept
 //!   with them, and the snapshot a slot is shown as;
-//! - `deadlines.rs`: a session's deadlines, the queue that orders them, and
+//! - `deadlines.rs`: a session's deadlines (and the `session.expiring`
+//!   warning `warn_before` ahead of them), the queue that orders them, and
 //!   `expire_due` / `overdue`.
 //!
 //! ## Layout
@@ -36,8 +39,8 @@
 //! - `children`: parent slot → child slots, only for sessions that have
 //!   children; a child names its parent by id, because the parent may end
 //!   while an `on_parent_end = "keep"` child lives on;
-//! - `grace`, `dirty`, `orphans`: side tables flagged in the slot, so the
-//!   common session never pays a lookup for them;
+//! - `grace`, `warned`, `dirty`, `orphans`: side tables flagged in the slot,
+//!   so the common session never pays a lookup for them;
 //! - `schedule`: the deadline queue (`schedule.rs`), at most one current
 //!   entry per session, never later than its deadline;
 //! - live counts by kind and status, kept in the kind table and changed
@@ -52,12 +55,14 @@ mod deadlines;
 mod invites;
 mod ops;
 mod outcome;
+mod revive;
 mod slots;
 #[cfg(test)]
 mod tests;
 
 pub use ops::{EngineError, NewSession};
 pub use outcome::{Event, EventType, Outcome, Write};
+pub use revive::ReviveRefusal;
 
 use crate::index::SlotIndex;
 use crate::kind::{KindPolicy, Kinds};
@@ -103,6 +108,13 @@ pub struct Engine {
     stale: usize,
     /// Disconnect-grace deadlines in force, by slot (flagged `GRACE`).
     grace: HashMap<u32, Millis>,
+    /// The end deadline each session was last warned of (`session.expiring`),
+    /// by slot (flagged `WARNED`): only sessions of kinds with `warn_before`
+    /// that have been warned pay for it. A deadline is warned of once; when
+    /// activity moves it, the entry no longer matches and the new deadline is
+    /// warned of in turn. In memory only: after a restart a deadline that
+    /// kept its time (max, waiting, completing) may be warned of again.
+    warned: HashMap<u32, Millis>,
     /// Open WebSockets per user: the last one closing starts disconnect grace.
     sockets: HashMap<String, u32>,
     invites: HashMap<String, Invite>,
@@ -132,6 +144,7 @@ impl Engine {
             schedule: DeadlineQueue::default(),
             stale: 0,
             grace: HashMap::new(),
+            warned: HashMap::new(),
             sockets: HashMap::new(),
             invites: HashMap::new(),
             activity_floor: i64::MIN,

@@ -1,9 +1,10 @@
 //! The operations that change sessions: create (with per-user policy and
-//! parent checks), heartbeat, end (and the cascade to children), complete,
+//! parent checks, shared with revive), heartbeat, end (and the cascade to children), complete,
 //! join and leave, WebSocket presence, restore after a restart, and the
 //! batched heartbeat writes. Each returns the [`Outcome`] to make durable.
 
 use super::outcome::event;
+use super::revive::ReviveRefusal;
 use super::{Engine, EventType, Outcome, Write};
 use crate::kind::{PerUser, Presence};
 use crate::live::{Extra, Key, KeyRef, Meta, Part, Slot, DIRTY, GRACE, NIL, NONE, OWNER_JOINED, PARENT};
@@ -29,6 +30,8 @@ pub enum EngineError {
     InviteUnknown,
     InviteExpired,
     InviteSessionEnded,
+    /// `revive` refused: the session stays ended, for this reason.
+    NotRevivable(ReviveRefusal),
 }
 
 /// What the caller asks for when starting a session.
@@ -57,7 +60,9 @@ impl Engine {
     /// instead of `now`: a cluster node taking over from a dead owner passes
     /// the moment that owner stopped renewing its lease, so idle deadlines
     /// keep their time (heartbeats it had not yet written are at most that old).
-    pub fn restore_since(&mut self, floor: Millis, sessions: Vec<Session>, invites: Vec<Invite>) {
+    /// Sessions may come lazily (a store read page by page), so a restart never
+    /// holds every session in its wire form at once.
+    pub fn restore_since(&mut self, floor: Millis, sessions: impl IntoIterator<Item = Session>, invites: Vec<Invite>) {
         self.activity_floor = floor;
         let mut with_parent = Vec::new();
         for session in sessions.into_iter().filter(|s| s.status.is_live()) {
@@ -92,66 +97,12 @@ impl Engine {
             Some(&k) if self.kind_table[k as usize].policy.is_some() => k,
             _ => return Err(EngineError::UnknownKind(req.kind.clone())),
         };
-        let (per_user, quorum, owner_joins) = {
+        let (quorum, owner_joins) = {
             let k = self.policy(kind_idx).expect("checked above");
-            (k.per_user, k.quorum, k.owner_joins)
+            (k.quorum, k.owner_joins)
         };
-        let parent = match &req.parent_id {
-            Some(p) => match self.find(p) {
-                // Refuse before applying due deadlines: an `Err` carries no
-                // Outcome, so ends applied here and then refused would be lost.
-                // A session that `expire_due(now)` would end neither blocks nor parents.
-                Some(pi) if !self.doomed(now, pi) => Some(pi),
-                _ => return Err(EngineError::ParentNotLive),
-            },
-            None => None,
-        };
-        let owner = KeyRef::new(&req.owner);
-        if per_user == PerUser::Reject && !req.takeover {
-            let blocking =
-                self.owned(&req.owner).into_iter().find(|&i| self.slot(i).kind == kind_idx && !self.doomed(now, i));
-            if let Some(i) = blocking {
-                return Err(EngineError::Conflict(Box::new(self.snapshot(i))));
-            }
-        }
-        let ends_holding = per_user == PerUser::Replace || (per_user == PerUser::Reject && req.takeover);
-        if let (true, Some(pi)) = (ends_holding, parent) {
-            // The parent would itself be superseded / taken over by this very
-            // create (or cascade from one that is): the child would be born an orphan.
-            let mut at = Some(pi);
-            while let Some(i) = at {
-                let s = self.slot(i);
-                if s.owner.as_ref() == owner && s.kind == kind_idx {
-                    return Err(EngineError::ParentNotLive);
-                }
-                let cascades = self.cascades(s.kind);
-                at = s.parent().filter(|_| cascades).and_then(|p| self.find_key(p.as_ref()));
-            }
-        }
-        let mut out = self.expire_due(now);
-        if let Some(p) = &req.parent_id {
-            if self.find(p).is_none() {
-                return Err(EngineError::ParentNotLive);
-            }
-        }
-        let holding: Vec<u32> = self.owned(&req.owner).into_iter().filter(|&i| self.slot(i).kind == kind_idx).collect();
-        let mut superseded = Vec::new();
-        match per_user {
-            PerUser::Allow => {}
-            PerUser::Replace | PerUser::Reject => {
-                if let (PerUser::Reject, Some(&first), false) = (per_user, holding.first(), req.takeover) {
-                    return Err(EngineError::Conflict(Box::new(self.snapshot(first))));
-                }
-                let reason = if per_user == PerUser::Replace { EndReason::Superseded } else { EndReason::TakenOver };
-                for i in holding {
-                    // An earlier one's cascade may have ended it already.
-                    if self.slots[i as usize].is_some() {
-                        let ended = self.finish(now, i, reason, None, None, &mut out);
-                        superseded.push(ended.id.clone());
-                    }
-                }
-            }
-        }
+        let (mut out, superseded) = self.admit(now, kind_idx, &req.owner, req.takeover, req.parent_id.as_deref())?;
+        let has_parent = req.parent_id.is_some();
 
         let active = (owner_joins as u32) >= quorum.max(1);
         let mut extra = Extra {
@@ -181,7 +132,7 @@ impl Engine {
             flags: if owner_joins { OWNER_JOINED } else { 0 },
         };
         let idx = self.insert(slot);
-        if parent.is_some() {
+        if has_parent {
             self.link_child(idx);
         }
         self.reschedule(idx);
@@ -193,6 +144,80 @@ impl Engine {
             out.events.push(event(EventType::Activated, now, &snapshot));
         }
         Ok((Session::clone(&snapshot), superseded, out))
+    }
+
+    /// What starting (or reviving) a session of `kind_idx` for `owner` does
+    /// before the session exists: refuses it — `per_user = "reject"` with a
+    /// live session and no takeover (`Conflict`), or a `parent_id` that is not
+    /// live or that this very start would end (`ParentNotLive`) — or else
+    /// applies the deadlines due at `now` and ends the owner's sessions the
+    /// kind's `per_user` displaces (`superseded` / `taken_over`), returning
+    /// those ends and their ids. Refusals come before anything changes: an
+    /// `Err` carries no Outcome, so ends applied and then refused would be lost.
+    pub(super) fn admit(
+        &mut self,
+        now: Millis,
+        kind_idx: u16,
+        owner_id: &str,
+        takeover: bool,
+        parent_id: Option<&str>,
+    ) -> Result<(Outcome, Vec<String>), EngineError> {
+        let per_user = self.policy(kind_idx).map_or(PerUser::Allow, |k| k.per_user);
+        let parent = match parent_id {
+            // A session that `expire_due(now)` would end neither blocks nor parents.
+            Some(p) => match self.find(p) {
+                Some(pi) if !self.doomed(now, pi) => Some(pi),
+                _ => return Err(EngineError::ParentNotLive),
+            },
+            None => None,
+        };
+        let owner = KeyRef::new(owner_id);
+        if per_user == PerUser::Reject && !takeover {
+            let blocking =
+                self.owned(owner_id).into_iter().find(|&i| self.slot(i).kind == kind_idx && !self.doomed(now, i));
+            if let Some(i) = blocking {
+                return Err(EngineError::Conflict(Box::new(self.snapshot(i))));
+            }
+        }
+        let ends_holding = per_user == PerUser::Replace || (per_user == PerUser::Reject && takeover);
+        if let (true, Some(pi)) = (ends_holding, parent) {
+            // The parent would itself be superseded / taken over by this very
+            // start (or cascade from one that is): the child would be born an orphan.
+            let mut at = Some(pi);
+            while let Some(i) = at {
+                let s = self.slot(i);
+                if s.owner.as_ref() == owner && s.kind == kind_idx {
+                    return Err(EngineError::ParentNotLive);
+                }
+                let cascades = self.cascades(s.kind);
+                at = s.parent().filter(|_| cascades).and_then(|p| self.find_key(p.as_ref()));
+            }
+        }
+        let mut out = self.expire_due(now);
+        if let Some(p) = parent_id {
+            if self.find(p).is_none() {
+                return Err(EngineError::ParentNotLive);
+            }
+        }
+        let holding: Vec<u32> = self.owned(owner_id).into_iter().filter(|&i| self.slot(i).kind == kind_idx).collect();
+        let mut superseded = Vec::new();
+        match per_user {
+            PerUser::Allow => {}
+            PerUser::Replace | PerUser::Reject => {
+                if let (PerUser::Reject, Some(&first), false) = (per_user, holding.first(), takeover) {
+                    return Err(EngineError::Conflict(Box::new(self.snapshot(first))));
+                }
+                let reason = if per_user == PerUser::Replace { EndReason::Superseded } else { EndReason::TakenOver };
+                for i in holding {
+                    // An earlier one's cascade may have ended it already.
+                    if self.slots[i as usize].is_some() {
+                        let ended = self.finish(now, i, reason, None, None, &mut out);
+                        superseded.push(ended.id.clone());
+                    }
+                }
+            }
+        }
+        Ok((out, superseded))
     }
 
     /// Activity by `user` (owner or participant). Not written at once: the

@@ -22,6 +22,13 @@ pub enum EventType {
     Completing,
     #[serde(rename = "session.ended")]
     Ended,
+    /// A deadline that would end the session is the kind's `warn_before` away:
+    /// `deadline` is when, `reason` the end it would have. Once per deadline.
+    #[serde(rename = "session.expiring")]
+    Expiring,
+    /// An ended session was revived (`POST /v1/sessions/{id}/revive`).
+    #[serde(rename = "session.revived")]
+    Revived,
     #[serde(rename = "participant.joined")]
     ParticipantJoined,
     #[serde(rename = "participant.left")]
@@ -42,11 +49,13 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 12] = [
         EventType::Started,
         EventType::Activated,
         EventType::Completing,
         EventType::Ended,
+        EventType::Expiring,
+        EventType::Revived,
         EventType::ParticipantJoined,
         EventType::ParticipantLeft,
         EventType::MatchFound,
@@ -61,6 +70,8 @@ impl EventType {
             EventType::Activated => "session.activated",
             EventType::Completing => "session.completing",
             EventType::Ended => "session.ended",
+            EventType::Expiring => "session.expiring",
+            EventType::Revived => "session.revived",
             EventType::ParticipantJoined => "participant.joined",
             EventType::ParticipantLeft => "participant.left",
             EventType::MatchFound => "match.found",
@@ -89,9 +100,11 @@ pub struct Event {
     /// Shared with the [`Write::Session`] of the same change (and with the
     /// other events of it): one snapshot per change, not one per consumer.
     pub session: Arc<Session>,
+    /// `session.ended`: why it ended; `session.expiring`: the end the deadline would bring.
     pub reason: Option<EndReason>,
     pub participant: Option<Participant>,
-    /// For deadline-driven ends: the deadline that fired (lateness = publish time − this).
+    /// For deadline-driven ends: the deadline that fired (lateness = publish
+    /// time − this). For `session.expiring`: the deadline it warns of.
     pub deadline: Option<Millis>,
 }
 

@@ -8,6 +8,7 @@ use super::{Engine, KindEntry};
 use crate::kind::{KindPolicy, OnParentEnd};
 use crate::live::{
     from_opt, opt, Extra, Key, KeyRef, Meta, Part, Slot, GRACE, NIL, NONE, ORPHAN, OWNER_HEAD, OWNER_JOINED, PARENT,
+    WARNED,
 };
 use crate::session::{Participant, Session, Status};
 
@@ -226,6 +227,9 @@ impl Engine {
         }
         if s.flags & GRACE != 0 {
             self.grace.remove(&idx);
+        }
+        if s.flags & WARNED != 0 {
+            self.warned.remove(&idx);
         }
         if let (true, Some(parent)) = (s.flags & ORPHAN != 0, s.parent()) {
             if let Some(siblings) = self.orphans.get_mut(parent) {

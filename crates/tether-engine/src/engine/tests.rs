@@ -1,7 +1,8 @@
 //! The layout's own invariants, which the policy tests (black-box, in
 //! `tests/policies.rs`) cannot see.
 use super::*;
-use crate::live::{GRACE, NONE, ORPHAN, OWNER_HEAD, OWNER_JOINED, PARENT};
+use crate::kind::PerUser;
+use crate::live::{GRACE, NONE, ORPHAN, OWNER_HEAD, OWNER_JOINED, PARENT, WARNED};
 use crate::session::EndReason;
 use crate::time::Dur;
 
@@ -33,6 +34,7 @@ impl Engine {
             assert!(owned.contains(&idx));
             assert_eq!(owned.iter().filter(|&&i| self.slot(i).flags & OWNER_HEAD != 0).count(), 1);
             assert_eq!(s.flags & GRACE != 0, self.grace.contains_key(&idx));
+            assert_eq!(s.flags & WARNED != 0, self.warned.contains_key(&idx));
             assert_eq!(s.flags & PARENT != 0, self.children.contains_key(&idx));
             if s.flags & OWNER_JOINED != 0 {
                 assert!(s.explicit_parts().is_none());
@@ -57,6 +59,7 @@ impl Engine {
         }
         let flagged = live.iter().filter(|&&i| self.slot(i).flags & ORPHAN != 0).count();
         assert_eq!(flagged, self.orphans.values().map(Vec::len).sum::<usize>());
+        assert_eq!(live.iter().filter(|&&i| self.slot(i).flags & WARNED != 0).count(), self.warned.len());
         for (parent, kids) in &self.children {
             let p = self.slot(*parent);
             for &k in kids {
@@ -84,6 +87,14 @@ fn engine() -> Engine {
         k.idle_timeout = Some(Dur(4_000));
         k.completing_timeout = Some(Dur(50));
     });
+    p("warn", &|k| {
+        k.idle_timeout = Some(Dur(3_000));
+        k.max_duration = Some(Dur(20_000));
+        k.disconnect_grace = Some(Dur(900));
+        k.warn_before = Some(Dur(1_200));
+        k.revive_window = Some(Dur(5_000));
+        k.per_user = PerUser::Reject;
+    });
     Engine::new(kinds)
 }
 
@@ -98,25 +109,40 @@ fn invariants_hold_under_random_operations() {
         x % k
     };
     let users = ["u1", "u2", "0192f3c4-5b6a-7c8d-9e0f-0000000000ff", "someone-with-a-long-user-identifier"];
-    let kinds = ["idle", "long", "pidle", "comp", "default"];
+    let kinds = ["idle", "long", "pidle", "comp", "default", "warn"];
+    // Ended records, as the store would keep them, for revive.
+    let mut ended: Vec<Session> = Vec::new();
+    let mut revived = 0;
+    fn keep(ended: &mut Vec<Session>, out: &Outcome) {
+        for w in &out.writes {
+            if let Write::Session(s) = w {
+                // Most ends are not revivable: keep the ones that may be (and some that may not).
+                let revivable = matches!(s.end_reason, Some(EndReason::IdleTimeout | EndReason::Disconnected));
+                if s.status == Status::Ended && (revivable || s.id.len() % 4 == 0) {
+                    ended.push(Session::clone(s));
+                }
+            }
+        }
+    }
     let mut now = 1_795_341_600_000i64;
     let mut ids: Vec<String> = Vec::new();
     for n in 0..6000u64 {
         now += [0, 1, 17, 250, 1_000][rnd(5) as usize];
         let id = ids.get(rnd(ids.len().max(1) as u64) as usize).cloned().unwrap_or_default();
         let user = users[rnd(4) as usize];
-        match rnd(12) {
+        match rnd(13) {
             0..=2 => {
                 let id = if n % 2 == 0 { format!("0192f3c4-5b6a-7c8d-9e0f-{n:012}") } else { format!("s{n}") };
                 let parent_id = (rnd(4) == 0).then(|| ids.last().cloned()).flatten();
                 let req = NewSession {
                     id: id.clone(),
-                    kind: kinds[rnd(5) as usize].into(),
+                    kind: kinds[rnd(6) as usize].into(),
                     owner: user.into(),
                     parent_id,
                     ..NewSession::default()
                 };
-                if e.create(now, req).is_ok() {
+                if let Ok((_, _, out)) = e.create(now, req) {
+                    keep(&mut ended, &out);
                     ids.push(id);
                 }
             }
@@ -124,7 +150,9 @@ fn invariants_hold_under_random_operations() {
                 let _ = e.touch(now, &id, user);
             }
             6 => {
-                let _ = e.end(now, &id, EndReason::Ended, None);
+                if let Ok((_, out)) = e.end(now, &id, EndReason::Ended, None) {
+                    keep(&mut ended, &out);
+                }
             }
             7 => {
                 let _ = e.join(now, &id, user, None);
@@ -134,13 +162,25 @@ fn invariants_hold_under_random_operations() {
             }
             9 => e.socket_opened(user),
             10 => e.socket_closed(now, user),
-            _ => {
-                e.expire_due(now);
+            11 => {
+                let out = e.expire_due(now);
+                keep(&mut ended, &out);
                 assert!(e.overdue(now).is_empty());
+            }
+            _ => {
+                // A recent one, mostly still within its window.
+                let pick = ended.len().saturating_sub(1 + rnd(4) as usize);
+                if let Some(record) = ended.get(pick).cloned() {
+                    if let Ok((_, _, out)) = e.revive(now, record, rnd(2) == 0) {
+                        revived += out.events.iter().filter(|ev| ev.kind == EventType::Revived).count();
+                        keep(&mut ended, &out);
+                    }
+                }
             }
         }
         e.check_invariants();
     }
+    assert!(revived > 10, "only {revived} revives ran");
 }
 
 #[test]

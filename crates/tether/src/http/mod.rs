@@ -47,6 +47,7 @@ pub fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(sessions::end))
         .routes(routes!(sessions::complete))
         .routes(routes!(sessions::beacon))
+        .routes(routes!(sessions::revive))
         .routes(routes!(sessions::join))
         .routes(routes!(sessions::participant_heartbeat))
         .routes(routes!(sessions::leave))

@@ -129,6 +129,7 @@ impl From<EngineError> for ApiError {
             EngineError::InviteSessionEnded => {
                 ApiError::new(StatusCode::GONE, "Session ended", "the session of this invitation has ended")
             }
+            EngineError::NotRevivable(why) => ApiError::conflict(why.to_string()),
         }
     }
 }

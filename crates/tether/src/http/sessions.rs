@@ -1,5 +1,5 @@
-//! Session endpoints (contract section 4): start, read, list, heartbeat,
-//! end, complete, beacon, participants and invites.
+//! Session endpoints (contract sections 4 and 10): start, read, list,
+//! heartbeat, end, complete, beacon, revive, participants and invites.
 
 use super::access::{acting_user, ended_or_missing, find_session, may_see, may_see_live, stored, Caller};
 use super::problem::{read_body, ApiError, JsonBody, QueryParams};
@@ -9,7 +9,7 @@ use crate::journal::Change;
 use crate::wire::problem::{BadRequest, MethodNotAllowed, Problem, TooLarge, Unauthorized, Unavailable};
 use crate::wire::sessions::{
     BeaconBody, CreateInvite, CreateSession, CreatedSession, EndSession, Invite, InviteJoin, InviteJoined, JoinSession,
-    ListQuery, SessionList,
+    ListQuery, ReviveSession, SessionList,
 };
 use crate::wire::NAME_MAX_CHARS;
 use axum::extract::{Path, Request, State};
@@ -56,13 +56,7 @@ pub async fn create(
         return Err(ApiError::forbidden("an invitation token can only act on its own session"));
     }
     let owner = acting_user(&p, body.user_id.as_deref())?;
-    let takeover = match body.on_conflict.as_deref() {
-        None => false,
-        Some("takeover") => true,
-        Some(other) => {
-            return Err(ApiError::invalid("on_conflict", format!("on_conflict must be \"takeover\", not {other:?}")))
-        }
-    };
+    let takeover = takeover(body.on_conflict.as_deref())?;
     if body.kind.is_empty() {
         return Err(ApiError::invalid("kind", "kind must not be empty"));
     }
@@ -103,6 +97,17 @@ pub async fn create(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(CreatedSession { session, superseded })))
+}
+
+/// `on_conflict`: absent, or `"takeover"`.
+fn takeover(on_conflict: Option<&str>) -> Result<bool, ApiError> {
+    match on_conflict {
+        None => Ok(false),
+        Some("takeover") => Ok(true),
+        Some(other) => {
+            Err(ApiError::invalid("on_conflict", format!("on_conflict must be \"takeover\", not {other:?}")))
+        }
+    }
 }
 
 /// List sessions
@@ -413,6 +418,73 @@ pub async fn beacon(State(app): AppState, Path(id): Path<String>, req: Request) 
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revive a session
+///
+/// Brings back a session that ended `idle_timeout` or `disconnected` less than its kind's
+/// `revive_window` ago (a user who went quiet, a browser that crashed): `active` again with the
+/// same id, owner, metadata, parent and participants, every deadline counted from now
+/// (`activated_at` and `last_seen_at` become now, as does the `last_seen_at` of each participant
+/// present at the end; the owner is present again; who had left stays left). `session.revived`
+/// is published. Like a start, it is subject to the kind's `per_user`: with `reject` a live
+/// session of the kind answers `409` with `blocking_session` (send `"on_conflict": "takeover"`
+/// to end it `taken_over`), with `replace` the live one ends `superseded`.
+///
+/// Refused with `409` (its `detail` says why): another end reason (children that ended
+/// `parent_ended` come back only on their own terms, never with their parent), the window has
+/// closed, the kind has no `revive_window`, the session never became `active` (it ended waiting
+/// for its quorum), or its kind ends with its parent (`on_parent_end = "end"`) and the parent is
+/// not live. A live session answers `200` unchanged (a retried revive). Only its owner or an API
+/// key may revive it. `200` means the revived session is on disk.
+#[utoipa::path(post, path = "/v1/sessions/{id}/revive", operation_id = "revive_session", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    request_body(content = Option<ReviveSession>, description = "Optional; an empty body is `{}`."),
+    responses(
+        (status = 200, description = "The session, `active` again (or unchanged if it was live).", body = Session),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "A participant who is not the owner, or an invitation token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session, or one the caller may not see.", body = Problem, content_type = "application/problem+json"),
+        (status = 405, response = MethodNotAllowed),
+        (status = 409, description = "Not revived: `detail` says why (another end reason, the window closed, no `revive_window`, never active, parent not live); or `per_user = \"reject\"` and the user holds a live session of the kind: `blocking_session` is it.", body = Problem, content_type = "application/problem+json",
+            example = json!({"type":"https://tether.dev/problems/conflict","title":"Conflict","status":409,
+                "detail":"the revive window (2m after the end) closed at 2026-11-22T10:07:00.000Z; start a new session"})),
+        (status = 413, response = TooLarge),
+        (status = 422, description = "`on_conflict` is not `takeover`, or an unknown field; `field` names it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn revive(
+    State(app): AppState,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ReviveSession>,
+) -> Result<Json<Session>, ApiError> {
+    let takeover = takeover(body.on_conflict.as_deref())?;
+    // An ended session is no longer in the engine: its record is in the store.
+    let found = find_session(&app, &p, &id).await?;
+    may_revive(&p, &found)?;
+    if found.status.is_live() {
+        return Ok(Json(found));
+    }
+    let session = app
+        .change(|core: &mut Core, now, change: &mut Change| {
+            let (session, _superseded, out) = core.engine.revive(now, found, takeover)?;
+            change.absorb(out);
+            Ok::<_, ApiError>(session)
+        })
+        .await?;
+    Ok(Json(session))
+}
+
+/// Only the owner (or an API key) brings a session back; an invitation token never does.
+fn may_revive(p: &Principal, s: &Session) -> Result<(), ApiError> {
+    match p {
+        Principal::ApiKey => Ok(()),
+        Principal::User { id, scope: None } if *id == s.user_id => Ok(()),
+        _ => Err(ApiError::forbidden("only the session's owner (or an API key) may revive it")),
+    }
 }
 
 /// Join a session as a participant

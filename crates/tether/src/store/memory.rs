@@ -72,6 +72,10 @@ impl Store for MemoryStore {
         Ok((live, g.invites.values().cloned().collect()))
     }
 
+    fn invites(&self) -> Result<Vec<Invite>, StoreError> {
+        Ok(self.inner.lock().invites.values().cloned().collect())
+    }
+
     fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         Ok(self.inner.lock().sessions.get(id).cloned())
     }
@@ -113,6 +117,10 @@ impl Store for MemoryStore {
     fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.inner.lock().meta.insert(key.into(), value.into());
         Ok(())
+    }
+
+    fn meta_put_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        Ok(self.inner.lock().meta.entry(key.into()).or_insert_with(|| value.into()).clone())
     }
 
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError> {

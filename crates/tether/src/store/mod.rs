@@ -68,6 +68,8 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, writes: &[StoreWrite]) -> Result<(), StoreError>;
     /// Live sessions and all invites, for recovery at start.
     fn load_live(&self) -> Result<(Vec<Session>, Vec<Invite>), StoreError>;
+    /// Every invite (recovery reads live sessions page by page with [`Store::list`]).
+    fn invites(&self) -> Result<Vec<Invite>, StoreError>;
     fn get(&self, id: &str) -> Result<Option<Session>, StoreError>;
     fn list(&self, filter: &ListFilter) -> Result<Vec<Session>, StoreError>;
     /// Ended sessions whose `ended_at` is before the cutoff of their kind
@@ -76,6 +78,9 @@ pub trait Store: Send + Sync + 'static {
     fn docs(&self, collection: &str) -> Result<Vec<(String, String)>, StoreError>;
     fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Stores `value` unless the key has one; returns the value that stays
+    /// (cluster nodes started together agree on one generated secret).
+    fn meta_put_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError>;
     /// Events with ids above `after`, in id order, at most `limit`.
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError>;
     /// Every logged event of one session, in order.
@@ -150,6 +155,58 @@ pub struct DeliveryRecord {
     /// While pending: when the next attempt is due.
     pub next_attempt_at: Option<Millis>,
     pub created_at: Millis,
+}
+
+/// Live sessions read page by page (in id order), so recovery holds one page
+/// of wire-form sessions at a time beside the engine's compact records. The
+/// first error ends the iteration and is kept in `error`.
+pub struct LivePages<'a> {
+    store: &'a dyn Store,
+    after: Option<String>,
+    page: std::vec::IntoIter<Session>,
+    done: bool,
+    pub error: Option<StoreError>,
+}
+
+/// Sessions per page of [`LivePages`].
+const LIVE_PAGE: usize = 10_000;
+
+impl<'a> LivePages<'a> {
+    pub fn new(store: &'a dyn Store) -> LivePages<'a> {
+        LivePages { store, after: None, page: Vec::new().into_iter(), done: false, error: None }
+    }
+}
+
+impl Iterator for LivePages<'_> {
+    type Item = Session;
+
+    fn next(&mut self) -> Option<Session> {
+        loop {
+            if let Some(s) = self.page.next() {
+                return Some(s);
+            }
+            if self.done {
+                return None;
+            }
+            let filter = ListFilter {
+                statuses: vec!["waiting".into(), "active".into(), "completing".into()],
+                after_id: self.after.clone(),
+                limit: LIVE_PAGE,
+                ..ListFilter::default()
+            };
+            match self.store.list(&filter) {
+                Ok(page) => {
+                    self.done = page.len() < LIVE_PAGE;
+                    self.after = page.last().map(|s| s.id.clone());
+                    self.page = page.into_iter();
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    self.done = true;
+                }
+            }
+        }
+    }
 }
 
 /// The JSON text an event's audience is stored as.

@@ -634,6 +634,13 @@ impl Store for PostgresStore {
         })
     }
 
+    fn invites(&self) -> Result<Vec<Invite>, StoreError> {
+        self.reader.call(|c| {
+            let st = c.prepared("SELECT record FROM invites")?;
+            c.client.query(&st, &[])?.iter().map(|r| from_json::<Invite>(r.get(0))).collect()
+        })
+    }
+
     fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let id = id.to_string();
         self.reader.call(move |c| {
@@ -772,6 +779,17 @@ impl Store for PostgresStore {
             )?;
             c.client.execute(&st, &[&key, &value])?;
             Ok(())
+        })
+    }
+
+    fn meta_put_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.writer.call(move |c| {
+            c.client.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )?;
+            Ok(c.client.query_one("SELECT value FROM meta WHERE key = $1", &[&key])?.get(0))
         })
     }
 
@@ -1032,6 +1050,8 @@ impl PostgresStore {
                 return Ok(None);
             };
             let epoch: i64 = row.get(0);
+            // The other nodes learn the new owner's address at once.
+            tx.batch_execute("NOTIFY tether_lease")?;
             let term: String = tx
                 .query_one(
                     "INSERT INTO meta (key, value) VALUES ('event_epoch', '1') ON CONFLICT (key)

@@ -2,7 +2,15 @@
 //! first open. Each journal batch is one transaction with `synchronous=FULL`,
 //! so an acknowledged change survives `kill -9` and power loss; batching
 //! (group commit) keeps that affordable. Sessions are rows with their indexed
-//! fields beside the JSON record.
+//! fields beside the JSON record; events are rows of the event log.
+//!
+//! The WAL stays bounded on disk: a background thread checkpoints it every
+//! 500 ms in PASSIVE mode (never blocking the writer), and when the file
+//! nevertheless passes [`WAL_LIMIT`] (passive checkpoints cannot restart a WAL
+//! that readers keep pinned under sustained writes) it runs one `TRUNCATE`
+//! checkpoint, which waits for readers, briefly holds writers back and cuts
+//! the file to zero; `journal_size_limit` trims what is left after the
+//! ordinary checkpoints.
 
 use super::{DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite, WEBHOOK_CURSOR};
 use crate::hub::Published;
@@ -104,6 +112,11 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError
 
 impl SqliteStore {
     pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with_wal_limit(path, WAL_LIMIT)
+    }
+
+    /// [`SqliteStore::open`] with another bound on the WAL file (tests).
+    pub fn open_with_wal_limit(path: &str, wal_limit: u64) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = std::path::Path::new(path).parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
                 std::fs::create_dir_all(dir)
@@ -118,8 +131,9 @@ impl SqliteStore {
         // ms, seen as a p99 spike in expiry lateness). Checkpoints run on their
         // own thread instead, in PASSIVE mode, which never blocks the writer.
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        writer.pragma_update(None, "journal_size_limit", WAL_KEEP as i64)?;
         let reader = connect(path)?;
-        spawn_checkpointer(path)?;
+        spawn_checkpointer(path, wal_limit)?;
         Ok(SqliteStore { path: path.to_string(), writer: Mutex::new(writer), reader: Mutex::new(reader) })
     }
 }
@@ -142,19 +156,30 @@ fn read_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
 
 /// How often the background checkpoint runs.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+/// Past this size the WAL is checkpointed with `TRUNCATE`.
+pub const WAL_LIMIT: u64 = 256 * 1024 * 1024;
+/// What `journal_size_limit` leaves of a reset WAL.
+const WAL_KEEP: u64 = 64 * 1024 * 1024;
 
 /// Checkpoints the WAL into the database file in the background. The thread
 /// ends when the database file can no longer be opened or checkpointed
 /// (the store is gone); the WAL is also checkpointed when SQLite next opens it.
-fn spawn_checkpointer(path: &str) -> Result<(), StoreError> {
+fn spawn_checkpointer(path: &str, wal_limit: u64) -> Result<(), StoreError> {
     let conn = connect(path)?;
+    let wal = format!("{path}-wal");
     std::thread::Builder::new()
         .name("tether-checkpoint".into())
         .spawn(move || loop {
             std::thread::sleep(CHECKPOINT_EVERY);
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            let mode = if wal_bytes > wal_limit { "TRUNCATE" } else { "PASSIVE" };
+            if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
                 tracing::warn!(error = %e, "WAL checkpoint failed; stopping the checkpointer");
                 return;
+            }
+            if mode == "TRUNCATE" {
+                let after = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                tracing::debug!(wal_bytes, after, "the WAL passed its bound; checkpointed and truncated");
             }
         })
         .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
@@ -233,6 +258,13 @@ impl Store for SqliteStore {
             .map(|r| from_json::<Invite>(&r?))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((sessions, invites))
+    }
+
+    fn invites(&self) -> Result<Vec<Invite>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare("SELECT record FROM invites")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| from_json::<Invite>(&r?)).collect()
     }
 
     fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
@@ -325,6 +357,12 @@ impl Store for SqliteStore {
         let conn = self.writer.lock();
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
         Ok(())
+    }
+
+    fn meta_put_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let conn = self.writer.lock();
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)", params![key, value])?;
+        Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))?)
     }
 
     fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Published>, StoreError> {

@@ -24,6 +24,12 @@ pub struct KindInfo {
     pub participant_idle_timeout_ms: Option<u64>,
     #[schema(required = true)]
     pub invite_ttl_ms: Option<u64>,
+    /// `session.expiring` comes this long before each deadline.
+    #[schema(required = true)]
+    pub warn_before_ms: Option<u64>,
+    /// A session that ended `idle_timeout` or `disconnected` may be revived this long after its end.
+    #[schema(required = true)]
+    pub revive_window_ms: Option<u64>,
     /// Ended sessions are kept this long, then purged.
     pub retention_ms: u64,
     /// `matching` only: how long a user may owe a decision before it returns to the pool.
@@ -47,6 +53,8 @@ impl From<&KindPolicy> for KindInfo {
             disconnect_grace_ms: ms(k.disconnect_grace),
             participant_idle_timeout_ms: ms(k.participant_idle_timeout),
             invite_ttl_ms: ms(k.invite_ttl),
+            warn_before_ms: ms(k.warn_before),
+            revive_window_ms: ms(k.revive_window),
             retention_ms: k.retention.0,
             decision_timeout_ms: ms(k.decision_timeout),
             per_user: k.per_user,

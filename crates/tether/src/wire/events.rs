@@ -24,6 +24,10 @@ pub enum Event {
     SessionCompleting(SessionEvent),
     #[serde(rename = "session.ended")]
     SessionEnded(SessionEnded),
+    #[serde(rename = "session.expiring")]
+    SessionExpiring(SessionExpiring),
+    #[serde(rename = "session.revived")]
+    SessionRevived(SessionEvent),
     #[serde(rename = "participant.joined")]
     ParticipantJoined(ParticipantEvent),
     #[serde(rename = "participant.left")]
@@ -46,6 +50,8 @@ impl Event {
             Event::SessionActivated(_) => EventType::Activated,
             Event::SessionCompleting(_) => EventType::Completing,
             Event::SessionEnded(_) => EventType::Ended,
+            Event::SessionExpiring(_) => EventType::Expiring,
+            Event::SessionRevived(_) => EventType::Revived,
             Event::ParticipantJoined(_) => EventType::ParticipantJoined,
             Event::ParticipantLeft(_) => EventType::ParticipantLeft,
             Event::MatchFound(_) => EventType::MatchFound,
@@ -62,7 +68,8 @@ impl Event {
     }
 }
 
-/// `session.started`, `session.activated`, `session.completing`: the session after the change.
+/// `session.started`, `session.activated`, `session.completing`, `session.revived`: the session
+/// after the change (for `session.revived`: `active` again, its deadlines counted from the revive).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct SessionEvent {
     /// The sequence number: monotonically increasing, across restarts too. The SSE `id:`; resume with `Last-Event-ID`.
@@ -80,6 +87,25 @@ pub struct SessionEnded {
     #[schema(format = DateTime)]
     pub at: String,
     pub session: Session,
+    pub reason: EndReason,
+}
+
+/// `session.expiring`: a deadline that would end this live session is the kind's `warn_before`
+/// away. Published once per deadline. Activity that moves the deadline (a heartbeat, for
+/// `idle_timeout`) means no end, and the new deadline is warned of in turn; a deadline set
+/// closer than `warn_before` is warned of at once.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionExpiring {
+    pub id: u64,
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// The live session (its `expires_at` is `deadline`).
+    pub session: Session,
+    /// When the session ends unless activity moves the deadline.
+    #[schema(format = DateTime)]
+    pub deadline: String,
+    /// The end reason the deadline would bring (`idle_timeout`, `max_duration`, `waiting_timeout`,
+    /// `completing_timeout` or `disconnected`).
     pub reason: EndReason,
 }
 

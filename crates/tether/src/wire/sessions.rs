@@ -74,6 +74,16 @@ pub struct EndSession {
     pub reason: Option<String>,
 }
 
+/// Revive a session. The body may be empty.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviveSession {
+    /// `"takeover"`: when `per_user = "reject"` and the user holds another live session of the kind,
+    /// end that one `taken_over` and revive this one.
+    #[schema(pattern = "^takeover$")]
+    pub on_conflict: Option<String>,
+}
+
 /// The beacon body: the bearer token, since `navigator.sendBeacon` cannot set headers.
 #[derive(Deserialize, ToSchema)]
 pub struct BeaconBody {

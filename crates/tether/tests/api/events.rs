@@ -218,3 +218,42 @@ async fn a_resume_id_from_the_future_starts_afresh() {
     let e = stream.wait_event(ms(3000), "session.started", &s).await;
     assert_eq!(e.session_id(), s);
 }
+
+/// `GET /v1/sessions/{id}/history`: every event of the session, in order,
+/// exactly as the stream delivered it; the session's own visibility.
+#[tokio::test]
+async fn history_lists_every_event_of_a_session_in_order() {
+    let app = TestApp::start().await;
+    let rita = user_token("rita");
+    let mut stream = app.sse(API_KEY, "", None).await;
+    let s = id_of(&app.start_session(&rita, json!({"kind": "interview"})).await["session"]);
+    let other = id_of(&app.start_for("someone-else", "plain").await);
+    app.post(&format!("/v1/sessions/{s}/participants"), Some(API_KEY), json!({"user_id": "pal"})).await.expect(201);
+    app.post_empty(&format!("/v1/sessions/{s}/complete"), Some(&rita)).await.expect(200);
+    // completing_timeout (600 ms) ends it.
+    stream.wait_event(ms(3000), "session.ended", &s).await;
+
+    let history = app.get(&format!("/v1/sessions/{s}/history"), Some(&rita)).await.expect(200).clone();
+    let events = history["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["session.started", "session.activated", "participant.joined", "session.completing", "session.ended"],
+        "{history}"
+    );
+    assert_eq!(events.last().unwrap()["reason"], "completing_timeout");
+    // Exactly the frames the stream delivered for this session.
+    let streamed: Vec<&serde_json::Value> =
+        stream.seen.iter().filter(|e| e.session_id() == s).map(|e| &e.data).collect();
+    assert_eq!(events.iter().collect::<Vec<_>>(), streamed);
+    assert!(events.iter().all(|e| e["session"]["id"] == s.as_str()), "only this session's events");
+
+    // Same visibility as the session: the owner, a participant and API keys; 404 to others.
+    app.get(&format!("/v1/sessions/{s}/history"), Some(API_KEY)).await.expect(200);
+    app.get(&format!("/v1/sessions/{s}/history"), Some(&user_token("pal"))).await.expect(200);
+    let stranger = app.get(&format!("/v1/sessions/{s}/history"), Some(&user_token("mallory"))).await;
+    stranger.expect(404);
+    app.get("/v1/sessions/0190aaaa-0000-7000-8000-000000000000/history", Some(API_KEY)).await.expect(404);
+    let theirs = app.get(&format!("/v1/sessions/{other}/history"), Some(API_KEY)).await.expect(200).clone();
+    assert_eq!(theirs["events"].as_array().unwrap().len(), 2, "{theirs}");
+}

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 fn session_endpoints(id: &str) -> Vec<(Method, String, Option<Value>)> {
     vec![
         (Method::GET, format!("/v1/sessions/{id}"), None),
+        (Method::GET, format!("/v1/sessions/{id}/history"), None),
         (Method::POST, format!("/v1/sessions/{id}/heartbeat"), None),
         (Method::POST, format!("/v1/sessions/{id}/end"), Some(json!({}))),
         (Method::POST, format!("/v1/sessions/{id}/complete"), None),
