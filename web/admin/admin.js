@@ -1,8 +1,9 @@
 // Tether dashboard: health, counts, expiry lateness, live event feed, session
-// lookup/end, cleanup preview + execute. Plain JS; talks to the /v1 API with
+// lookup/end, cleanup preview + execute, webhooks (webhooks.js). Plain JS; talks to the /v1 API with
 // an API key kept in sessionStorage.
 import { EVENT_TYPES } from '/sdk/tether.js';
 import { parsePrometheus, histogramSummary, fmtSeconds } from '/admin/metrics.js';
+import { refreshWebhooks } from '/admin/webhooks.js';
 
 const KEY_STORE = 'tether-admin-key';
 const LIVE = ['waiting', 'active', 'completing'];
@@ -137,6 +138,7 @@ async function refresh() {
   renderMatching(samples);
   renderCounts(h, samples, live);
   renderLive(live);
+  refreshWebhooks(api);
   $('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
 }
 

@@ -57,7 +57,7 @@ struct Args {
     jwt_secret: String,
     /// Scenarios to run (repeatable; default: all). One of: expiry-lateness,
     /// mass-expiry, heartbeats-http, heartbeats-ws, durable-starts, memory,
-    /// recovery, time-to-pair, signaling-relay, cluster.
+    /// recovery, time-to-pair, pairing-throughput, signaling-relay, cluster, webhooks.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// smoke (tiny N, seconds) or full (issue 5 sizes).

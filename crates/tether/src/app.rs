@@ -32,6 +32,8 @@ pub struct Settings {
     pub kinds: Kinds,
     /// `[limits]`: the connection layer (`http::serve`), rate limits and WebSocket send timeout.
     pub limits: crate::config::Limits,
+    /// `[[webhooks]]`: the endpoints events are POSTed to.
+    pub webhooks: Vec<crate::config::WebhookConfig>,
     /// `[cluster]`: the lease, for a `postgres://` store.
     pub cluster: crate::config::ClusterConfig,
 }
@@ -106,6 +108,8 @@ pub struct App {
     pub closing: watch::Sender<bool>,
     /// Printed once at first start when no key was configured.
     pub generated_api_key: Option<String>,
+    /// The webhook endpoints and the channel to their delivery worker.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Set when this node is one of a cluster (`postgres://` store).
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     /// The PostgreSQL store, whose lease the cluster runs on.
@@ -214,6 +218,7 @@ impl App {
         let (journal, _thread) = Journal::start(store.clone(), hub.clone());
         let (closing, _) = watch::channel(false);
         let rate = crate::http::rate::RateLimits::new(&settings.limits, metrics.clone());
+        let webhooks = Arc::new(crate::webhooks::Webhooks::new(settings.webhooks.clone(), &*store)?);
         let app = Arc::new(App {
             core: Mutex::new(core),
             journal,
@@ -230,6 +235,7 @@ impl App {
             ready: AtomicBool::new(false),
             closing,
             generated_api_key,
+            webhooks,
             cluster: std::sync::OnceLock::new(),
             postgres,
             runtime: std::sync::OnceLock::new(),

@@ -129,6 +129,7 @@ pub fn resolve(args: &ServeArgs) -> Result<(String, Settings, LogFormat), String
         demo,
         kinds: file.kinds,
         limits: file.limits,
+        webhooks: file.webhooks,
         cluster: file.cluster,
     };
     Ok((listen, settings, log))

@@ -33,6 +33,10 @@
 //! - `[limits]`: `user_rate` and `api_key_rate` are `"N/s"`, `"N/m"`, `"N/h"`
 //!   or `"off"`; `user_burst` and `api_key_burst` whole numbers from 1;
 //!   `ws_send_timeout` a duration. See [`Limits`] for the defaults.
+//! - `[[webhooks]]` (one entry per endpoint): `url` (http or https, not
+//!   twice), `secret` (`whsec_` + base64), optional `events` (known types but
+//!   `stream.gap`), `kinds` (configured kinds) and `retry` (durations); see
+//!   [`WebhookConfig`].
 //! - Kind names are 1 to 64 characters of `a-z`, `0-9`, `_` and `-`.
 //! - The first problem stops loading with a [`ConfigError`] that names the
 //!   file, the 1-based line and the dotted key: an unknown key (with a "did you
@@ -75,7 +79,7 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 use tether_engine::kind::{CALL, MATCHING};
-use tether_engine::{Dur, KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
+use tether_engine::{Dur, EventType, KindPolicy, Kinds, OnParentEnd, PerUser, Presence};
 use toml::Spanned;
 
 /// Everything the configuration file can say. Fields left out of the file are
@@ -94,6 +98,8 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// `[limits]`, with the defaults for every key the file leaves out.
     pub limits: Limits,
+    /// `[[webhooks]]` (contract section 9): one entry per endpoint, in file order.
+    pub webhooks: Vec<WebhookConfig>,
     /// `[cluster]` (contract section 8).
     pub cluster: ClusterConfig,
 }
@@ -321,6 +327,8 @@ struct FileToml {
     #[serde(default)]
     limits: LimitsToml,
     #[serde(default)]
+    webhooks: Vec<WebhookToml>,
+    #[serde(default)]
     cluster: ClusterToml,
 }
 
@@ -352,7 +360,19 @@ impl FileToml {
             let policy = table.check(cx, kinds.base_for(&name.0))?;
             kinds.insert(policy);
         }
+        let mut webhooks: Vec<WebhookConfig> = Vec::with_capacity(self.webhooks.len());
+        for (index, table) in self.webhooks.into_iter().enumerate() {
+            let hook = table.check(cx, index, &kinds)?;
+            // The URL is the endpoint's identity (its deliveries, its state): two
+            // entries with one URL would share both, so the second is refused.
+            if webhooks.iter().any(|w| w.url == hook.url) {
+                let message = format!("{:?} is already configured by an earlier [[webhooks]] entry", hook.url);
+                return Err(cx.err(hook.url_span.clone(), Some(format!("webhooks[{index}].url")), message));
+            }
+            webhooks.push(hook);
+        }
         Ok(FileConfig {
+            webhooks,
             listen: self.listen.map(|s| s.0),
             store: self.store.map(|s| s.0),
             auth: self.auth.check(),
@@ -526,6 +546,162 @@ impl KindToml {
             p.on_parent_end = v;
         }
         Ok(p)
+    }
+}
+
+/// One `[[webhooks]]` entry, checked: where to POST, the signing key, which
+/// events, and the delays between attempts.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `url`: `http://` or `https://`. The endpoint's identity.
+    pub url: String,
+    /// `secret`'s decoded bytes (the HMAC-SHA256 key of Standard Webhooks).
+    pub secret: Vec<u8>,
+    /// `events`: the types sent (default: every type but `call.signal`).
+    pub events: Vec<EventType>,
+    /// `kinds`: only events of sessions of these kinds (`None`: every kind).
+    pub kinds: Option<Vec<String>>,
+    /// `retry`: the delay before each retry; its length is the number of
+    /// retries (default [`WebhookConfig::DEFAULT_RETRY`]).
+    pub retry: Vec<Duration>,
+    /// Where `url` was written, for the duplicate-URL error.
+    url_span: Option<std::ops::Range<usize>>,
+}
+
+impl WebhookConfig {
+    /// The contract's schedule: 7 retries over about 28 hours.
+    pub const DEFAULT_RETRY: [&'static str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
+
+    /// An endpoint built in code (tests, the benchmark): every type but
+    /// `call.signal`, every kind, the default schedule.
+    pub fn new(url: &str, secret: Vec<u8>) -> WebhookConfig {
+        WebhookConfig {
+            url: url.to_string(),
+            secret,
+            events: default_webhook_events(),
+            kinds: None,
+            retry: Self::DEFAULT_RETRY
+                .iter()
+                .map(|d| Duration::from_millis(Dur::parse(d).map(|d| d.0).unwrap_or(5_000)))
+                .collect(),
+            url_span: None,
+        }
+    }
+}
+
+/// The secret is never printed, so a config can be logged with `{:?}`.
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("events", &self.events)
+            .field("kinds", &self.kinds)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// Event types a webhook may ask for: every published type (`stream.gap`
+/// is a stream's own notice, never an event of a session).
+pub fn webhook_event_types() -> impl Iterator<Item = EventType> {
+    EventType::ALL.into_iter().filter(|t| *t != EventType::StreamGap)
+}
+
+/// What `events` defaults to: `call.signal` is left out, because signals are
+/// per-call chatter (offers, ICE candidates) a backend rarely wants POSTed.
+pub fn default_webhook_events() -> Vec<EventType> {
+    webhook_event_types().filter(|t| *t != EventType::CallSignal).collect()
+}
+
+/// `[[webhooks]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookToml {
+    url: Spanned<String>,
+    secret: Spanned<String>,
+    events: Option<Vec<Spanned<String>>>,
+    kinds: Option<Vec<Spanned<String>>>,
+    retry: Option<Vec<Period>>,
+}
+
+impl WebhookToml {
+    fn check(self, cx: &Cx, index: usize, kinds: &Kinds) -> Result<WebhookConfig, ConfigError> {
+        let key = |field: &str| Some(format!("webhooks[{index}].{field}"));
+        let url_span = self.url.span();
+        let url = self.url.into_inner();
+        match reqwest::Url::parse(&url) {
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}
+            Ok(u) => {
+                let message =
+                    format!("{url:?} must be an http:// or https:// URL with a host (scheme {:?})", u.scheme());
+                return Err(cx.err(Some(url_span), key("url"), message));
+            }
+            Err(e) => return Err(cx.err(Some(url_span), key("url"), format!("{url:?} is not a URL: {e}"))),
+        }
+        let secret_span = self.secret.span();
+        let secret = decode_webhook_secret(self.secret.get_ref())
+            // The message never repeats the secret itself.
+            .map_err(|why| cx.err(Some(secret_span), key("secret"), why))?;
+        let events = match self.events {
+            None => default_webhook_events(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for name in list {
+                    let Some(t) = webhook_event_types().find(|t| t.as_str() == name.get_ref()) else {
+                        let known: Vec<&str> = webhook_event_types().map(|t| t.as_str()).collect();
+                        let message =
+                            format!("unknown event type {:?} (expected one of {})", name.get_ref(), known.join(", "));
+                        return Err(cx.err(Some(name.span()), key("events"), message));
+                    };
+                    if !out.contains(&t) {
+                        out.push(t);
+                    }
+                }
+                out
+            }
+        };
+        let kinds = match self.kinds {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::new();
+                for name in list {
+                    if kinds.get(name.get_ref()).is_none() {
+                        let mut known: Vec<&str> = kinds.iter().map(|k| k.name.as_str()).collect();
+                        known.sort_unstable();
+                        let message =
+                            format!("unknown kind {:?} (configured kinds: {})", name.get_ref(), known.join(", "));
+                        return Err(cx.err(Some(name.span()), key("kinds"), message));
+                    }
+                    out.push(name.into_inner());
+                }
+                Some(out)
+            }
+        };
+        let retry = match self.retry {
+            None => WebhookConfig::new("", Vec::new()).retry,
+            Some(list) => list.into_iter().map(|Period(d)| d).collect(),
+        };
+        Ok(WebhookConfig { url, secret, events, kinds, retry, url_span: Some(url_span) })
+    }
+}
+
+/// `whsec_` + standard base64 → the key bytes; the error says why without the secret.
+pub fn decode_webhook_secret(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let Some(encoded) = text.strip_prefix("whsec_") else {
+        return Err("must start with \"whsec_\" followed by base64 (a Standard Webhooks secret)".into());
+    };
+    // Padding optional, as the Standard Webhooks libraries accept it.
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    match engine.decode(encoded) {
+        Ok(bytes) if bytes.len() >= 16 => Ok(bytes),
+        Ok(bytes) => Err(format!("decodes to {} bytes; use at least 16 random bytes", bytes.len())),
+        Err(e) => Err(format!("the part after \"whsec_\" is not standard base64 ({e})")),
     }
 }
 
@@ -1295,5 +1471,58 @@ retention          = "7d"        # ended sessions kept this long, then purged
         let cfg = ok("[auth]\njwt_secret = \"hunter2\"\napi_keys = [\"k-123\"]\n");
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("k-123"), "{dbg}");
+    }
+
+    const HOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn webhooks_parse_with_defaults() {
+        let cfg = ok(&format!(
+            "[[webhooks]]\nurl = \"https://app.example.com/tether\"\nsecret = \"{HOOK_SECRET}\"\n\n\
+             [[webhooks]]\nurl = \"http://127.0.0.1:9/h\"\nsecret = \"{HOOK_SECRET}\"\nevents = [\"session.ended\", \"match.mutual\"]\n\
+             kinds = [\"interview\"]\nretry = [\"100ms\", \"1s\"]\n[kinds.interview]\n"
+        ));
+        assert_eq!(cfg.webhooks.len(), 2);
+        let a = &cfg.webhooks[0];
+        assert_eq!(a.url, "https://app.example.com/tether");
+        assert_eq!(a.secret.len(), 24);
+        assert!(!a.events.contains(&EventType::CallSignal) && !a.events.contains(&EventType::StreamGap));
+        assert!(a.events.contains(&EventType::Ended));
+        assert_eq!(a.kinds, None);
+        assert_eq!(a.retry.len(), 7);
+        assert_eq!(a.retry[1], Duration::from_secs(300));
+        let b = &cfg.webhooks[1];
+        assert_eq!(b.events, vec![EventType::Ended, EventType::MatchMutual]);
+        assert_eq!(b.kinds, Some(vec!["interview".to_string()]));
+        assert_eq!(b.retry, vec![Duration::from_millis(100), Duration::from_secs(1)]);
+        assert!(!format!("{a:?}").contains("MfKQ"), "the secret is never printed");
+    }
+
+    #[test]
+    fn webhook_errors_name_key_and_line() {
+        let hook = |body: &str| format!("[auth]\ndemo = false\n\n[[webhooks]]\n{body}");
+        let e = err(&hook("url = \"https://x.example\"\nsecret = \"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"));
+        assert_eq!((e.key.as_deref(), e.line), (Some("webhooks[0].secret"), Some(6)), "{e}");
+        assert!(e.message.contains("whsec_") && !e.message.contains("MfKQ"), "{e}");
+        let e = err(&hook("url = \"https://x.example\"\nsecret = \"whsec_!!notbase64\"\n"));
+        assert_eq!(e.key.as_deref(), Some("webhooks[0].secret"), "{e}");
+        let e = err(&hook(&format!("url = \"ftp://x.example/\"\nsecret = \"{HOOK_SECRET}\"\n")));
+        assert_eq!((e.key.as_deref(), e.line), (Some("webhooks[0].url"), Some(5)), "{e}");
+        let e = err(&hook(&format!(
+            "url = \"https://x\"\nsecret = \"{HOOK_SECRET}\"\nevents = [\"session.ended\", \"session.exploded\"]\n"
+        )));
+        assert_eq!((e.key.as_deref(), e.line), (Some("webhooks[0].events"), Some(7)), "{e}");
+        assert!(e.message.contains("session.exploded") && e.message.contains("session.started"), "{e}");
+        let e = err(&hook(&format!("url = \"https://x\"\nsecret = \"{HOOK_SECRET}\"\nkinds = [\"nope\"]\n")));
+        assert_eq!(e.key.as_deref(), Some("webhooks[0].kinds"), "{e}");
+        let e = err(&hook(&format!("url = \"https://x\"\nsecret = \"{HOOK_SECRET}\"\nretry = [\"5x\"]\n")));
+        assert!(e.key.as_deref().is_some_and(|k| k.starts_with("webhooks[0].retry")), "{e}");
+        let e = err(&hook(&format!("url = \"https://x\"\nsecret = \"{HOOK_SECRET}\"\nsecert = 1\n")));
+        assert!(e.message.contains("unknown key"), "{e}");
+        let e = err(&hook("url = \"https://x\"\n"));
+        assert!(e.message.contains("secret"), "{e}");
+        let twice = format!("[[webhooks]]\nurl = \"https://x\"\nsecret = \"{HOOK_SECRET}\"\n[[webhooks]]\nurl = \"https://x\"\nsecret = \"{HOOK_SECRET}\"\n");
+        let e = err(&twice);
+        assert_eq!((e.key.as_deref(), e.line), (Some("webhooks[1].url"), Some(5)), "{e}");
     }
 }

@@ -15,6 +15,7 @@
 //! - [`wire`]: the request, response, event and WebSocket message types;
 //!   [`openapi`] assembles `/openapi.json` from them and the handlers.
 //! - [`config`]: the TOML configuration file.
+//! - [`webhooks`]: `[[webhooks]]` endpoints, the delivery worker and its admin endpoints.
 //! - [`cli`]: `tether serve`, `tether health`, `tether cleanup`.
 
 pub mod app;
@@ -30,4 +31,5 @@ pub mod matching;
 pub mod metrics;
 pub mod openapi;
 pub mod store;
+pub mod webhooks;
 pub mod wire;

@@ -26,6 +26,10 @@ pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 const LATENESS_BOUNDS: &[f64] = &[0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+/// Webhook delivery latency, commit to 2xx: milliseconds when the receiver is
+/// up, up to the hours of the retry schedule when it was down.
+const WEBHOOK_LATENCY_BOUNDS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 7200.0, 36000.0];
 const WEBRTC_SETUP_BOUNDS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
 /// A fixed-bucket histogram of seconds, encoded by `prometheus-client`.
@@ -144,6 +148,19 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// A webhook endpoint's URL (a handful of configured endpoints: bounded).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    url: String,
+}
+
+/// A webhook attempt's outcome: `2xx`, `4xx`, `5xx`, `410`, `timeout`, `error`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookAttemptLabels {
+    url: String,
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallerLabels {
     caller: &'static str,
@@ -177,6 +194,11 @@ pub struct Metrics {
     pub webrtc_setup: Histogram,
     rate_limited: Family<CallerLabels, Counter>,
     ws_slow_closed: Counter,
+    webhook_delivered: Family<WebhookLabels, Counter>,
+    webhook_failed: Family<WebhookLabels, Counter>,
+    webhook_attempts: Family<WebhookAttemptLabels, Counter>,
+    webhook_queue: Family<WebhookLabels, Gauge>,
+    pub webhook_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -199,6 +221,11 @@ impl Default for Metrics {
             webrtc_setup: Histogram::new(WEBRTC_SETUP_BOUNDS),
             rate_limited: Family::default(),
             ws_slow_closed: Counter::default(),
+            webhook_delivered: Family::default(),
+            webhook_failed: Family::default(),
+            webhook_attempts: Family::default(),
+            webhook_queue: Family::default(),
+            webhook_latency: Histogram::new(WEBHOOK_LATENCY_BOUNDS),
         };
         metrics.registered()
     }
@@ -253,6 +280,28 @@ impl Metrics {
             "WebSockets closed because the client did not take its events in time",
             self.ws_slow_closed.clone(),
         );
+        r.register(
+            "webhook_delivered",
+            "Webhook deliveries answered 2xx, by endpoint URL",
+            self.webhook_delivered.clone(),
+        );
+        r.register(
+            "webhook_failed",
+            "Webhook deliveries failed for good (retries exhausted, or 410), by endpoint URL",
+            self.webhook_failed.clone(),
+        );
+        r.register(
+            "webhook_attempts",
+            "Webhook attempts by endpoint URL and outcome (2xx, 4xx, 5xx, 410, timeout, error)",
+            self.webhook_attempts.clone(),
+        );
+        r.register("webhook_queue_depth", "Webhook deliveries pending, by endpoint URL", self.webhook_queue.clone());
+        r.register_with_unit(
+            "webhook_delivery_latency",
+            "Webhook delivery latency, from the event's commit to the 2xx answer",
+            Unit::Seconds,
+            self.webhook_latency.clone(),
+        );
         // Both caller types exist from the start, so a refusal rate reads 0 rather than no data.
         for caller in ["user", "api_key"] {
             let _created = self.rate_limited.get_or_create(&CallerLabels { caller });
@@ -301,6 +350,33 @@ impl Metrics {
 
     pub fn count_decision(&self, decision: &'static str) {
         self.decisions.get_or_create(&DecisionLabels { decision }).inc();
+    }
+
+    /// A webhook endpoint exists: its series read 0 from the start rather than no data.
+    pub fn webhook_endpoint(&self, url: &str) {
+        let labels = WebhookLabels { url: url.to_owned() };
+        let _created = self.webhook_delivered.get_or_create(&labels);
+        let _created = self.webhook_failed.get_or_create(&labels);
+        let _created = self.webhook_queue.get_or_create(&labels);
+    }
+
+    /// One webhook attempt and its outcome (`2xx`, `4xx`, `5xx`, `410`, `timeout`, `error`).
+    pub fn count_webhook_attempt(&self, url: &str, outcome: &'static str) {
+        self.webhook_attempts.get_or_create(&WebhookAttemptLabels { url: url.to_owned(), outcome }).inc();
+    }
+
+    /// A delivery answered 2xx, `latency_ms` after its event's commit.
+    pub fn count_webhook_delivered(&self, url: &str, latency_ms: i64) {
+        self.webhook_delivered.get_or_create(&WebhookLabels { url: url.to_owned() }).inc();
+        self.webhook_latency.observe(latency_ms.max(0) as f64 / 1000.0);
+    }
+
+    pub fn count_webhook_failed(&self, url: &str) {
+        self.webhook_failed.get_or_create(&WebhookLabels { url: url.to_owned() }).inc();
+    }
+
+    pub fn set_webhook_queue(&self, url: &str, pending: usize) {
+        self.webhook_queue.get_or_create(&WebhookLabels { url: url.to_owned() }).set(pending as i64);
     }
 
     /// Writes every metric in the Prometheus text format. `live` is the number

@@ -283,6 +283,7 @@ is not an object and answers `400`. A method a path does not list answers `405`.
         (name = "matching", description = "Profiles, the matching pool, decisions and matches (contract section 6)"),
         (name = "calls", description = "Call sessions created by matching, and WebRTC signaling"),
         (name = "admin", description = "Health, cleanup and kinds (API keys only for /v1/admin)"),
+        (name = "webhooks", description = "Webhook endpoints and deliveries (contract section 9; API keys only). Each event is POSTed as its `/v1/events` JSON with Standard Webhooks 1.0 headers `webhook-id` (the event id), `webhook-timestamp` and `webhook-signature` (`v1,` + base64 HMAC-SHA256 of `id.timestamp.body`)"),
         (name = "operations", description = "Probes, metrics, this document and the embedded web pages"),
         (name = "demo", description = "Demo mode only (`tether serve --demo`)"),
     )

@@ -172,7 +172,7 @@ fn unknown_top_level_key_names_key_and_line() {
     let e = start_up_error(1, r#"bind = "127.0.0.1:7878""#);
     assert_eq!(
         e,
-        r#" line 1: bind: unknown key "bind" (known keys: listen, store, log, auth, kinds, limits, cluster)"#
+        r#" line 1: bind: unknown key "bind" (known keys: listen, store, log, auth, kinds, limits, webhooks, cluster)"#
     );
     let e = start_up_error(2, r#"storage = "memory""#);
     assert_eq!(e, r#" line 2: storage: unknown key "storage" (did you mean "store"?)"#);

@@ -77,6 +77,7 @@ async fn every_documented_operation_is_routed() {
         demo: true,
         kinds: tether_engine::Kinds::default(),
         limits: Default::default(),
+        webhooks: Vec::new(),
         cluster: Default::default(),
     };
     let app = App::build(settings, Arc::new(tether::clock::SystemClock)).expect("the app builds");

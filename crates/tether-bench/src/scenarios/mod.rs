@@ -9,7 +9,7 @@
 //!   population of N live sessions per size ([`population`]; creating a
 //!   million sessions is the expensive part);
 //! - [`heartbeats_http`], [`heartbeats_ws`], [`durable_starts`],
-//!   [`time_to_pair`], [`pairing_throughput`], [`signaling_relay`] stand alone;
+//!   [`time_to_pair`], [`pairing_throughput`], [`signaling_relay`], [`webhooks`] stand alone;
 //! - [`cluster`] starts its own nodes (three on PostgreSQL, one on
 //!   PostgreSQL, one on SQLite) and has no peer counterpart.
 
@@ -25,6 +25,7 @@ pub mod population;
 pub mod recovery;
 pub mod signaling_relay;
 pub mod time_to_pair;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,6 +58,7 @@ pub const ALL: &[&str] = &[
     pairing_throughput::NAME,
     signaling_relay::NAME,
     cluster::NAME,
+    webhooks::NAME,
 ];
 
 /// Sizes and durations of one `--size`.
@@ -176,6 +178,7 @@ pub async fn run(
                 pairing_throughput::NAME => pairing_throughput::run(src, p).await,
                 signaling_relay::NAME => signaling_relay::run(src, p, peers).await,
                 cluster::NAME => cluster::run(src, p).await,
+                webhooks::NAME => webhooks::run(src, p).await,
                 _ => continue, // a population scenario, run above
             };
             eprintln!(

@@ -61,6 +61,9 @@ pub fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(cluster::presence))
         .routes(routes!(admin::cleanup_preview, admin::cleanup_execute))
         .routes(routes!(demo_token))
+        .routes(routes!(crate::webhooks::http::endpoints))
+        .routes(routes!(crate::webhooks::http::deliveries))
+        .routes(routes!(crate::webhooks::http::retry))
         .merge(crate::matching::http::routes())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
@@ -300,6 +303,7 @@ pub async fn serve(
     let timer = tokio::spawn(app.clone().run_timer());
     let flusher = tokio::spawn(app.clone().run_flusher());
     let purger = tokio::spawn(app.clone().run_purger());
+    let webhooks = tokio::spawn(crate::webhooks::run(app.clone()));
     app.ready.store(true, std::sync::atomic::Ordering::Release);
     let on_shutdown = app.clone();
     let router = router(app.clone());
@@ -310,7 +314,7 @@ pub async fn serve(
     })
     .await;
     let _ = app.closing.send(true);
-    let _ = tokio::join!(timer, flusher, purger);
+    let _ = tokio::join!(timer, flusher, purger, webhooks);
     app.flush_heartbeats();
     if let Err(e) = app.journal.flush().await {
         tracing::error!(error = %e, "final flush failed");

@@ -1,6 +1,9 @@
 //! The in-memory store: nothing survives the process. For tests and demos.
 
-use super::{matches_filter, ListFilter, Store, StoreError, StoreWrite};
+use super::{
+    matches_filter, DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite,
+    WEBHOOK_CURSOR,
+};
 use crate::hub::Published;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -10,6 +13,15 @@ use tether_engine::{Invite, Millis, Session, Write};
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Webhook deliveries by id (the `webhooks` module's table).
+    webhooks: Mutex<MemWebhooks>,
+}
+
+#[derive(Default)]
+struct MemWebhooks {
+    by_id: BTreeMap<u64, DeliveryRecord>,
+    /// `(url, event_id)` → id: the uniqueness the SQL stores get from an index.
+    by_key: HashMap<(String, u64), u64>,
 }
 
 #[derive(Default)]
@@ -132,6 +144,91 @@ impl Store for MemoryStore {
 
     fn describe(&self) -> String {
         "memory (nothing persisted)".into()
+    }
+
+    fn webhook_enqueue(&self, new: &[NewDelivery], cursor: u64) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut table = self.webhooks.lock();
+        let mut out = Vec::with_capacity(new.len());
+        for d in new {
+            let found = table.by_key.get(&(d.url.clone(), d.event_id)).and_then(|id| table.by_id.get(id)).cloned();
+            let record = match found {
+                Some(r) => r,
+                None => {
+                    let id = table.by_id.keys().next_back().map_or(1, |last| last + 1);
+                    let r = DeliveryRecord {
+                        id,
+                        url: d.url.clone(),
+                        event_id: d.event_id,
+                        session_id: d.session_id.clone(),
+                        body: d.body.clone(),
+                        status: DeliveryStatus::Pending,
+                        attempts: 0,
+                        last_status: None,
+                        last_error: None,
+                        next_attempt_at: Some(d.created_at),
+                        created_at: d.created_at,
+                    };
+                    table.by_id.insert(id, r.clone());
+                    table.by_key.insert((d.url.clone(), d.event_id), id);
+                    r
+                }
+            };
+            out.push(DeliveryRecord { body: String::new(), ..record });
+        }
+        self.inner.lock().meta.insert(WEBHOOK_CURSOR.into(), cursor.to_string());
+        Ok(out)
+    }
+
+    fn webhook_pending(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.webhook_list(Some(DeliveryStatus::Pending), 0, usize::MAX)
+    }
+
+    fn webhook_get(&self, id: u64) -> Result<Option<DeliveryRecord>, StoreError> {
+        Ok(self.webhooks.lock().by_id.get(&id).cloned())
+    }
+
+    fn webhook_update(&self, records: &[DeliveryRecord]) -> Result<(), StoreError> {
+        let mut table = self.webhooks.lock();
+        for d in records {
+            if let Some(r) = table.by_id.get_mut(&d.id) {
+                r.status = d.status;
+                r.attempts = d.attempts;
+                r.last_status = d.last_status;
+                r.last_error = d.last_error.clone();
+                r.next_attempt_at = d.next_attempt_at;
+            }
+        }
+        Ok(())
+    }
+
+    fn webhook_list(
+        &self,
+        status: Option<DeliveryStatus>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let table = self.webhooks.lock();
+        Ok(table
+            .by_id
+            .range(after.saturating_add(1)..)
+            .map(|(_, r)| r)
+            .filter(|r| status.is_none_or(|s| r.status == s))
+            .take(limit)
+            .map(|r| DeliveryRecord { body: String::new(), ..r.clone() })
+            .collect())
+    }
+
+    fn webhook_counts(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for r in self.webhooks.lock().by_id.values() {
+            let c = counts.entry(r.url.clone()).or_default();
+            match r.status {
+                DeliveryStatus::Pending => c.0 += 1,
+                DeliveryStatus::Failed => c.1 += 1,
+                DeliveryStatus::Delivered => {}
+            }
+        }
+        Ok(counts.into_iter().map(|(url, (p, f))| (url, p, f)).collect())
     }
 }
 

@@ -94,6 +94,67 @@ pub trait Store: Send + Sync + 'static {
     }
     /// A short description for logs and health (`sqlite:///path (WAL)`).
     fn describe(&self) -> String;
+
+    // --- Webhook deliveries (the `webhooks` module; table `webhook_deliveries`
+    // and the meta key [`WEBHOOK_CURSOR`]). Kept apart from the journal's writes.
+
+    /// Inserts the deliveries that do not exist yet (unique per `(url,
+    /// event_id)`, so a batch re-read after a crash creates none twice) and
+    /// moves the cursor to `cursor`, in one transaction. Returns every
+    /// delivery of the batch as stored (new or already there).
+    fn webhook_enqueue(&self, new: &[NewDelivery], cursor: u64) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Pending deliveries in id order, without bodies (the worker's queue after a start).
+    fn webhook_pending(&self) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// One delivery with its body.
+    fn webhook_get(&self, id: u64) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// Saves the outcomes of attempts (status, attempts, last_*,
+    /// next_attempt_at), all in one transaction: the worker writes a round's
+    /// outcomes together (one fsync, not one per delivery).
+    fn webhook_update(&self, records: &[DeliveryRecord]) -> Result<(), StoreError>;
+    /// Deliveries with id > `after`, in id order, optionally of one status, without bodies.
+    fn webhook_list(
+        &self,
+        status: Option<DeliveryStatus>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Per URL: (pending, failed) counts.
+    fn webhook_counts(&self) -> Result<Vec<(String, u64, u64)>, StoreError>;
+}
+
+/// The meta key holding the id of the last event the webhook worker turned into deliveries.
+pub const WEBHOOK_CURSOR: &str = "webhooks.cursor";
+
+pub use crate::wire::webhooks::DeliveryStatus;
+
+/// A delivery to create: one event for one endpoint.
+#[derive(Clone, Debug)]
+pub struct NewDelivery {
+    pub url: String,
+    pub event_id: u64,
+    pub session_id: String,
+    /// The event's JSON exactly as on `/v1/events` (the POST body).
+    pub body: String,
+    /// The event's time (`at`): delivery latency counts from it.
+    pub created_at: Millis,
+}
+
+/// A stored delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: u64,
+    pub url: String,
+    pub event_id: u64,
+    pub session_id: String,
+    /// Empty when read without bodies.
+    pub body: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    /// While pending: when the next attempt is due.
+    pub next_attempt_at: Option<Millis>,
+    pub created_at: Millis,
 }
 
 /// Live sessions read page by page (in id order), so recovery holds one page

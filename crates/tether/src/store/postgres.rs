@@ -50,7 +50,7 @@
 //! - Schema creation runs under a transaction-level advisory lock, so nodes
 //!   started together do not race on `CREATE TABLE IF NOT EXISTS`.
 
-use super::{ListFilter, Store, StoreError, StoreWrite};
+use super::{DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite, WEBHOOK_CURSOR};
 use crate::hub::Published;
 use ::postgres::{Client, Config, NoTls, Statement};
 use std::collections::{HashMap, HashSet};
@@ -103,6 +103,44 @@ CREATE TABLE IF NOT EXISTS cluster_nodes (
 );
 "#;
 
+/// Webhook deliveries (the `webhooks` module): unique per endpoint and event.
+const WEBHOOK_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+  id BIGSERIAL PRIMARY KEY,
+  url TEXT NOT NULL,
+  event_id BIGINT NOT NULL,
+  session_id TEXT NOT NULL,
+  body TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_status INTEGER,
+  last_error TEXT,
+  next_attempt_at BIGINT,
+  created_at BIGINT NOT NULL,
+  UNIQUE (url, event_id)
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_status ON webhook_deliveries (status, id);
+"#;
+
+/// The columns of a [`DeliveryRecord`] without the body.
+const DELIVERY_COLS: &str =
+    "id, url, event_id, session_id, status, attempts, last_status, last_error, next_attempt_at, created_at";
+
+fn delivery_row(r: &::postgres::Row, body: bool) -> DeliveryRecord {
+    DeliveryRecord {
+        id: r.get::<_, i64>(0) as u64,
+        url: r.get(1),
+        event_id: r.get::<_, i64>(2) as u64,
+        session_id: r.get(3),
+        status: DeliveryStatus::parse(r.get(4)).unwrap_or(DeliveryStatus::Pending),
+        attempts: r.get::<_, i32>(5) as u32,
+        last_status: r.get::<_, Option<i32>>(6).map(|s| s as u16),
+        last_error: r.get(7),
+        next_attempt_at: r.get(8),
+        created_at: r.get(9),
+        body: if body { r.get(10) } else { String::new() },
+    }
+}
 const INSERT_EVENTS: &str = "INSERT INTO events (id, session_id, kind, type, audience, json)
      SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
      ON CONFLICT (id) DO NOTHING";
@@ -293,6 +331,7 @@ impl Link {
         let mut tx = c.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(&current)])?;
         tx.batch_execute(SCHEMA)?;
+        tx.batch_execute(WEBHOOK_SCHEMA)?;
         tx.commit()?;
         Ok(())
     }
@@ -780,6 +819,115 @@ impl Store for PostgresStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn webhook_enqueue(&self, new: &[NewDelivery], cursor: u64) -> Result<Vec<DeliveryRecord>, StoreError> {
+        // As columns, so a page of the log is three statements whatever its size.
+        let urls: Vec<String> = new.iter().map(|d| d.url.clone()).collect();
+        let events: Vec<i64> = new.iter().map(|d| d.event_id as i64).collect();
+        let sessions: Vec<String> = new.iter().map(|d| d.session_id.clone()).collect();
+        let bodies: Vec<String> = new.iter().map(|d| d.body.clone()).collect();
+        let created: Vec<i64> = new.iter().map(|d| d.created_at).collect();
+        self.writer.call(move |c| {
+            let insert = c.prepared(
+                "INSERT INTO webhook_deliveries (url, event_id, session_id, body, status, attempts, next_attempt_at, created_at)
+                 SELECT u, e, s, b, 'pending', 0, t, t FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[])
+                   AS x(u, e, s, b, t)
+                 ON CONFLICT (url, event_id) DO NOTHING",
+            )?;
+            let read = c.prepared(&format!(
+                "SELECT {DELIVERY_COLS} FROM webhook_deliveries d
+                 JOIN unnest($1::text[], $2::int8[]) WITH ORDINALITY AS x(u, e, n) ON d.url = x.u AND d.event_id = x.e
+                 ORDER BY x.n"
+            ))?;
+            let meta = c.prepared(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?;
+            let mut tx = c.client.transaction()?;
+            let mut out = Vec::with_capacity(urls.len());
+            if !urls.is_empty() {
+                tx.execute(&insert, &[&urls, &events, &sessions, &bodies, &created])?;
+                out.extend(tx.query(&read, &[&urls, &events])?.iter().map(|r| delivery_row(r, false)));
+            }
+            tx.execute(&meta, &[&WEBHOOK_CURSOR, &cursor.to_string()])?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    fn webhook_pending(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.webhook_list(Some(DeliveryStatus::Pending), 0, usize::MAX)
+    }
+
+    fn webhook_get(&self, id: u64) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.reader.call(move |c| {
+            let st = c.prepared(&format!("SELECT {DELIVERY_COLS}, body FROM webhook_deliveries WHERE id = $1"))?;
+            Ok(c.client.query_opt(&st, &[&(id as i64)])?.map(|r| delivery_row(&r, true)))
+        })
+    }
+
+    fn webhook_update(&self, records: &[DeliveryRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // As columns: one statement per round of outcomes.
+        let ids: Vec<i64> = records.iter().map(|d| d.id as i64).collect();
+        let statuses: Vec<&'static str> = records.iter().map(|d| d.status.as_str()).collect();
+        let attempts: Vec<i32> = records.iter().map(|d| d.attempts as i32).collect();
+        let last_status: Vec<Option<i32>> = records.iter().map(|d| d.last_status.map(i32::from)).collect();
+        let last_error: Vec<Option<String>> = records.iter().map(|d| d.last_error.clone()).collect();
+        let next: Vec<Option<i64>> = records.iter().map(|d| d.next_attempt_at).collect();
+        self.writer.call(move |c| {
+            let st = c.prepared(
+                "UPDATE webhook_deliveries d SET status = x.s, attempts = x.a, last_status = x.ls, last_error = x.le,
+                   next_attempt_at = x.n
+                 FROM unnest($1::int8[], $2::text[], $3::int4[], $4::int4[], $5::text[], $6::int8[]) AS x(id, s, a, ls, le, n)
+                 WHERE d.id = x.id",
+            )?;
+            c.client.execute(&st, &[&ids, &statuses, &attempts, &last_status, &last_error, &next])?;
+            Ok(())
+        })
+    }
+
+    fn webhook_list(
+        &self,
+        status: Option<DeliveryStatus>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.reader.call(move |c| {
+            let rows = match status {
+                Some(st) => {
+                    let q = c.prepared(&format!(
+                        "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3"
+                    ))?;
+                    c.client.query(&q, &[&st.as_str(), &after, &limit])?
+                }
+                None => {
+                    let q = c.prepared(&format!(
+                        "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id > $1 ORDER BY id LIMIT $2"
+                    ))?;
+                    c.client.query(&q, &[&after, &limit])?
+                }
+            };
+            Ok(rows.iter().map(|r| delivery_row(r, false)).collect())
+        })
+    }
+
+    fn webhook_counts(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        self.reader.call(|c| {
+            let st = c.prepared(
+                "SELECT url, count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'failed')
+                 FROM webhook_deliveries WHERE status <> 'delivered' GROUP BY url",
+            )?;
+            Ok(c.client
+                .query(&st, &[])?
+                .iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1) as u64, r.get::<_, i64>(2) as u64))
+                .collect())
+        })
     }
 }
 

@@ -12,7 +12,7 @@
 //! the file to zero; `journal_size_limit` trims what is left after the
 //! ordinary checkpoints.
 
-use super::{ListFilter, Store, StoreError, StoreWrite};
+use super::{DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite, WEBHOOK_CURSOR};
 use crate::hub::Published;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -53,6 +53,47 @@ CREATE INDEX IF NOT EXISTS events_session ON events(session_id, id);
 PRAGMA user_version = 2;
 ";
 
+/// Webhook deliveries (the `webhooks` module): unique per endpoint and event,
+/// so re-reading the event log after a crash creates no delivery twice.
+const WEBHOOK_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  url TEXT NOT NULL,
+  event_id INTEGER NOT NULL,
+  session_id TEXT NOT NULL,
+  body TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_status INTEGER,
+  last_error TEXT,
+  next_attempt_at INTEGER,
+  created_at INTEGER NOT NULL,
+  UNIQUE (url, event_id)
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_status ON webhook_deliveries(status, id);
+";
+
+/// The columns of a [`DeliveryRecord`] without the body, then the body (or '').
+const DELIVERY_COLS: &str =
+    "id, url, event_id, session_id, status, attempts, last_status, last_error, next_attempt_at, created_at";
+
+fn delivery_row(r: &rusqlite::Row, body: bool) -> rusqlite::Result<DeliveryRecord> {
+    let status: String = r.get(4)?;
+    Ok(DeliveryRecord {
+        id: r.get::<_, i64>(0)? as u64,
+        url: r.get(1)?,
+        event_id: r.get::<_, i64>(2)? as u64,
+        session_id: r.get(3)?,
+        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
+        attempts: r.get(5)?,
+        last_status: r.get(6)?,
+        last_error: r.get(7)?,
+        next_attempt_at: r.get(8)?,
+        created_at: r.get(9)?,
+        body: if body { r.get(10)? } else { String::new() },
+    })
+}
+
 fn connect(path: &str) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -84,6 +125,7 @@ impl SqliteStore {
         }
         let writer = connect(path)?;
         writer.execute_batch(SCHEMA)?;
+        writer.execute_batch(WEBHOOK_SCHEMA)?;
         // The commit that crosses SQLite's auto-checkpoint threshold would copy
         // the WAL into the database inside the journal's critical path (tens of
         // ms, seen as a p99 spike in expiry lateness). Checkpoints run on their
@@ -347,5 +389,103 @@ impl Store for SqliteStore {
 
     fn describe(&self) -> String {
         format!("sqlite://{} (WAL, synchronous=FULL)", self.path)
+    }
+
+    fn webhook_enqueue(&self, new: &[NewDelivery], cursor: u64) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(new.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO webhook_deliveries (url, event_id, session_id, body, status, attempts, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5) ON CONFLICT (url, event_id) DO NOTHING",
+            )?;
+            let mut read = tx.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE url = ?1 AND event_id = ?2"
+            ))?;
+            for d in new {
+                insert.execute(params![d.url, d.event_id as i64, d.session_id, d.body, d.created_at])?;
+                out.push(read.query_row(params![d.url, d.event_id as i64], |r| delivery_row(r, false))?);
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![WEBHOOK_CURSOR, cursor.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn webhook_pending(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.webhook_list(Some(DeliveryStatus::Pending), 0, usize::MAX)
+    }
+
+    fn webhook_get(&self, id: u64) -> Result<Option<DeliveryRecord>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {DELIVERY_COLS}, body FROM webhook_deliveries WHERE id = ?1"))?;
+        Ok(stmt.query_row(params![id as i64], |r| delivery_row(r, true)).optional()?)
+    }
+
+    fn webhook_update(&self, records: &[DeliveryRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, last_status = ?4, last_error = ?5,
+                 next_attempt_at = ?6 WHERE id = ?1",
+            )?;
+            for d in records {
+                update.execute(params![
+                    d.id as i64,
+                    d.status.as_str(),
+                    d.attempts,
+                    d.last_status,
+                    d.last_error,
+                    d.next_attempt_at
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn webhook_list(
+        &self,
+        status: Option<DeliveryStatus>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let conn = self.reader.lock();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = match status {
+            Some(st) => conn
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE status = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+                ))?
+                .query_map(params![st.as_str(), after, limit], |r| delivery_row(r, false))?
+                .collect::<Result<Vec<_>, _>>()?,
+            None => conn
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id > ?1 ORDER BY id LIMIT ?2"
+                ))?
+                .query_map(params![after, limit], |r| delivery_row(r, false))?
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        Ok(rows)
+    }
+
+    fn webhook_counts(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT url, sum(status = 'pending'), sum(status = 'failed') FROM webhook_deliveries
+             WHERE status <> 'delivered' GROUP BY url",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }

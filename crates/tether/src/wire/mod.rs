@@ -12,6 +12,7 @@
 //! - [`matching`]: profiles, the pool, calls and signals (section 6);
 //! - [`history`]: a session's event history (section 10);
 //! - [`admin`]: health, cleanup, kinds and the demo token (section 7);
+//! - [`webhooks`]: webhook endpoints and deliveries (section 9);
 //! - [`problem`]: the problem+json error body.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod history;
 pub mod matching;
 pub mod problem;
 pub mod sessions;
+pub mod webhooks;
 
 /// Display names (of a session's owner, a participant or an invite guest) are
 /// at most this many characters; the schemas state the same `maxLength`.
