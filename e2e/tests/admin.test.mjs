@@ -39,6 +39,9 @@ test('dashboard: counts, lateness, live feed, find/end, cleanup', { timeout: 90_
   await waitFor(async () => Number(await page.locator('#t-live').textContent()) >= 3, { what: 'live tile' });
   assert.equal(await page.locator('#t-overdue').textContent(), '0');
   assert.match(await page.locator('#t-health').textContent(), /healthy/);
+  // One node, owning the work (a cluster lists every node here).
+  await page.locator('#nodes-table tbody tr', { hasText: 'owner' }).waitFor();
+  assert.equal(await page.locator('#nodes-table tbody tr').count(), 1);
 
   // Created only now: on a loaded machine an expiry can be more than 100 ms
   // late, which health rightly reports as degraded (the check above is about

@@ -4,6 +4,7 @@
 import { EVENT_TYPES } from '/sdk/tether.js';
 import { parsePrometheus, histogramSummary, fmtSeconds } from '/admin/metrics.js';
 import { refreshWebhooks } from '/admin/webhooks.js';
+import { renderNodes } from '/admin/nodes.js';
 
 const KEY_STORE = 'tether-admin-key';
 const LIVE = ['waiting', 'active', 'completing'];
@@ -138,6 +139,7 @@ async function refresh() {
   renderMatching(samples);
   renderCounts(h, samples, live);
   renderLive(live);
+  renderNodes(h);
   refreshWebhooks(api);
   $('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
 }
