@@ -75,6 +75,20 @@ impl From<tether_engine::Event> for Draft {
     }
 }
 
+/// `{"id","type","at","session":{…},…}` → `{"id","type","at","session_id","kind","status","expires_at"[,"end_reason"],…}`.
+fn lean_form(json: &str) -> String {
+    let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(json) else { return json.to_string() };
+    if let Some(Value::Object(session)) = event.remove("session") {
+        for (from, to) in [("id", "session_id"), ("kind", "kind"), ("status", "status"), ("expires_at", "expires_at")] {
+            event.insert(to.into(), session.get(from).cloned().unwrap_or(Value::Null));
+        }
+        if let Some(reason) = session.get("end_reason").filter(|r| !r.is_null()) {
+            event.insert("end_reason".into(), reason.clone());
+        }
+    }
+    Value::Object(event).to_string()
+}
+
 /// A published event, shared by every subscriber.
 #[derive(Debug)]
 pub struct Published {
@@ -87,9 +101,21 @@ pub struct Published {
     pub json: String,
     /// For deadline-driven ends: the deadline, to measure lateness when broadcast.
     pub deadline: Option<Millis>,
+    /// The lean form (`?session=id`), made from `json` the first time a
+    /// lean subscriber needs it, then shared: nothing when nobody asks.
+    pub lean: std::sync::OnceLock<String>,
 }
 
 impl Published {
+    /// The event as a subscriber asked for it: whole, or lean (`wire::events::LeanEvent`).
+    pub fn text(&self, lean: bool) -> &str {
+        if lean {
+            self.lean.get_or_init(|| lean_form(&self.json))
+        } else {
+            &self.json
+        }
+    }
+
     /// Whether a subscriber sees it: API keys see all (optionally one kind),
     /// users see their sessions' events, invite tokens only their session's.
     pub fn visible(&self, filter: &Subscriber) -> bool {
@@ -252,6 +278,7 @@ impl Hub {
                     audience,
                     json: format!("{{\"id\":{seq}{tail}"),
                     deadline: d.deadline,
+                    lean: Default::default(),
                 })
             })
             .collect()

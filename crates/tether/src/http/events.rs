@@ -38,6 +38,21 @@ pub struct StreamQuery {
     token: Option<String>,
     /// Extension: resume after this event id (when `Last-Event-ID` cannot be set; on `/v1/ws` too).
     last_event_id: Option<u64>,
+    /// Extension: `id` sends each event lean (`LeanEvent`: the session's id and the fields that
+    /// change instead of the whole session); `full` (the default) sends `Event`.
+    session: Option<String>,
+}
+
+/// `?session=`: whether the subscriber asked for lean events.
+fn lean(form: Option<&str>) -> Result<bool, ApiError> {
+    match form {
+        None | Some("full") => Ok(false),
+        Some("id") => Ok(true),
+        Some(other) => Err(ApiError::invalid(
+            "session",
+            format!("session must be \"id\" (lean events) or \"full\" (the default), not {other:?}"),
+        )),
+    }
 }
 
 /// `?kind=` must name a configured kind: a typo would otherwise give a
@@ -104,7 +119,10 @@ fn subscriber(p: &Principal, kind: Option<String>) -> Subscriber {
         (status = 405, response = MethodNotAllowed),
         (status = 422, description = "`kind` names no configured kind, or a query parameter is invalid; `field` names it.", body = Problem, content_type = "application/problem+json"),
     ),
-    extensions(("x-event-schema" = json!({"$ref": "#/components/schemas/Event"})))
+    extensions(
+        ("x-event-schema" = json!({"$ref": "#/components/schemas/Event"})),
+        ("x-lean-event-schema" = json!({"$ref": "#/components/schemas/LeanEvent"}))
+    )
 )]
 pub async fn sse(
     State(app): State<Arc<App>>,
@@ -113,6 +131,7 @@ pub async fn sse(
     QueryParams(q): QueryParams<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let after = resume_point(&headers, q.last_event_id)?;
+    let lean = lean(q.session.as_deref())?;
     let filter = subscriber(&p, known_kind(&app, q.kind)?);
     let (replay, rx) = app.hub.subscribe(after);
     let closing = app.closing.subscribe();
@@ -137,7 +156,7 @@ pub async fn sse(
                     Some(items) => {
                         for item in items {
                             match item {
-                                Item::Event(e) => sse_frame(&mut buf, &e.seq.to_string(), e.event_type.as_str(), &e.json),
+                                Item::Event(e) => sse_frame(&mut buf, &e.seq.to_string(), e.event_type.as_str(), e.text(lean)),
                                 Item::Gap(gap) => sse_frame(&mut buf, &gap.to.to_string(), "stream.gap", &gap_json(gap)),
                             }
                         }
@@ -324,6 +343,7 @@ impl Feed {
         ("kind" = Option<String>, Query, description = "Only events of sessions of this kind."),
         ("token" = Option<String>, Query, description = "The bearer token (browsers cannot set headers on WebSocket)."),
         ("last_event_id" = Option<u64>, Query, description = "Extension: resume after this event id, as SSE's `Last-Event-ID` (also accepted as that header): the missed events come first (a `stream.gap` frame where they are gone), on any node of a cluster."),
+        ("session" = Option<String>, Query, description = "Extension: `id` sends each event lean (`LeanEvent`); `full` (the default) sends `Event`."),
     ),
     responses(
         (status = 101, description = "Switched to the WebSocket protocol."),
@@ -361,6 +381,10 @@ pub async fn ws(
         Ok(after) => after,
         Err(e) => return e.into_response(),
     };
+    let lean = match lean(q.session.as_deref()) {
+        Ok(lean) => lean,
+        Err(e) => return e.into_response(),
+    };
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(r) => return ApiError::new(r.status(), "WebSocket upgrade required", r.body_text()).into_response(),
@@ -372,7 +396,7 @@ pub async fn ws(
         .read_buffer_size(4 * 1024)
         .max_message_size(BODY_LIMIT)
         .max_frame_size(FRAME_READ_LIMIT)
-        .on_upgrade(move |socket| serve_socket(app, p, key, token, kind, after, socket))
+        .on_upgrade(move |socket| serve_socket(app, p, key, token, Stream { kind, after, lean }, socket))
 }
 
 /// A user's open event stream or WebSocket, for `disconnect_grace`: opening
@@ -474,6 +498,13 @@ async fn write_all(app: &App, sink: &mut Sink, frames: Vec<String>) -> Result<()
     }
 }
 
+/// What a WebSocket subscriber asked for: a kind, a resume point, lean events.
+struct Stream {
+    kind: Option<String>,
+    after: Option<u64>,
+    lean: bool,
+}
+
 enum Stalled {
     /// The connection failed (the client went away).
     Failed,
@@ -492,10 +523,10 @@ async fn serve_socket(
     p: Principal,
     key: CallerKey,
     token: Option<String>,
-    kind: Option<String>,
-    after: Option<u64>,
+    stream: Stream,
     socket: WebSocket,
 ) {
+    let Stream { kind, after, lean } = stream;
     let _presence = Presence::open(app.clone(), p.user_id());
     let filter = subscriber(&p, kind);
     let (start, rx) = app.hub.subscribe(after);
@@ -509,7 +540,7 @@ async fn serve_socket(
                 items
                     .into_iter()
                     .map(|item| match item {
-                        Item::Event(e) => e.json.clone(),
+                        Item::Event(e) => e.text(lean).to_string(),
                         Item::Gap(gap) => gap_json(gap),
                     })
                     .collect()

@@ -241,5 +241,6 @@ fn copy(e: &Published) -> Published {
         audience: e.audience.clone(),
         json: e.json.clone(),
         deadline: None,
+        lean: Default::default(),
     }
 }

@@ -233,6 +233,7 @@ pub(crate) fn stored_event(
             .map_err(|e| StoreError::Backend(format!("corrupt event log audience: {e}")))?,
         json,
         deadline: None,
+        lean: Default::default(),
     })
 }
 

@@ -227,3 +227,28 @@ pub struct WsError {
     #[schema(nullable = false)]
     pub status_now: Option<Status>,
 }
+
+/// Extension: an event in its lean form, on `/v1/events?session=id` and
+/// `/v1/ws?session=id`: the session's id and the fields of it that change
+/// instead of the whole session, beside the event's own fields (`reason`,
+/// `participant`, `match`, `signal`, `deadline`, … as in [`Event`]). For
+/// subscribers that only react to what happened (a backend ending a job, a
+/// dashboard counting) and would otherwise receive every session whole.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LeanEvent {
+    pub id: u64,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub session_id: String,
+    pub kind: String,
+    pub status: Status,
+    /// The session's earliest deadline; null when none (an ended session).
+    #[schema(format = DateTime, required = true)]
+    pub expires_at: Option<String>,
+    /// Set once the session ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub end_reason: Option<EndReason>,
+}

@@ -267,3 +267,49 @@ async fn history_lists_every_event_of_a_session_in_order() {
     let theirs = app.get(&format!("/v1/sessions/{other}/history"), Some(API_KEY)).await.expect(200).clone();
     assert_eq!(theirs["events"].as_array().unwrap().len(), 2, "{theirs}");
 }
+
+/// `?session=id` (extension) sends each event lean: the session's id and the
+/// fields that change, not the whole session; on SSE and WebSocket alike,
+/// resumes included. Each lean event is checked against `LeanEvent`.
+#[tokio::test]
+async fn lean_events_carry_the_session_id_and_what_changed() {
+    let app = TestApp::start().await;
+    let mut full = app.sse(API_KEY, "", None).await;
+    let mut lean = app.sse(API_KEY, "?session=id", None).await;
+    let mut lean_ws = app.ws(&format!("{API_KEY}&session=id")).await;
+    let s = id_of(&app.start_for("lena", "plain").await);
+    app.post(&format!("/v1/sessions/{s}/participants"), Some(API_KEY), json!({"user_id": "pal"})).await.expect(201);
+    app.post(&format!("/v1/sessions/{s}/end"), Some(API_KEY), json!({"reason": "done"})).await.expect(200);
+    full.wait_event(ms(3000), "session.ended", &s).await;
+    let ended = lean.wait_event(ms(3000), "session.ended", &s).await;
+    lean_ws.events.wait_event(ms(3000), "session.ended", &s).await;
+
+    let whole: Vec<&serde_json::Value> = full.seen.iter().map(|e| &e.data).collect();
+    let slim: Vec<&serde_json::Value> = lean.seen.iter().map(|e| &e.data).collect();
+    assert_eq!(slim.len(), whole.len());
+    for (w, l) in whole.iter().zip(&slim) {
+        assert_eq!(l["id"], w["id"]);
+        assert_eq!(l["type"], w["type"]);
+        assert_eq!(l["session_id"], w["session"]["id"]);
+        assert_eq!(l["status"], w["session"]["status"]);
+        assert_eq!(l["expires_at"], w["session"]["expires_at"]);
+        assert!(l.get("session").is_none(), "no whole session: {l}");
+    }
+    assert_eq!(ended.data["end_reason"], "ended");
+    assert_eq!(ended.data["reason"], "ended");
+    let joined = lean.seen.iter().find(|e| e.event == "participant.joined").unwrap();
+    assert_eq!(joined.data["participant"]["id"], "pal", "the event's own fields stay");
+    let from_ws: Vec<&serde_json::Value> =
+        lean_ws.events.seen.iter().filter(|e| e.event != "pong").map(|e| &e.data).collect();
+    assert_eq!(from_ws, slim, "the WebSocket sends the same lean events");
+
+    // A resume in lean form.
+    let first = lean.seen[0].id.unwrap();
+    let mut resumed = app.sse(API_KEY, "?session=id", Some(first)).await;
+    resumed.wait_event(ms(3000), "session.ended", &s).await;
+    assert_eq!(resumed.seen.iter().map(|e| &e.data).collect::<Vec<_>>(), slim[1..]);
+
+    let r = app.get("/v1/events?session=lean", Some(API_KEY)).await;
+    r.problem(422, &["session"]);
+    assert_eq!(r.body["field"], "session");
+}

@@ -810,8 +810,9 @@ pub struct Event {
 }
 
 impl Event {
+    /// The session's id, from a whole event or a lean one (`session_id`).
     pub fn session_id(&self) -> &str {
-        self.data["session"]["id"].as_str().unwrap_or("")
+        self.data["session"]["id"].as_str().or(self.data["session_id"].as_str()).unwrap_or("")
     }
     pub fn reason(&self) -> &str {
         self.data["reason"].as_str().unwrap_or("")

@@ -229,10 +229,12 @@ impl Contract {
         }
     }
 
-    /// The mismatch between an event and the document's `Event` schema, if any.
+    /// The mismatch between an event and the document's `Event` schema (or
+    /// `LeanEvent`, for an event without `session` but with `session_id`), if any.
     pub fn verify_event(&self, data: &Value) -> Result<(), String> {
-        let pointer = "/components/schemas/Event";
-        let schema = self.doc.pointer(pointer).ok_or("the document has no Event schema")?;
+        let lean = data.get("session").is_none() && data.get("session_id").is_some();
+        let pointer = if lean { "/components/schemas/LeanEvent" } else { "/components/schemas/Event" };
+        let schema = self.doc.pointer(pointer).ok_or_else(|| format!("the document has no {pointer}"))?;
         let errors: Vec<String> = self
             .validator(pointer, schema)?
             .iter_errors(data)
