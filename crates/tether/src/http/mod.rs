@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod batch;
 pub mod cluster;
 pub mod events;
 pub mod history;
@@ -41,6 +42,7 @@ impl From<CommitError> for ApiError {
 pub fn api() -> OpenApiRouter<Arc<App>> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(sessions::create, sessions::list))
+        .routes(routes!(batch::create_many))
         .routes(routes!(sessions::get))
         .routes(routes!(history::history))
         .routes(routes!(sessions::heartbeat))

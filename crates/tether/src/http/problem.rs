@@ -85,18 +85,24 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem+json body (`wire::problem::Problem`).
+    pub fn body(&self) -> Value {
         let slug = self.title.to_ascii_lowercase().replace(' ', "-");
         let mut body = Map::new();
         body.insert("type".into(), Value::from(format!("https://tether.dev/problems/{slug}")));
         body.insert("title".into(), Value::from(self.title));
         body.insert("status".into(), Value::from(self.status.as_u16()));
-        body.insert("detail".into(), Value::from(self.detail));
-        body.extend(self.extra);
-        let mut response =
-            (self.status, [(header::CONTENT_TYPE, "application/problem+json")], Value::Object(body).to_string())
-                .into_response();
+        body.insert("detail".into(), Value::from(self.detail.clone()));
+        body.extend(self.extra.clone());
+        Value::Object(body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body().to_string();
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body).into_response();
         response.headers_mut().extend(self.headers);
         response
     }

@@ -52,10 +52,24 @@ pub async fn create(
     Caller(p): Caller,
     JsonBody(body): JsonBody<CreateSession>,
 ) -> Result<(StatusCode, Json<CreatedSession>), ApiError> {
-    if matches!(&p, Principal::User { scope: Some(_), .. }) {
+    let req = new_session(&app, &p, body).await?;
+    let (session, superseded) = app
+        .change(|core: &mut Core, now, change: &mut Change| {
+            let (session, superseded, out) = core.engine.create(now, req)?;
+            change.absorb(out);
+            Ok::<_, ApiError>((session, superseded))
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(CreatedSession { session, superseded })))
+}
+
+/// Checks a start request and turns it into the engine's [`NewSession`]
+/// (what `POST /v1/sessions` and each item of `POST /v1/sessions/batch` share).
+pub(super) async fn new_session(app: &Arc<App>, p: &Principal, body: CreateSession) -> Result<NewSession, ApiError> {
+    if matches!(p, Principal::User { scope: Some(_), .. }) {
         return Err(ApiError::forbidden("an invitation token can only act on its own session"));
     }
-    let owner = acting_user(&p, body.user_id.as_deref())?;
+    let owner = acting_user(p, body.user_id.as_deref())?;
     let takeover = takeover(body.on_conflict.as_deref())?;
     if body.kind.is_empty() {
         return Err(ApiError::invalid("kind", "kind must not be empty"));
@@ -75,7 +89,7 @@ pub async fn create(
     };
     if let Some(parent) = &body.parent_id {
         // The parent must be one the caller may see; an ended one is refused by the engine.
-        find_session(&app, &p, parent)
+        find_session(app, p, parent)
             .await
             .map_err(|_| ApiError::invalid("parent_id", "the parent session does not exist"))?;
     }
@@ -89,14 +103,7 @@ pub async fn create(
         takeover,
         members: vec![],
     };
-    let (session, superseded) = app
-        .change(|core: &mut Core, now, change: &mut Change| {
-            let (session, superseded, out) = core.engine.create(now, req)?;
-            change.absorb(out);
-            Ok::<_, ApiError>((session, superseded))
-        })
-        .await?;
-    Ok((StatusCode::CREATED, Json(CreatedSession { session, superseded })))
+    Ok(req)
 }
 
 /// `on_conflict`: absent, or `"takeover"`.

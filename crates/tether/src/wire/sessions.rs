@@ -38,6 +38,38 @@ pub struct CreatedSession {
     pub superseded: Vec<String>,
 }
 
+/// Extension: the body of `POST /v1/sessions/batch`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessions {
+    /// 1 to 1000 sessions, each exactly as the body of `POST /v1/sessions`.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub sessions: Vec<CreateSession>,
+}
+
+/// One session of a batch: started (`201`, with `session` and `superseded`)
+/// or refused as `POST /v1/sessions` would have refused it (`problem`).
+#[derive(Serialize, ToSchema)]
+pub struct BatchItem {
+    /// `201`, or the status of the problem (`409` for a `reject` conflict…).
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub session: Option<Session>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub superseded: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::problem::Problem>, nullable = false)]
+    pub problem: Option<Value>,
+}
+
+/// The answer of `POST /v1/sessions/batch`: one result per session asked for, in order.
+#[derive(Serialize, ToSchema)]
+pub struct SessionsCreated {
+    pub results: Vec<BatchItem>,
+}
+
 /// The query of `GET /v1/sessions`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -9,6 +9,7 @@ mod support;
 use support as helpers;
 
 mod bad_input;
+mod batch;
 mod crash;
 mod events;
 mod harness;
