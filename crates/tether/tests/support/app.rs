@@ -810,9 +810,11 @@ pub struct Event {
 }
 
 impl Event {
-    /// The session's id, from a whole event or a lean one (`session_id`).
+    /// The session's id, from a whole event or a lean one (`session_id`; a
+    /// WebSocket error frame's `session_id` names the failed message's target, not an event's).
     pub fn session_id(&self) -> &str {
-        self.data["session"]["id"].as_str().or(self.data["session_id"].as_str()).unwrap_or("")
+        let lean = if self.event == "error" { None } else { self.data["session_id"].as_str() };
+        self.data["session"]["id"].as_str().or(lean).unwrap_or("")
     }
     pub fn reason(&self) -> &str {
         self.data["reason"].as_str().unwrap_or("")
