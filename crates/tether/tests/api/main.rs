@@ -12,6 +12,7 @@ mod bad_input;
 mod crash;
 mod events;
 mod harness;
+mod heartbeat;
 mod isolation;
 mod ops;
 mod stories;
