@@ -12,7 +12,8 @@ use crate::wire::sessions::{
     ListQuery, ReviveSession, SessionList,
 };
 use crate::wire::NAME_MAX_CHARS;
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -251,11 +252,10 @@ pub async fn heartbeat(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    PreferMinimal(minimal): PreferMinimal,
 ) -> Result<Response, ApiError> {
-    if prefers_minimal(&headers) {
-        let s = beat(&app, &p, &id).await?;
-        return Ok(minimal_beat(s.expires_at));
+    if minimal {
+        return beat_minimal(&app, &p, &id).await.map(minimal_beat);
     }
     beat(&app, &p, &id).await.map(|s| Json(s).into_response())
 }
@@ -273,6 +273,19 @@ struct PreferParam {
 
 /// The header carrying a minimal heartbeat's new deadline.
 pub const EXPIRES_AT_HEADER: &str = "tether-expires-at";
+
+/// Whether the request asked for `return=minimal`: read from the request's
+/// headers in place (a `HeaderMap` extractor would copy them all, which the
+/// heartbeat profile showed).
+pub struct PreferMinimal(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for PreferMinimal {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PreferMinimal(prefers_minimal(&parts.headers)))
+    }
+}
 
 /// Whether the request's `Prefer` headers (RFC 7240: comma-separated
 /// preferences, each `token[=value]` with `;` parameters, tokens
@@ -292,7 +305,7 @@ fn minimal_beat(expires_at: Option<Millis>) -> Response {
     let h = r.headers_mut();
     h.insert("preference-applied", HeaderValue::from_static("return=minimal"));
     if let Some(at) = expires_at {
-        if let Ok(v) = HeaderValue::from_str(&format_rfc3339(at)) {
+        if let Ok(v) = HeaderValue::try_from(format_rfc3339(at)) {
             h.insert(EXPIRES_AT_HEADER, v);
         }
     }
@@ -302,6 +315,12 @@ fn minimal_beat(expires_at: Option<Millis>) -> Response {
 /// A heartbeat from `p` on session `id`, shared by HTTP and WebSocket.
 pub async fn beat(app: &Arc<App>, p: &Principal, id: &str) -> Result<Session, ApiError> {
     beat_with(app, p, id, |engine, now, user| engine.heartbeat(now, id, user)).await
+}
+
+/// [`beat`] for a caller that answers only the new earliest deadline
+/// (`Prefer: return=minimal`): the engine builds no snapshot.
+async fn beat_minimal(app: &Arc<App>, p: &Principal, id: &str) -> Result<Option<Millis>, ApiError> {
+    beat_with(app, p, id, |engine, now, user| engine.touch_deadline(now, id, user)).await
 }
 
 /// [`beat`] for a caller that does not answer with the session (a WebSocket
@@ -629,7 +648,7 @@ pub async fn participant_heartbeat(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    PreferMinimal(minimal): PreferMinimal,
 ) -> Result<Response, ApiError> {
     let user = me(&p)?;
     let absent = app.read(|core| {
@@ -640,8 +659,10 @@ pub async fn participant_heartbeat(
     if absent {
         return Err(ApiError::not_found("participant"));
     }
-    let s = beat(&app, &p, &id).await?;
-    Ok(if prefers_minimal(&headers) { minimal_beat(s.expires_at) } else { Json(s).into_response() })
+    if minimal {
+        return beat_minimal(&app, &p, &id).await.map(minimal_beat);
+    }
+    beat(&app, &p, &id).await.map(|s| Json(s).into_response())
 }
 
 /// Leave a session
