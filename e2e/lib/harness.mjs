@@ -60,12 +60,12 @@ export function tetherBin() {
 
 /**
  * Start `tether serve --demo --store memory --listen 127.0.0.1:0 --config e2e/tether.toml`
- * and wait for its `listening on http://HOST:PORT` line.
+ * (another `store` or `config` if given) and wait for its `listening on http://HOST:PORT` line.
  * @param {string} name used for the log file under artifacts/
  */
-export async function startServer(name, { config = join(E2E_DIR, 'tether.toml'), extraArgs = [] } = {}) {
+export async function startServer(name, { config = join(E2E_DIR, 'tether.toml'), store = 'memory', extraArgs = [] } = {}) {
   const bin = tetherBin();
-  const args = ['serve', '--demo', '--store', 'memory', '--listen', '127.0.0.1:0', '--config', config, ...extraArgs];
+  const args = ['serve', '--demo', '--store', store, '--listen', '127.0.0.1:0', '--config', config, ...extraArgs];
   const log = createWriteStream(join(ARTIFACTS, `server-${name}.log`));
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' };
   delete env.TETHER_CONFIG;
@@ -115,6 +115,14 @@ export async function startServer(name, { config = join(E2E_DIR, 'tether.toml'),
       const r = await server.api('GET', `/v1/sessions/${encodeURIComponent(id)}`);
       if (r.status !== 200) throw new Error(`GET session ${id}: ${r.status} ${JSON.stringify(r.body)}`);
       return r.body;
+    },
+    /** Kill the process (SIGKILL: a crash; it answers nothing more) and wait for it to go. */
+    async kill9() {
+      if (proc.exitCode != null || proc.signalCode != null) return;
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGKILL');
+      await exited;
+      log.end();
     },
     async stop() {
       if (proc.exitCode != null || proc.signalCode != null) return;

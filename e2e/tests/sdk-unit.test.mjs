@@ -507,3 +507,289 @@ test('session.expiring reaches onExpiring (session option and client hook) and t
   assert.deepEqual(ends, ['idle_timeout', 'disconnected']);
   c.close();
 });
+
+// ---- several server URLs (`urls`): which requests move on, and how the event connection follows ----
+
+import { Endpoints, neverReachedServer, safeToRepeat } from '../../web/sdk/lib/endpoints.js';
+
+/** Node's fetch error for a refused connection (undici puts the code in `cause`). */
+const refused = () => Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) });
+/** A browser's fetch error: it never says why. */
+const browserFailure = () => new TypeError('Failed to fetch');
+
+/**
+ * A fake fetch for two nodes a.test and b.test: `down` maps a host to the
+ * error its requests reject with; routes are keyed "HOST METHOD PATH".
+ */
+function nodesFetch(routes, down = new Map()) {
+  const calls = [];
+  const f = async (url, init = {}) => {
+    const u = new URL(url);
+    const key = `${u.host} ${init.method || 'GET'} ${u.pathname}`;
+    calls.push({ key, headers: init.headers, body: init.body });
+    if (down.has(u.host)) throw down.get(u.host)();
+    const h = routes[key];
+    if (!h) return new Response(JSON.stringify({ status: 404, title: 'Not Found' }), { status: 404 });
+    const [status, data, headers] = typeof h === 'function' ? h(init) : h;
+    return new Response(data == null ? null : JSON.stringify(data), {
+      status,
+      headers: { ...(data == null ? {} : { 'Content-Type': 'application/json' }), ...(headers || {}) },
+    });
+  };
+  f.calls = calls;
+  f.down = down;
+  return f;
+}
+
+function nodesClient(routes, extra = {}) {
+  const fetch = nodesFetch(routes);
+  const c = createClient({
+    urls: ['http://a.test/', 'http://b.test'],
+    getToken: () => jwt({ sub: 'ada' }),
+    fetch,
+    transport: 'none',
+    lifecycle: false,
+    ...extra,
+  });
+  return { c, fetch };
+}
+
+test('urls: the retry rule — which requests are safe to send again, and which errors prove nothing was sent', () => {
+  for (const [m, p] of [
+    ['GET', '/v1/sessions/s1'],
+    ['GET', '/v1/calls/c1/signals?user_id=x'],
+    ['PUT', '/v1/profiles/ada'],
+    ['DELETE', '/v1/sessions/s1/participants/me'],
+    ['POST', '/v1/sessions/s1/heartbeat'],
+    ['POST', '/v1/sessions/s1/participants/me/heartbeat'],
+    ['post', '/v1/sessions/s1/end'],
+    ['POST', '/v1/calls/c1/end'],
+  ]) {
+    assert.equal(safeToRepeat(m, p), true, `${m} ${p}`);
+  }
+  for (const [m, p] of [
+    ['POST', '/v1/sessions'],
+    ['POST', '/v1/sessions/s1/revive'],
+    ['POST', '/v1/sessions/s1/complete'],
+    ['POST', '/v1/matching/start'],
+    ['POST', '/v1/matching/decision'],
+    ['POST', '/v1/calls/c1/signals'],
+    ['POST', '/v1/sessions/s1/heartbeat/extra'],
+    ['PATCH', '/v1/sessions/s1'],
+  ]) {
+    assert.equal(safeToRepeat(m, p), false, `${m} ${p}`);
+  }
+  assert.equal(neverReachedServer(refused()), true);
+  const happyEyeballs = Object.assign(new TypeError('fetch failed'), {
+    cause: Object.assign(new AggregateError([Object.assign(new Error('a'), { code: 'ECONNREFUSED' }), Object.assign(new Error('b'), { code: 'EHOSTUNREACH' })]), { code: 'ECONNREFUSED' }),
+  });
+  assert.equal(neverReachedServer(happyEyeballs), true, 'every address refused');
+  const reset = Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) });
+  assert.equal(neverReachedServer(reset), false, 'a reset may come after the request was read');
+  assert.equal(neverReachedServer(browserFailure()), false, 'a browser never says');
+
+  const e = new Endpoints(['A', 'B', 'C']);
+  assert.equal(e.current, 'A');
+  assert.equal(e.failed('A'), 'B');
+  assert.equal(e.failed('A'), 'B', 'a late report about a URL already left changes nothing');
+  assert.equal(e.failed('B'), 'C');
+  assert.equal(e.failed('C'), 'A', 'round the list');
+  assert.equal(new Endpoints(['only']).failed('only'), 'only');
+  assert.throws(() => createClient({ urls: [], getToken: () => 't' }), /urls/);
+  assert.throws(() => createClient({ urls: 'http://a', getToken: () => 't' }), /urls/);
+});
+
+test('urls: a request without an answer moves to the next URL; only a safe one is sent again', async () => {
+  const s = session();
+  const { c, fetch } = nodesClient({
+    'a.test GET /v1/sessions/s1': [200, s],
+    'b.test GET /v1/sessions/s1': [200, { ...s, kind: 'from-b' }],
+    'b.test POST /v1/sessions': [201, { session: session({ id: 's2' }), superseded: [] }],
+    'a.test POST /v1/sessions': [201, { session: session({ id: 's3' }), superseded: [] }],
+    'b.test POST /v1/sessions/s1/end': [200, ended({ end_reason: 'ended' })],
+    'a.test GET /v1/kinds': [503, { status: 503, title: 'Unavailable', detail: 'no owner' }],
+  });
+  assert.deepEqual(c.urls, ['http://a.test', 'http://b.test']);
+  assert.equal(c.baseUrl, 'http://a.test', 'starts at the first');
+  assert.equal((await c.getSession('s1')).kind, 'interview');
+
+  // an idempotent read: sent again to b, which answers
+  fetch.down.set('a.test', browserFailure);
+  assert.equal((await c.getSession('s1')).kind, 'from-b');
+  assert.equal(c.baseUrl, 'http://b.test');
+  assert.deepEqual(fetch.calls.slice(-2).map((x) => x.key), ['a.test GET /v1/sessions/s1', 'b.test GET /v1/sessions/s1']);
+
+  // a start that got no answer in a browser may have started: not sent again, but the next request goes on
+  fetch.down.clear();
+  fetch.down.set('b.test', browserFailure);
+  fetch.calls.length = 0;
+  await assert.rejects(c.request('POST', '/v1/sessions', { kind: 'interview' }), (e) => e instanceof TetherError && e.status === 0);
+  assert.deepEqual(fetch.calls.map((x) => x.key), ['b.test POST /v1/sessions']);
+  assert.equal(c.baseUrl, 'http://a.test');
+  assert.equal((await c.request('POST', '/v1/sessions', { kind: 'interview' })).session.id, 's3');
+
+  // the same start refused at the connection (Node says so): it never arrived, so it goes to the next
+  fetch.down.clear();
+  fetch.down.set('a.test', refused);
+  fetch.calls.length = 0;
+  const r = await c.request('POST', '/v1/sessions', { kind: 'interview' });
+  assert.equal(r.session.id, 's2');
+  assert.deepEqual(fetch.calls.map((x) => [x.key, x.body]), [
+    ['a.test POST /v1/sessions', '{"kind":"interview"}'],
+    ['b.test POST /v1/sessions', '{"kind":"interview"}'],
+  ]);
+
+  // `idempotent: true`, and ending (idempotent on the server), are sent again too; once only
+  fetch.down.clear();
+  fetch.down.set('b.test', browserFailure);
+  fetch.down.set('a.test', browserFailure);
+  fetch.calls.length = 0;
+  await assert.rejects(c.endSession('s1'), (e) => e.status === 0);
+  assert.deepEqual(fetch.calls.map((x) => x.key), ['b.test POST /v1/sessions/s1/end', 'a.test POST /v1/sessions/s1/end']);
+  assert.equal(c.baseUrl, 'http://b.test', 'both failed: the current URL moved past each');
+  fetch.down.delete('b.test');
+  fetch.calls.length = 0;
+  assert.equal((await c.endSession('s1')).status, 'ended');
+  assert.deepEqual(fetch.calls.map((x) => x.key), ['b.test POST /v1/sessions/s1/end']);
+
+  // an answer, even 503, is an answer: the URL stays
+  fetch.down.clear();
+  c._endpoints.failed('http://b.test');
+  assert.equal(c.baseUrl, 'http://a.test');
+  await assert.rejects(c.kinds(), (e) => e.status === 503);
+  assert.equal(c.baseUrl, 'http://a.test');
+  // an abort is the caller's: the URL stays
+  fetch.down.set('a.test', () => Object.assign(new Error('aborted'), { name: 'AbortError' }));
+  await assert.rejects(c.getSession('s1'), (e) => e.status === 0);
+  assert.equal(c.baseUrl, 'http://a.test');
+  c.close();
+});
+
+test('urls: HTTP heartbeats ask for return=minimal, follow the next URL, and take the deadline from Tether-Expires-At', async () => {
+  const at = '2026-01-01T00:01:00.000Z';
+  const { c, fetch } = nodesClient({
+    'a.test GET /v1/kinds': [200, { kinds: [] }],
+    'a.test POST /v1/sessions': [201, { session: session(), superseded: [] }],
+    'b.test POST /v1/sessions/s1/heartbeat': (init) =>
+      init.headers.Prefer === 'return=minimal' ? [204, null, { 'Tether-Expires-At': at, 'Preference-Applied': 'return=minimal' }] : [200, session()],
+    'a.test POST /v1/sessions/s1/heartbeat': [200, session({ expires_at: '2026-01-01T00:02:00.000Z' })],
+  });
+  const h = await c.startSession('interview', { heartbeatIntervalMs: 60_000 });
+  const updates = [];
+  h.on('update', (s) => updates.push(s.expires_at));
+  fetch.down.set('a.test', browserFailure);
+  const s = await h.heartbeat();
+  assert.equal(s.expires_at, at);
+  assert.equal(h.session.expires_at, at);
+  assert.equal(h.session.status, 'active', 'the rest of the session is kept');
+  assert.deepEqual(updates, [at]);
+  const beats = fetch.calls.filter((x) => x.key.endsWith('/heartbeat'));
+  assert.deepEqual(beats.map((x) => [x.key, x.headers.Prefer]), [
+    ['a.test POST /v1/sessions/s1/heartbeat', 'return=minimal'],
+    ['b.test POST /v1/sessions/s1/heartbeat', 'return=minimal'],
+  ]);
+  // a server that ignores the preference answers the session: taken as before
+  fetch.down.clear();
+  c._endpoints.failed('http://b.test');
+  await h.heartbeat();
+  assert.equal(h.session.expires_at, '2026-01-01T00:02:00.000Z');
+  c.close();
+});
+
+test('urls: the beacon goes to the current URL', withFakePage(async ({ win, beacons }) => {
+  const fetch = nodesFetch({
+    'a.test GET /v1/kinds': [200, { kinds: [] }],
+    'a.test POST /v1/sessions': [201, { session: session(), superseded: [] }],
+  });
+  const c = createClient({ urls: ['http://a.test', 'http://b.test'], getToken: () => jwt({ sub: 'ada' }), fetch, transport: 'none' });
+  await c.startSession('interview', { heartbeat: false });
+  c._endpoints.failed('http://a.test');
+  win.dispatchEvent(new Event('pagehide'));
+  assert.deepEqual(beacons.map((b) => b.url), ['http://b.test/v1/sessions/s1/beacon']);
+  c.close();
+}));
+
+test('urls: a WebSocket that cannot open moves to the next URL; one that dropped is retried where it was, then moves; a reopen replays missed events from the history', async () => {
+  const WS = fakeWebSocketClass();
+  const history = [
+    { id: 5, type: 'session.started', at: 't', session: session() },
+    { id: 9, type: 'participant.joined', at: 't', session: session({ participants: [{ id: 'bob' }] }), participant: { id: 'bob' } },
+    { id: 10, type: 'call.signal', at: 't', session: session(), signal: { type: 'offer', data: {}, from: 'bob' } },
+    { id: 12, type: 'session.expiring', at: 't', session: session(), deadline: 'd', reason: 'idle_timeout' },
+  ];
+  const { c, fetch } = nodesClient(
+    {
+      'a.test GET /v1/kinds': [200, { kinds: [] }],
+      'a.test POST /v1/sessions': [201, { session: session(), superseded: [] }],
+      'b.test GET /v1/sessions/s1/history': [200, { events: history }],
+      'b.test GET /v1/sessions/s1': [200, session()],
+      'a.test GET /v1/sessions/s1': [200, session()],
+    },
+    { transport: 'ws', WebSocket: WS, backoff: { baseMs: 1, capMs: 1 } },
+  );
+  const seen = [];
+  c.on('*', (ev) => seen.push([ev.id, ev.type, ev.replayed === true]));
+  let next = WS.next();
+  c.connect();
+  const a1 = await next;
+  assert.match(a1.url, /^ws:\/\/a\.test\/v1\/ws\?token=/);
+  a1.onopen();
+  a1.receive({ type: 'pong' });
+  const h = await c.startSession('interview', { heartbeat: false });
+  a1.receive({ id: 5, type: 'session.started', at: 't', session: session() });
+  assert.equal(fetch.calls.some((x) => x.key.endsWith('/history')), false, 'the first open replays nothing');
+
+  // a dropped socket is retried at the same URL first…
+  next = WS.next();
+  a1.onclose({ code: 1006 });
+  const a2 = await next;
+  assert.match(a2.url, /^ws:\/\/a\.test\//);
+  // …which is dead now (closes without opening): the next one goes to b
+  next = WS.next();
+  a2.onclose({ code: 1006 });
+  const b1 = await next;
+  assert.match(b1.url, /^ws:\/\/b\.test\//);
+  assert.equal(c.baseUrl, 'http://b.test', 'HTTP follows the event connection');
+
+  // open on b: the missed events after id 5 come from the history, in order, once; signals are a call's
+  b1.onopen();
+  b1.receive({ type: 'pong' });
+  b1.receive({ id: 12, type: 'session.expiring', at: 't', session: session(), deadline: 'd', reason: 'idle_timeout' });
+  await waitUntil(() => seen.some((x) => x[0] === 9), 'the replayed participant.joined');
+  await waitUntil(() => fetch.calls.some((x) => x.key === 'b.test GET /v1/sessions/s1'), 'the re-read');
+  assert.deepEqual(seen, [
+    [5, 'session.started', false],
+    [12, 'session.expiring', false],
+    [9, 'participant.joined', true],
+  ]);
+  assert.equal(fetch.calls.filter((x) => x.key.endsWith('/history')).length, 1);
+  assert.equal(h.session.participants.length, 0, 'an event older than one applied does not roll the session back');
+  assert.equal(c._lastEventId, 12);
+  c.close();
+});
+
+test('urls: an SSE stream that cannot open moves to the next URL and resumes there after the last event seen; one that dropped reconnects where it was', async () => {
+  const ES = fakeEventSourceClass();
+  const { c } = nodesClient({}, { transport: 'sse', EventSource: ES, backoff: { baseMs: 1, capMs: 1 } });
+  let next = ES.next();
+  c.connect();
+  const a1 = await next;
+  assert.match(a1.url, /^http:\/\/a\.test\/v1\/events\?token=[^&]+$/);
+  a1.open();
+  a1.receive('session.started', 41, { id: 41, type: 'session.started', at: 't', session: session() });
+  assert.equal(c._lastEventId, 41);
+
+  next = ES.next();
+  a1.onerror();
+  const a2 = await next;
+  assert.equal(a1.readyState, 2, 'the SDK closed the EventSource: it reconnects itself');
+  assert.match(a2.url, /^http:\/\/a\.test\/v1\/events\?.*last_event_id=41$/, 'dropped after opening: same URL first');
+  next = ES.next();
+  a2.onerror();
+  const b1 = await next;
+  assert.match(b1.url, /^http:\/\/b\.test\/v1\/events\?.*last_event_id=41$/, 'never opened: the next URL, resuming after 41');
+  assert.equal(c.baseUrl, 'http://b.test');
+  b1.open();
+  assert.equal(c.connectionState, 'open');
+  c.close();
+});

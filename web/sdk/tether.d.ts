@@ -143,6 +143,12 @@ export interface SessionEvent {
   signal?: Signal;
   /** Set by the SDK on a `session.ended` it recreated from a re-read. */
   resynced?: true;
+  /**
+   * Set by the SDK on a server event it read from the session's history after
+   * its WebSocket reopened (the WebSocket has no resume point): it happened
+   * while the client was not connected. It carries its server `id`.
+   */
+  replayed?: true;
 }
 
 /**
@@ -187,8 +193,24 @@ export declare class TetherError extends Error {
 }
 
 export interface ClientOptions {
-  /** Server origin, e.g. "https://tether.example.com". Default: the page's origin. */
+  /** Server origin, e.g. "https://tether.example.com". Default: the page's origin. Same as `urls: [baseUrl]`. */
   baseUrl?: string;
+  /**
+   * Several server URLs (the nodes of a cluster), used in turn: everything
+   * goes to the current one; when a connection to it fails (a request gets
+   * no answer, or the event connection cannot open) the next becomes
+   * current. The event connection resumes there (SSE with the last event id;
+   * a reopened WebSocket replays each tracked session's missed events from
+   * its history). A request that got no answer is sent once more to the next
+   * URL only when that is safe: GET/PUT/DELETE, heartbeats, ending a session
+   * or call, `request(…, {idempotent: true})`, or an error proving it never
+   * reached a server (connection refused — only Node's fetch tells; in a
+   * browser a start, revive, decision… rejects with status 0 and the app
+   * decides). Wins over `baseUrl`. In a browser the URLs must be of the
+   * page's origin (e.g. one route per node on the app's proxy): the server
+   * sends no CORS headers.
+   */
+  urls?: string[];
   /** Returns the bearer token (a user JWT or an API key). Called for every request/connection. */
   getToken: () => string | Promise<string>;
   /** Own user id; default: the `sub` of the token. Needed for calls. */
@@ -353,12 +375,25 @@ export declare class Call {
 }
 
 export declare class TetherClient {
+  /** The URL requests and connections go to now (one of `urls`). */
   readonly baseUrl: string;
+  /** Every server URL this client may use, in order (`urls`, or `[baseUrl]`). */
+  readonly urls: readonly string[];
   readonly userId: string | null;
   connectionState: 'idle' | 'connecting' | 'open' | 'closed';
   activeTransport: 'ws' | 'sse' | null;
   token(): Promise<string>;
-  request<T = any>(method: string, path: string, body?: unknown, o?: { keepalive?: boolean; signal?: AbortSignal }): Promise<T>;
+  /**
+   * An authenticated JSON request to the current URL. With no answer at all, the
+   * client moves to its next URL and sends it there once more when that is safe
+   * (see `urls`); `idempotent: true` says this one is.
+   */
+  request<T = any>(
+    method: string,
+    path: string,
+    body?: unknown,
+    o?: { keepalive?: boolean; signal?: AbortSignal; idempotent?: boolean; headers?: Record<string, string> },
+  ): Promise<T>;
   kinds(refresh?: boolean): Promise<Map<string, KindInfo>>;
   /** A server event type, "*" for all of them, or the SDK's "connection", "match" and "error". */
   on(type: SessionEventType, fn: (ev: SessionEvent) => void): Unsubscribe;

@@ -11,6 +11,7 @@
 // the exports of the modules that do the work, one concept each —
 //   lib/client.js     TetherClient: HTTP, event routing, catching up after gaps
 //   lib/transport.js  WebSocket + SSE fallback, reconnect with backoff
+//   lib/endpoints.js  the server URLs (`urls`), failover and the retry rule
 //   lib/page.js       pagehide beacon, bfcache restore, hidden-page ends
 //   lib/session.js    SessionHandle (heartbeats, end, expiring, revive, restart), Conflict
 //   lib/call.js       Call: WebRTC with perfect negotiation over Tether signalling

@@ -79,7 +79,27 @@ pub fn format_rfc3339(ms: Millis) -> String {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z", sod / 3600, (sod / 60) % 60, sod % 60)
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z", sod / 3600, (sod / 60) % 60, sod % 60);
+    }
+    // Written digit by digit: this runs for every timestamp of every answer
+    // and event, and the formatting machinery cost more than the rest of a
+    // minimal heartbeat's handler (callgrind, docs/PERFORMANCE.md).
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, sod / 3600);
+    put(14, 2, (sod / 60) % 60);
+    put(17, 2, sod % 60);
+    put(20, 3, milli);
+    String::from_utf8(b.to_vec()).expect("ASCII digits")
 }
 
 /// Parses the subset of RFC 3339 that `format_rfc3339` writes, plus any
@@ -186,5 +206,24 @@ mod tests {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(parse_rfc3339("2026-11-22T10:00:00Z"), Some(1_795_341_600_000));
         assert_eq!(parse_rfc3339("nope"), None);
+    }
+
+    #[test]
+    fn digits_written_directly_match_the_formatting_machinery() {
+        let reference = |ms: Millis| {
+            let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+            let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+            let (y, m, d) = civil_from_days(days);
+            format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z", sod / 3600, (sod / 60) % 60, sod % 60)
+        };
+        let mut ms: Millis = -62_167_219_200_000; // 0000-01-01
+        while ms < 253_402_300_800_000 {
+            assert_eq!(format_rfc3339(ms), reference(ms), "{ms}");
+            ms += 7_919_999_999_937; // ~250 years and odd hours, minutes, seconds, millis
+        }
+        for ms in [0, 999, 1_795_356_000_123, 253_402_300_799_999, 253_402_300_800_000, -62_167_219_200_001] {
+            assert_eq!(format_rfc3339(ms), reference(ms), "{ms}");
+        }
+        assert_eq!(format_rfc3339(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
     }
 }

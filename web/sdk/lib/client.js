@@ -1,12 +1,16 @@
-// The client: one per page and server. It holds the token, makes the HTTP
-// requests, owns the event connection and the page lifecycle, routes each
-// server event to the session handles and calls it concerns, and — after a
-// reconnect or a `stream.gap` — re-reads everything it tracks, so an event
-// lost on the way still has its effect.
+// The client: one per page and server (or cluster: `urls`). It holds the
+// token, makes the HTTP requests (moving to the next URL when one stops
+// answering, see lib/endpoints.js), owns the event connection and the page
+// lifecycle, routes each server event to the session handles and calls it
+// concerns, and — after a reconnect or a `stream.gap` — catches up on
+// everything it tracks: a reopened WebSocket (which has no resume point)
+// replays each tracked session's missed events from its history, and every
+// tracked session is re-read, so an event lost on the way still has its effect.
 
 import { Call } from './call.js';
 import { Emitter, RecentSet } from './emitter.js';
 import { TetherError } from './errors.js';
+import { Endpoints, isNetworkError, neverReachedServer, safeToRepeat, urlsFrom } from './endpoints.js';
 import { normalizeBase, readBody } from './http.js';
 import { PageLifecycle, sendEndBeacon } from './page.js';
 import { Conflict, SessionHandle } from './session.js';
@@ -35,6 +39,11 @@ export function createClient(options) {
   return new TetherClient(options);
 }
 
+/** The TetherError (status 0) of a request that got no answer. */
+function networkError(e) {
+  return new TetherError(0, { title: 'Network error', detail: String(e && e.message ? e.message : e) });
+}
+
 export class TetherClient {
   /** @param {ClientOptions} options */
   constructor(options = /** @type {any} */ ({})) {
@@ -44,7 +53,7 @@ export class TetherClient {
     if (options.onGap != null && typeof options.onGap !== 'function') {
       throw new TypeError('createClient: onGap must be a function');
     }
-    this.baseUrl = normalizeBase(options.baseUrl);
+    this._endpoints = new Endpoints(urlsFrom(options, normalizeBase));
     this._getToken = options.getToken;
     this._fetch = options.fetch ?? ((...a) => globalThis.fetch(...a));
     this._RTC = options.RTCPeerConnection;
@@ -84,7 +93,7 @@ export class TetherClient {
     this._page = new PageLifecycle(this);
     this._events = new EventTransport(
       {
-        baseUrl: this.baseUrl,
+        endpoints: this._endpoints,
         mode: this.transport === 'none' ? 'auto' : this.transport,
         WebSocket: options.WebSocket,
         EventSource: options.EventSource,
@@ -97,7 +106,9 @@ export class TetherClient {
         lastEventId: () => this._lastEventId,
         onFrame: (frame) => this._onFrame(frame),
         onState: (state, transport) => this._setConnection(state, transport),
-        onOpened: () => this._catchUp(),
+        // called before the new connection's first frame is handled: the
+        // last id seen is where the previous connection stopped
+        onOpened: (transport) => this._catchUp(transport === 'ws' ? this._lastEventId : null),
         onError: (e) => this._em.emit('error', e),
         log: (...a) => this._log(...a),
       },
@@ -105,6 +116,16 @@ export class TetherClient {
   }
 
   // ----- identity & HTTP -------------------------------------------------
+
+  /** The server URL requests and connections go to now (one of `urls`). */
+  get baseUrl() {
+    return this._endpoints.current;
+  }
+
+  /** Every server URL this client may use, in order. */
+  get urls() {
+    return this._endpoints.urls;
+  }
 
   /** The current token (calls getToken). */
   async token() {
@@ -128,30 +149,50 @@ export class TetherClient {
   }
 
   /**
-   * An authenticated JSON request to the server.
+   * An authenticated JSON request to the server. A request that gets no
+   * answer moves the client to its next URL, and is sent there once more
+   * when that is safe (see lib/endpoints.js: idempotent requests, or ones
+   * that provably never reached a server); `idempotent: true` marks a
+   * request safe to repeat.
    * @param {string} method
    * @param {string} path e.g. "/v1/sessions"
    * @param {any} [body]
-   * @param {{keepalive?: boolean, signal?: AbortSignal}} [o]
+   * @param {{keepalive?: boolean, signal?: AbortSignal, idempotent?: boolean, headers?: Record<string,string>}} [o]
    */
   async request(method, path, body, o = {}) {
+    return (await this._send(method, path, body, o)).data;
+  }
+
+  /** request(), answering the Response (headers) beside the parsed body. */
+  async _send(method, path, body, o = {}) {
     const token = await this.token();
     /** @type {Record<string,string>} */
-    const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
+    const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json', ...(o.headers || {}) };
     const init = { method, headers, keepalive: !!o.keepalive, signal: o.signal };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
+    let url = this._endpoints.current;
     let res;
     try {
-      res = await this._fetch(this.baseUrl + path, init);
+      res = await this._fetch(url + path, init);
     } catch (e) {
-      throw new TetherError(0, { title: 'Network error', detail: String(e && e.message ? e.message : e) });
+      if (!isNetworkError(e)) throw networkError(e);
+      const next = this._endpoints.failed(url);
+      if (next === url || !(o.idempotent || safeToRepeat(method, path) || neverReachedServer(e))) throw networkError(e);
+      this._log('no answer from', url, '; sending', method, path, 'to', next);
+      url = next;
+      try {
+        res = await this._fetch(url + path, init);
+      } catch (e2) {
+        if (isNetworkError(e2)) this._endpoints.failed(url);
+        throw networkError(e2);
+      }
     }
     const data = await readBody(res);
     if (!res.ok) throw new TetherError(res.status, data);
-    return data;
+    return { res, data };
   }
 
   /** Kinds known to the server (cached). @returns {Promise<Map<string, KindInfo>>} */
@@ -284,20 +325,29 @@ export class TetherClient {
   }
 
   /**
-   * Re-read everything tracked, after (re)connecting or a `stream.gap`:
+   * Catch up on everything tracked, after (re)connecting or a `stream.gap`:
    * sessions that ended meanwhile get the same handling as their
    * `session.ended` event; matching sessions ask for a match they missed;
-   * calls drain their signals. Resolves when every re-read has settled.
+   * calls drain their signals. `replayAfter` (a WebSocket reopened after
+   * events up to that id were seen: the WebSocket has no resume point) first
+   * replays each tracked session's later events from its history, in order,
+   * so none is missed — an SSE stream resumes with `Last-Event-ID` instead.
+   * Resolves when every re-read has settled.
+   * @param {number | null} [replayAfter]
    */
-  _catchUp() {
+  _catchUp(replayAfter = null) {
     const tasks = [];
     for (const h of this._sessions.values()) {
       if (h._beaconed || h.ended) continue; // a bfcache restore is dealing with a beaconed one
       const matching = h.kind === 'matching';
+      const replay = replayAfter != null ? this._replay(h.id, replayAfter) : Promise.resolve();
       tasks.push(
-        this._resync(h.id, () => this.getSession(h.id)).then(() => {
-          if (matching) return h._checkNextMatch();
-        }),
+        replay
+          .catch((e) => this._log('history unavailable', h.id, e))
+          .then(() => this._resync(h.id, () => this.getSession(h.id)))
+          .then(() => {
+            if (matching) return h._checkNextMatch();
+          }),
       );
     }
     for (const c of this._calls.values()) {
@@ -305,6 +355,20 @@ export class TetherClient {
       tasks.push(this._resync(c.callId, () => this.getCall(c.callId)), c._drainHttp());
     }
     return Promise.allSettled(tasks);
+  }
+
+  /**
+   * Dispatch a session's events after `afterId` from its history (those not
+   * seen yet; signals excepted: a call drains its own).
+   * @param {string} id
+   * @param {number} afterId
+   */
+  async _replay(id, afterId) {
+    const r = await this.request('GET', `/v1/sessions/${encodeURIComponent(id)}/history`);
+    for (const ev of (r && r.events) || []) {
+      if (ev.id == null || !(Number(ev.id) > afterId) || ev.type === 'call.signal') continue;
+      this._dispatch({ ...ev, replayed: true });
+    }
   }
 
   /**
@@ -560,10 +624,21 @@ export class TetherClient {
     return this.request('POST', `/v1/sessions/${encodeURIComponent(id)}/end`, reason ? { reason } : {});
   }
 
-  /** @param {string} sessionId */
+  /**
+   * One heartbeat: over the WebSocket when it is open (null: no answer),
+   * else over HTTP with `Prefer: return=minimal` — the server answers 204
+   * with the new deadline in `Tether-Expires-At` instead of the session.
+   * @param {string} sessionId
+   * @returns {Promise<{expires_at: string | null} | Session | null>}
+   */
   async _heartbeat(sessionId) {
     if (this._wsSend({ type: 'heartbeat', session_id: sessionId })) return null;
-    return this.request('POST', `/v1/sessions/${encodeURIComponent(sessionId)}/heartbeat`);
+    const { res, data } = await this._send('POST', `/v1/sessions/${encodeURIComponent(sessionId)}/heartbeat`, undefined, {
+      headers: { Prefer: 'return=minimal' },
+    });
+    // a server that ignores the preference answers the session, as before
+    if (data && data.id) return data;
+    return { expires_at: res.headers.get('tether-expires-at') };
   }
 
   /**
@@ -572,7 +647,7 @@ export class TetherClient {
    * @param {string} sessionId
    */
   beacon(sessionId) {
-    return sendEndBeacon({ baseUrl: this.baseUrl, token: this._lastToken, sessionId, fetch: this._fetch });
+    return sendEndBeacon({ baseUrl: this._endpoints.current, token: this._lastToken, sessionId, fetch: this._fetch });
   }
 
   // ----- page lifecycle --------------------------------------------------------

@@ -69,6 +69,8 @@ export class SessionHandle {
     this._beaconed = false;
     this._endedByHidden = false;
     this._hbFailures = 0;
+    /** @type {number | null} id of the newest server event applied */
+    this._lastEventId = null;
     /** @type {string[]} ids of sessions this one superseded (per_user = "replace") */
     this.superseded = [];
     /** @type {MatchingPrefs | undefined} */
@@ -123,7 +125,9 @@ export class SessionHandle {
     try {
       const s = await this.client._heartbeat(this.id);
       this._hbFailures = 0;
-      if (s && s.id) this._update(s);
+      if (s && 'id' in s) this._update(s);
+      // a minimal answer (204 + Tether-Expires-At): only the deadline moved
+      else if (s && !this.ended) this._update({ ...this.session, expires_at: s.expires_at });
       return this.session;
     } catch (e) {
       if (e instanceof TetherError && (e.status === 410 || e.status === 404)) {
@@ -175,6 +179,17 @@ export class SessionHandle {
 
   /** @param {SessionEvent} ev */
   _onEvent(ev) {
+    // An event older than one already applied (replayed from the history
+    // after a reconnect while the new connection delivered later ones): the
+    // app hears it, but it does not roll the session back.
+    const evId = ev.id != null ? Number(ev.id) : NaN;
+    if (Number.isFinite(evId)) {
+      if (this._lastEventId != null && evId < this._lastEventId) {
+        this._em.emit('event', ev);
+        return;
+      }
+      this._lastEventId = evId;
+    }
     if (ev.type === 'session.revived') {
       this._revived(ev.session);
       this._em.emit('event', ev);
@@ -266,6 +281,7 @@ export class SessionHandle {
     const fresh = await this._restart();
     this.client._sessions.delete(previousId);
     this.id = fresh.id;
+    this._lastEventId = null;
     this.session = fresh;
     this.ended = !isLive(fresh);
     this.endReason = null;

@@ -2,6 +2,11 @@
 // reports out), with a Server-Sent Events bridge when the WebSocket keeps
 // failing, reconnects with backoff, and a keep-alive ping that detects dead
 // sockets. It owns only the sockets; what the frames mean is the client's.
+// Both transports connect to the client's current URL; a connection that
+// fails before the server answered on it moves the current URL to the next
+// of the client's `urls` (lib/endpoints.js), so with several nodes the next
+// attempt goes to another node. One that worked and dropped is retried where
+// it was first (a blip, or a load balancer URL), then moves on if that fails.
 //
 // Why these rules: kinds with `disconnect_grace` (matching: 5 s) end the
 // session when the owner's last socket stays closed, so the first retry comes
@@ -9,7 +14,10 @@
 // WebSocket fail every time: after `wsFailuresBeforeFallback` failed opens the
 // SSE stream carries events (resuming after the last event id seen on either
 // transport) while the WebSocket is still retried in the background and wins
-// when it comes back.
+// when it comes back. The SSE stream's reconnection is the SDK's too, not
+// the EventSource's own (which would retry one URL forever): it resumes with
+// `?last_event_id=` after the last event seen on either transport — event ids
+// are cluster-wide, so that holds on any node.
 
 import { backoffDelay } from './util.js';
 import { EVENT_TYPES } from './vocabulary.js';
@@ -28,7 +36,7 @@ import { EVENT_TYPES } from './vocabulary.js';
 export class EventTransport {
   /**
    * @param {object} o
-   * @param {string} o.baseUrl
+   * @param {import('./endpoints.js').Endpoints} o.endpoints
    * @param {'auto'|'ws'|'sse'} o.mode
    * @param {any} [o.WebSocket]
    * @param {any} [o.EventSource]
@@ -38,7 +46,7 @@ export class EventTransport {
    * @param {TransportHooks} hooks
    */
   constructor(o, hooks) {
-    this.baseUrl = o.baseUrl;
+    this.endpoints = o.endpoints;
     this.mode = o.mode;
     this._WS = o.WebSocket;
     this._ES = o.EventSource;
@@ -124,8 +132,8 @@ export class EventTransport {
     this._closeSse();
   }
 
-  _wsUrl(token) {
-    const u = this.baseUrl.replace(/^http/i, 'ws');
+  _wsUrl(base, token) {
+    const u = base.replace(/^http/i, 'ws');
     return `${u}/v1/ws?token=${encodeURIComponent(token)}`;
   }
 
@@ -147,11 +155,12 @@ export class EventTransport {
       return;
     }
     if (this._closed || this._suspended || this._ws) return;
+    const base = this.endpoints.current;
     let ws;
     try {
-      ws = new WS(this._wsUrl(token));
+      ws = new WS(this._wsUrl(base, token));
     } catch {
-      this._wsScheduleReconnect(false);
+      this._wsScheduleReconnect(false, base);
       return;
     }
     this._ws = ws;
@@ -197,13 +206,21 @@ export class EventTransport {
       clearInterval(this._pingTimer);
       this._pingTimer = null;
       if (!this._esOpen) this.hooks.onState('connecting', null);
-      this._wsScheduleReconnect(healthy);
+      this._wsScheduleReconnect(healthy, base);
     };
   }
 
-  _wsScheduleReconnect(wasHealthy) {
+  /**
+   * @param {boolean} wasHealthy the server had answered on the socket
+   * @param {string} [base] the URL that failed (none: the token did)
+   */
+  _wsScheduleReconnect(wasHealthy, base) {
     if (this._closed || this._suspended) return;
     if (!wasHealthy) this._wsFailures++;
+    if (!wasHealthy && base) {
+      const next = this.endpoints.failed(base);
+      if (next !== base) this.hooks.log('WebSocket to', base, 'failed; next:', next);
+    }
     const delay = backoffDelay(this._wsAttempt++, this.backoff);
     if (this.mode === 'auto' && this._wsFailures >= this.wsFailuresBeforeFallback && !this._es) {
       this.hooks.log('WebSocket failed', this._wsFailures, 'times; falling back to SSE');
@@ -250,8 +267,10 @@ export class EventTransport {
     // ?last_event_id= for clients that cannot set the Last-Event-ID header)
     const last = this.hooks.lastEventId();
     const resume = last != null ? `&last_event_id=${last}` : '';
-    const es = new ES(`${this.baseUrl}/v1/events?token=${encodeURIComponent(token)}${resume}`);
+    const base = this.endpoints.current;
+    const es = new ES(`${base}/v1/events?token=${encodeURIComponent(token)}${resume}`);
     this._es = es;
+    let opened = false;
     const onEvent = (m) => {
       let data;
       try {
@@ -268,6 +287,7 @@ export class EventTransport {
     es.onmessage = onEvent;
     for (const t of EVENT_TYPES) es.addEventListener(t, onEvent);
     es.onopen = () => {
+      opened = true;
       this._esOpen = true;
       this._esAttempt = 0;
       if (!this._wsOpen) {
@@ -277,17 +297,20 @@ export class EventTransport {
     };
     es.onerror = () => {
       if (this._es !== es) return;
-      if (es.readyState === 2 /* CLOSED */) {
-        this._es = null;
-        this._esOpen = false;
-        if (!this._wsOpen) this.hooks.onState('connecting', null);
-        clearTimeout(this._esTimer);
-        this._esTimer = setTimeout(() => this._sseConnect(), backoffDelay(this._esAttempt++, this.backoff));
-      } else {
-        // EventSource reconnects by itself (with Last-Event-ID)
-        this._esOpen = false;
-        if (!this._wsOpen) this.hooks.onState('connecting', null);
+      // The EventSource would reconnect by itself, to this URL only: the SDK
+      // reconnects instead — to the next URL when this one never opened.
+      try {
+        es.close();
+      } catch {}
+      this._es = null;
+      this._esOpen = false;
+      if (!opened) {
+        const next = this.endpoints.failed(base);
+        if (next !== base) this.hooks.log('event stream at', base, 'failed; next:', next);
       }
+      if (!this._wsOpen) this.hooks.onState('connecting', null);
+      clearTimeout(this._esTimer);
+      this._esTimer = setTimeout(() => this._sseConnect(), backoffDelay(this._esAttempt++, this.backoff));
     };
   }
 

@@ -236,6 +236,15 @@ impl Engine {
         Ok(())
     }
 
+    /// [`Engine::heartbeat`] for callers that answer only the new earliest
+    /// deadline (the session's `expires_at`; a `Prefer: return=minimal`
+    /// heartbeat): same effect, no snapshot.
+    pub fn touch_deadline(&mut self, now: Millis, id: &str, user: &str) -> Result<Option<Millis>, EngineError> {
+        let idx = self.find(id).ok_or(EngineError::NotLive)?;
+        self.beat(now, idx, user);
+        Ok(self.deadlines(idx, self.slot(idx)).and_then(|d| d.end).map(|e| e.0))
+    }
+
     /// Ends a live session by request. Ending an ended session is the caller's
     /// idempotent `200`: this answers `NotLive` and the caller reads the store.
     pub fn end(

@@ -12,8 +12,10 @@ use crate::wire::sessions::{
     ListQuery, ReviveSession, SessionList,
 };
 use crate::wire::NAME_MAX_CHARS;
-use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -235,10 +237,17 @@ fn engine_err(e: EngineError) -> ApiError {
 /// Activity: pushes the idle deadline back (`expires_at` is the new earliest deadline). With
 /// `presence = "owner"` only the owner's heartbeat counts as the session's activity; a participant's
 /// still refreshes its own `last_seen_at`. Heartbeats may be kept in memory and written in batches.
+/// With `Prefer: return=minimal` (RFC 7240) the answer is `204` with the new deadline in the
+/// `Tether-Expires-At` header instead of the whole session (what most callers throw away).
 #[utoipa::path(post, path = "/v1/sessions/{id}/heartbeat", operation_id = "heartbeat_session", tag = "sessions", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Session id")),
+    params(("id" = String, Path, description = "Session id"), PreferParam),
     responses(
         (status = 200, description = "The session with its new `expires_at`.", body = Session),
+        (status = 204, description = "`Prefer: return=minimal` was sent: the heartbeat counted, no body.",
+            headers(
+                ("Tether-Expires-At" = String, description = "The session's new earliest deadline (its `expires_at`), RFC 3339 UTC with milliseconds; absent when it has no deadline."),
+                ("Preference-Applied" = String, description = "`return=minimal`."),
+            )),
         (status = 401, response = Unauthorized),
         (status = 404, description = "No such session, or one the caller may not see.", body = Problem, content_type = "application/problem+json"),
         (status = 405, response = MethodNotAllowed),
@@ -250,13 +259,75 @@ pub async fn heartbeat(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Session>, ApiError> {
-    beat(&app, &p, &id).await.map(Json)
+    PreferMinimal(minimal): PreferMinimal,
+) -> Result<Response, ApiError> {
+    if minimal {
+        return beat_minimal(&app, &p, &id).await.map(minimal_beat);
+    }
+    beat(&app, &p, &id).await.map(|s| Json(s).into_response())
+}
+
+/// The `Prefer` request header of the heartbeats (RFC 7240).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // read from the `HeaderMap`; this only documents it
+struct PreferParam {
+    /// `return=minimal`: answer `204` with the new deadline in `Tether-Expires-At` instead of the
+    /// session. Other preferences are ignored.
+    #[param(rename = "Prefer")]
+    prefer: Option<String>,
+}
+
+/// The header carrying a minimal heartbeat's new deadline.
+pub const EXPIRES_AT_HEADER: &str = "tether-expires-at";
+
+/// Whether the request asked for `return=minimal`: read from the request's
+/// headers in place (a `HeaderMap` extractor would copy them all, which the
+/// heartbeat profile showed).
+pub struct PreferMinimal(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for PreferMinimal {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PreferMinimal(prefers_minimal(&parts.headers)))
+    }
+}
+
+/// Whether the request's `Prefer` headers (RFC 7240: comma-separated
+/// preferences, each `token[=value]` with `;` parameters, tokens
+/// case-insensitive, values possibly quoted, possibly repeated headers) ask
+/// for `return=minimal`.
+fn prefers_minimal(headers: &HeaderMap) -> bool {
+    headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|pref| {
+        let pref = pref.split(';').next().unwrap_or("");
+        let (name, value) = pref.split_once('=').unwrap_or((pref, ""));
+        name.trim().eq_ignore_ascii_case("return") && value.trim().trim_matches('"').eq_ignore_ascii_case("minimal")
+    })
+}
+
+/// The `204` of a heartbeat sent with `Prefer: return=minimal`.
+fn minimal_beat(expires_at: Option<Millis>) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert("preference-applied", HeaderValue::from_static("return=minimal"));
+    if let Some(at) = expires_at {
+        if let Ok(v) = HeaderValue::try_from(format_rfc3339(at)) {
+            h.insert(EXPIRES_AT_HEADER, v);
+        }
+    }
+    r
 }
 
 /// A heartbeat from `p` on session `id`, shared by HTTP and WebSocket.
 pub async fn beat(app: &Arc<App>, p: &Principal, id: &str) -> Result<Session, ApiError> {
     beat_with(app, p, id, |engine, now, user| engine.heartbeat(now, id, user)).await
+}
+
+/// [`beat`] for a caller that answers only the new earliest deadline
+/// (`Prefer: return=minimal`): the engine builds no snapshot.
+async fn beat_minimal(app: &Arc<App>, p: &Principal, id: &str) -> Result<Option<Millis>, ApiError> {
+    beat_with(app, p, id, |engine, now, user| engine.touch_deadline(now, id, user)).await
 }
 
 /// [`beat`] for a caller that does not answer with the session (a WebSocket
@@ -562,10 +633,17 @@ fn me(p: &Principal) -> Result<String, ApiError> {
 ///
 /// Refreshes the caller's participant `last_seen_at` (and the session's activity when the kind's
 /// `presence` counts it). A participant silent for `participant_idle_timeout` is marked left.
+/// With `Prefer: return=minimal` the answer is `204` with the session's new earliest deadline in
+/// `Tether-Expires-At`, as for the session heartbeat.
 #[utoipa::path(post, path = "/v1/sessions/{id}/participants/me/heartbeat", operation_id = "participant_heartbeat", tag = "participants", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Session id")),
+    params(("id" = String, Path, description = "Session id"), PreferParam),
     responses(
         (status = 200, description = "The session.", body = Session),
+        (status = 204, description = "`Prefer: return=minimal` was sent: the heartbeat counted, no body.",
+            headers(
+                ("Tether-Expires-At" = String, description = "The session's new earliest deadline (its `expires_at`), RFC 3339 UTC with milliseconds; absent when it has no deadline."),
+                ("Preference-Applied" = String, description = "`return=minimal`."),
+            )),
         (status = 401, response = Unauthorized),
         (status = 403, description = "Called with an API key (`me` needs a user token).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session, one the caller may not see, or the caller is not a present participant.", body = Problem, content_type = "application/problem+json"),
@@ -577,7 +655,8 @@ pub async fn participant_heartbeat(
     State(app): AppState,
     Caller(p): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Session>, ApiError> {
+    PreferMinimal(minimal): PreferMinimal,
+) -> Result<Response, ApiError> {
     let user = me(&p)?;
     let absent = app.read(|core| {
         core.engine
@@ -587,7 +666,10 @@ pub async fn participant_heartbeat(
     if absent {
         return Err(ApiError::not_found("participant"));
     }
-    beat(&app, &p, &id).await.map(Json)
+    if minimal {
+        return beat_minimal(&app, &p, &id).await.map(minimal_beat);
+    }
+    beat(&app, &p, &id).await.map(|s| Json(s).into_response())
 }
 
 /// Leave a session

@@ -13,6 +13,7 @@ mod batch;
 mod crash;
 mod events;
 mod harness;
+mod heartbeat;
 mod isolation;
 mod ops;
 mod stories;
