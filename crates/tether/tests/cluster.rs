@@ -421,21 +421,7 @@ async fn two_hundred_users_entering_through_three_nodes_end_in_disjoint_pairs() 
         }
     }
     // Calls from the match.found events on node 1: each names its two users.
-    let mut calls: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut told: HashMap<String, String> = HashMap::new();
-    for _ in 0..call_of_user.len() {
-        let e = backend.wait_for(WAIT, "match.found", |e| e.event == "match.found").await;
-        let pair: Vec<String> = e.data["session"]["metadata"]["pair"].as_array().expect("pair").iter().map(s).collect();
-        assert_eq!(pair.len(), 2);
-        assert_ne!(pair[0], pair[1], "a user paired with itself");
-        let partner = partner_of(&e);
-        assert!(pair.contains(&partner));
-        let me = pair.iter().find(|u| **u != partner).unwrap().clone();
-        if let Some(earlier) = told.insert(me.clone(), call_of(&e)) {
-            panic!("{me} was told of two calls: {earlier} and {}", call_of(&e));
-        }
-        calls.entry(call_of(&e)).or_default().extend(pair);
-    }
+    let (calls, told) = calls_from_events(&mut backend, call_of_user.len(), WAIT).await;
     backend
         .expect_none(Duration::from_millis(500), "a match.found beyond one per paired user", |e| {
             e.event == "match.found"

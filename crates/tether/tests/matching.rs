@@ -567,21 +567,7 @@ async fn two_hundred_users_entering_at_once_end_up_in_disjoint_pairs() {
         }
     }
     // Calls from the backend's match.found events: each names its two users.
-    let mut calls: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut told: HashMap<String, String> = HashMap::new();
-    for _ in 0..call_of_user.len() {
-        let e = backend.wait_for(WAIT, "match.found", |e| e.event == "match.found").await;
-        let pair: Vec<String> = e.data["session"]["metadata"]["pair"].as_array().expect("pair").iter().map(s).collect();
-        assert_eq!(pair.len(), 2);
-        assert_ne!(pair[0], pair[1], "a user paired with itself");
-        let partner = partner_of(&e);
-        assert!(pair.contains(&partner));
-        let me = pair.iter().find(|u| **u != partner).unwrap().clone();
-        if let Some(earlier) = told.insert(me.clone(), call_of(&e)) {
-            panic!("{me} was told of two calls: {earlier} and {}", call_of(&e));
-        }
-        calls.entry(call_of(&e)).or_default().extend(pair);
-    }
+    let (calls, told) = calls_from_events(&mut backend, call_of_user.len(), WAIT).await;
     // Disjoint pairs: every call has two distinct users, every user is in at most one call.
     let mut seen_users = HashSet::new();
     for (call, members) in &calls {

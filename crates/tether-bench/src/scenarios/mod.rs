@@ -405,7 +405,34 @@ fn hb_warmup(p: &Params) -> Duration {
     Duration::from_secs_f64((p.hb_duration.as_secs_f64() / 10.0).min(2.0))
 }
 
-// --- matching (time-to-pair, signaling-relay)
+// --- matching (time-to-pair, pairing-throughput, signaling-relay)
+
+/// Puts `n` users in the matching pool who never pair with each other (age
+/// 30, wanting 18–18), over `conns` connections; returns how long it took.
+async fn fill_waiting_pool(api: &Api, n: usize, conns: usize) -> Result<Duration> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..conns.min(n.max(1)) {
+        let (api, next) = (api.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = api.conn().await?;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let u = format!("w{i}");
+                put_profile(&mut c, &api.key, &u, 30, &["waiting"]).await?;
+                start_matching(&mut c, &api, &u, 18, 18, &[]).await?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed())
+}
 
 async fn put_profile(c: &mut Conn, key: &str, user: &str, age: u32, interests: &[&str]) -> Result<()> {
     c.ok(

@@ -7,7 +7,6 @@
 //! pool). Tether only: no peer matches.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,7 +15,7 @@ use http::Method;
 use serde_json::{json, Value};
 use tether_engine::EventType;
 
-use super::{call_id_of, put_profile, scenario_run, start_matching, Params, Tether, TetherSource};
+use super::{call_id_of, fill_waiting_pool, put_profile, scenario_run, start_matching, Params, Tether, TetherSource};
 use crate::http::{now_ms, spawn_sse};
 use crate::report::{Metric, ScenarioRun, SystemRun, Target};
 use crate::server::KindTimes;
@@ -59,29 +58,7 @@ async fn tether(src: &TetherSource, p: &Params) -> Result<SystemRun> {
     let api = t.api.clone();
     eprintln!("  tether: {} users waiting", p.pair_waiting);
     // waiting pool: age 30, wants age 18..18 — no two of them ever pair
-    let next = Arc::new(AtomicUsize::new(0));
-    let fill_start = Instant::now();
-    let mut tasks = vec![];
-    for _ in 0..p.create_conns.min(p.pair_waiting.max(1)) {
-        let (api, next) = (api.clone(), next.clone());
-        let n = p.pair_waiting;
-        tasks.push(tokio::spawn(async move {
-            let mut c = api.conn().await?;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<(), anyhow::Error>(());
-                }
-                let u = format!("w{i}");
-                put_profile(&mut c, &api.key, &u, 30, &["waiting"]).await?;
-                start_matching(&mut c, &api, &u, 18, 18, &[]).await?;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    let fill = fill_start.elapsed();
+    let fill = fill_waiting_pool(&api, p.pair_waiting, p.create_conns).await?;
 
     let seen: Arc<Mutex<Seen>> = Arc::default();
     // Workers wait on this rather than polling, so the wait measures the server.

@@ -4,16 +4,15 @@
 //! newcomer with one of them. Tether only: no peer matches.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use http::Method;
 use serde_json::{json, Value};
 use tether_engine::EventType;
 
-use super::{call_id_of, put_profile, scenario_run, start_matching, ws_wait, Params, Tether, TetherSource};
+use super::{call_id_of, fill_waiting_pool, put_profile, scenario_run, ws_wait, Params, Tether, TetherSource};
 use crate::http::{now_ms, spawn_sse, wait_until, ws_connect};
 use crate::report::{ScenarioRun, SystemRun, Target};
 use crate::server::KindTimes;
@@ -45,29 +44,7 @@ async fn tether(src: &TetherSource, p: &Params) -> Result<SystemRun> {
     let api = t.api.clone();
     eprintln!("  tether: {} users waiting", p.pair_waiting);
     // waiting pool: age 30, wants age 18..18 — no two of them ever pair
-    let next = Arc::new(AtomicUsize::new(0));
-    let fill_start = Instant::now();
-    let mut tasks = vec![];
-    for _ in 0..p.create_conns.min(p.pair_waiting.max(1)) {
-        let (api, next) = (api.clone(), next.clone());
-        let n = p.pair_waiting;
-        tasks.push(tokio::spawn(async move {
-            let mut c = api.conn().await?;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<(), anyhow::Error>(());
-                }
-                let u = format!("w{i}");
-                put_profile(&mut c, &api.key, &u, 30, &["waiting"]).await?;
-                start_matching(&mut c, &api, &u, 18, 18, &[]).await?;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    let fill = fill_start.elapsed();
+    let fill = fill_waiting_pool(&api, p.pair_waiting, p.create_conns).await?;
     // an API-key observer sees every user's `match.found` (one event per user, each with its audience)
     let seen: Arc<Mutex<HashMap<String, Vec<f64>>>> = Arc::default();
     let s2 = seen.clone();

@@ -152,3 +152,34 @@ pub fn call_of(e: &Event) -> String {
 pub fn partner_of(e: &Event) -> String {
     e.data["match"]["partner"]["user_id"].as_str().unwrap_or_else(|| panic!("no partner in {}", e.data)).to_string()
 }
+
+/// Reads `n` `match.found` events from an API-key stream and checks each:
+/// the call names two distinct users, the partner is one of them, and no
+/// user is told of two calls. Returns each call's users, and the call each user was told of.
+pub async fn calls_from_events(
+    backend: &mut EventStream,
+    n: usize,
+    wait: std::time::Duration,
+) -> (std::collections::HashMap<String, std::collections::HashSet<String>>, std::collections::HashMap<String, String>) {
+    let mut calls: std::collections::HashMap<String, std::collections::HashSet<String>> = Default::default();
+    let mut told: std::collections::HashMap<String, String> = Default::default();
+    for _ in 0..n {
+        let e = backend.wait_for(wait, "match.found", |e| e.event == "match.found").await;
+        let pair: Vec<String> = e.data["session"]["metadata"]["pair"]
+            .as_array()
+            .expect("pair")
+            .iter()
+            .map(|v| v.as_str().expect("a user id").to_string())
+            .collect();
+        assert_eq!(pair.len(), 2);
+        assert_ne!(pair[0], pair[1], "a user paired with itself");
+        let partner = partner_of(&e);
+        assert!(pair.contains(&partner));
+        let me = pair.iter().find(|u| **u != partner).unwrap().clone();
+        if let Some(earlier) = told.insert(me.clone(), call_of(&e)) {
+            panic!("{me} was told of two calls: {earlier} and {}", call_of(&e));
+        }
+        calls.entry(call_of(&e)).or_default().extend(pair);
+    }
+    (calls, told)
+}
