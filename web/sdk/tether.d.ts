@@ -206,9 +206,8 @@ export interface ClientOptions {
    * or call, `request(…, {idempotent: true})`, or an error proving it never
    * reached a server (connection refused — only Node's fetch tells; in a
    * browser a start, revive, decision… rejects with status 0 and the app
-   * decides). Wins over `baseUrl`. In a browser the URLs must be of the
-   * page's origin (e.g. one route per node on the app's proxy): the server
-   * sends no CORS headers.
+   * decides). Wins over `baseUrl`. In a browser the URLs may be other origins
+   * while the server's `cors_origins` allows the page's (any, by default).
    */
   urls?: string[];
   /** Returns the bearer token (a user JWT or an API key). Called for every request/connection. */

@@ -36,6 +36,8 @@ pub struct Settings {
     pub webhooks: Vec<crate::config::WebhookConfig>,
     /// `[cluster]`: the lease, for a `postgres://` store.
     pub cluster: crate::config::ClusterConfig,
+    /// `cors_origins`: which web origins browsers may call the API from.
+    pub cors: crate::config::Cors,
 }
 
 /// The state guarded by one lock: the session engine and the matching layer above it.
@@ -116,6 +118,8 @@ pub struct App {
     pub postgres: Option<Arc<store::PostgresStore>>,
     /// The server's runtime, for tasks started from the cluster thread.
     pub runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// `cors_origins`, for the router's CORS layer.
+    pub cors: crate::config::Cors,
     /// This process's id among cluster nodes (a UUID chosen at start).
     pub node_id: String,
     pub started_at: Millis,
@@ -239,6 +243,7 @@ impl App {
             cluster: std::sync::OnceLock::new(),
             postgres,
             runtime: std::sync::OnceLock::new(),
+            cors: settings.cors.clone(),
             node_id: new_id(),
             started_at: clock.now(),
             advertise: std::sync::OnceLock::new(),

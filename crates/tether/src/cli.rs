@@ -131,6 +131,7 @@ pub fn resolve(args: &ServeArgs) -> Result<(String, Settings, LogFormat), String
         limits: file.limits,
         webhooks: file.webhooks,
         cluster: file.cluster,
+        cors: file.cors,
     };
     Ok((listen, settings, log))
 }

@@ -102,6 +102,19 @@ pub struct FileConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// `[cluster]` (contract section 8).
     pub cluster: ClusterConfig,
+    /// `cors_origins` (extension): which web origins browsers may call the API from.
+    pub cors: Cors,
+}
+
+/// `cors_origins = ["*"]` (the default: any origin — the API authenticates
+/// with bearer tokens, never cookies, so a foreign page gains nothing it does
+/// not already hold), a list of origins (`"https://app.example.com"`), or
+/// `[]` (no CORS headers: same-origin pages only).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum Cors {
+    #[default]
+    Any,
+    Origins(Vec<String>),
 }
 
 /// `[cluster]`: how several nodes on one PostgreSQL share the work.
@@ -330,6 +343,7 @@ struct FileToml {
     webhooks: Vec<WebhookToml>,
     #[serde(default)]
     cluster: ClusterToml,
+    cors_origins: Option<Vec<Origin>>,
 }
 
 /// `[cluster]`.
@@ -371,7 +385,13 @@ impl FileToml {
             }
             webhooks.push(hook);
         }
+        let cors = match self.cors_origins {
+            None => Cors::Any,
+            Some(list) if list.iter().any(|o| o.0 == "*") => Cors::Any,
+            Some(list) => Cors::Origins(list.into_iter().map(|o| o.0).collect()),
+        };
         Ok(FileConfig {
+            cors,
             webhooks,
             listen: self.listen.map(|s| s.0),
             store: self.store.map(|s| s.0),
@@ -708,6 +728,35 @@ pub fn decode_webhook_secret(text: &str) -> Result<Vec<u8>, String> {
 // ---------------------------------------------------------------------------
 // Value types that check themselves while deserializing, so their errors carry
 // the value's span like any serde error.
+
+/// A web origin as browsers send it (`https://app.example.com`,
+/// `http://localhost:3000`: scheme, host, optional port, nothing after), or `*`.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Origin(String);
+
+impl TryFrom<String> for Origin {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s == "*" {
+            return Ok(Origin(s));
+        }
+        let why =
+            || format!("{s:?} is not an origin like \"https://app.example.com\" (scheme and host, no path) or \"*\"");
+        let url = reqwest::Url::parse(&s).map_err(|_| why())?;
+        let bare = matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some()
+            && url.path() == "/"
+            && !s.ends_with('/')
+            && url.query().is_none()
+            && url.username().is_empty();
+        if bare {
+            Ok(Origin(s))
+        } else {
+            Err(why())
+        }
+    }
+}
 
 /// A string that is not blank.
 #[derive(Deserialize)]

@@ -172,7 +172,7 @@ fn unknown_top_level_key_names_key_and_line() {
     let e = start_up_error(1, r#"bind = "127.0.0.1:7878""#);
     assert_eq!(
         e,
-        r#" line 1: bind: unknown key "bind" (known keys: listen, store, log, auth, kinds, limits, webhooks, cluster)"#
+        r#" line 1: bind: unknown key "bind" (known keys: listen, store, log, auth, kinds, limits, webhooks, cluster, cors_origins)"#
     );
     let e = start_up_error(2, r#"storage = "memory""#);
     assert_eq!(e, r#" line 2: storage: unknown key "storage" (did you mean "store"?)"#);
@@ -268,4 +268,13 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tether started"), "{stderr}");
     assert!(!stderr.contains("\x1b["), "colour codes in piped logs: {stderr:?}");
+}
+
+#[test]
+fn cors_origins_must_be_origins() {
+    let e = start_up_error(3, r#"cors_origins = ["https://app.example.com/path"]"#);
+    assert!(e.starts_with(" line 3: cors_origins"), "{e}");
+    assert!(e.contains("is not an origin"), "{e}");
+    let e = start_up_error(3, r#"cors_origins = "*""#);
+    assert!(e.starts_with(" line 3: cors_origins"), "{e}");
 }

@@ -294,3 +294,51 @@ async fn a_410_carries_the_real_end_reason_while_the_end_is_written() {
         assert!(reasons.iter().all(|r| r == "taken_over"), "round {round}: 410s said {reasons:?}");
     }
 }
+
+/// CORS (`cors_origins`, extension): by default any origin may call the API
+/// with a bearer token (preflight answered, the headers clients read
+/// exposed); a list allows only those origins.
+#[tokio::test]
+async fn browsers_on_other_origins_may_call_the_api() {
+    let app = TestApp::start().await;
+    let client = reqwest::Client::new();
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, app.url("/v1/sessions"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "authorization, content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let allowed = h["access-control-allow-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{allowed}");
+    let r = client
+        .get(app.url("/v1/sessions"))
+        .header("Origin", "https://app.example.com")
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let exposed = r.headers()["access-control-expose-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(exposed.contains("retry-after") && exposed.contains("tether-expires-at"), "{exposed}");
+    drop(app);
+
+    let only =
+        TestApp::start_with_config(&format!("cors_origins = [\"https://app.example.com\"]\n{}", config_text())).await;
+    let ask = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, only.url("/v1/sessions"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .send()
+    };
+    let ok = ask("https://app.example.com").await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example.com");
+    let other = ask("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none(), "{:?}", other.headers());
+}

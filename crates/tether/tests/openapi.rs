@@ -79,6 +79,7 @@ async fn every_documented_operation_is_routed() {
         limits: Default::default(),
         webhooks: Vec::new(),
         cluster: Default::default(),
+        cors: Default::default(),
     };
     let app = App::build(settings, Arc::new(tether::clock::SystemClock)).expect("the app builds");
     let router = tether::http::router(app);

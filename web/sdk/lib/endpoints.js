@@ -1,6 +1,7 @@
 // The server URLs a client may use and which one is current: option `urls`
-// (the nodes of a cluster, each reachable on its own — e.g. one route per
-// node on the page's own origin), or `baseUrl` as a list of one. HTTP
+// (the nodes of a cluster, each reachable on its own; other origins need the
+// server's `cors_origins` to allow the page, as it does by default), or
+// `baseUrl` as a list of one. HTTP
 // requests, the event connection and the unload beacon all go to the current
 // URL; a connection to it failing moves every one of them to the next.
 //

@@ -79,11 +79,44 @@ pub fn api() -> OpenApiRouter<Arc<App>> {
 
 pub fn router(app: Arc<App>) -> Router {
     let (router, _) = api().split_for_parts();
+    let cors = cors_layer(&app.cors);
     router
         .fallback(static_asset)
         .layer(middleware::from_fn_with_state(app.clone(), crate::cluster::route))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .layer(cors)
         .with_state(app)
+}
+
+/// CORS (`cors_origins`, extension), outermost so a preflight is answered
+/// before routing, auth or rate limits. Bearer tokens are the only
+/// credentials (no cookies), so credentials are never allowed; the headers
+/// a client sends and reads are listed explicitly (browsers never match
+/// `Authorization` by `*`).
+fn cors_layer(cors: &crate::config::Cors) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = match cors {
+        crate::config::Cors::Any => AllowOrigin::any(),
+        crate::config::Cors::Origins(list) => {
+            AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect::<Vec<_>>())
+        }
+    };
+    let names = |list: &[&'static str]| list.iter().map(|n| HeaderName::from_static(n)).collect::<Vec<_>>();
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers(names(&["authorization", "content-type", "last-event-id", "prefer"]))
+        .expose_headers(names(&[
+            "retry-after",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+            "tether-expires-at",
+            "preference-applied",
+            "www-authenticate",
+        ]))
+        .max_age(std::time::Duration::from_secs(3600))
 }
 
 /// Records latency and status per route; turns axum's bare 405 into problem+json.
