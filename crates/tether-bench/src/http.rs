@@ -91,6 +91,8 @@ pub struct Conn {
     addr: SocketAddr,
     host: String,
     sender: SendRequest<Full<Bytes>>,
+    /// Sent with every request (e.g. `Prefer: return=minimal`).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Conn {
@@ -101,7 +103,7 @@ impl Conn {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Conn { addr, host: addr.to_string(), sender })
+        Ok(Conn { addr, host: addr.to_string(), sender, headers: Vec::new() })
     }
 
     /// Sends one request and reads the whole answer. Reconnects once if the
@@ -114,9 +116,14 @@ impl Conn {
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes)> {
         if self.sender.ready().await.is_err() {
+            let headers = std::mem::take(&mut self.headers);
             *self = Conn::connect(self.addr).await?;
+            self.headers = headers;
         }
         let mut b = Request::builder().method(method).uri(path).header(http::header::HOST, &self.host);
+        for (name, value) in &self.headers {
+            b = b.header(name, value);
+        }
         if !auth.is_empty() {
             b = b.header(http::header::AUTHORIZATION, format!("Bearer {auth}"));
         }

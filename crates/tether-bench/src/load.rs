@@ -118,11 +118,27 @@ pub async fn timed_loop<F>(
 where
     F: Fn(usize, usize) -> (Method, String, Option<Bytes>) + Send + Sync + Clone + 'static,
 {
+    timed_loop_with(api, conns, warmup, dur, &[], req).await
+}
+
+/// [`timed_loop`] with headers sent on every request.
+pub async fn timed_loop_with<F>(
+    api: &Api,
+    conns: usize,
+    warmup: Duration,
+    dur: Duration,
+    headers: &[(http::HeaderName, http::HeaderValue)],
+    req: F,
+) -> Result<(f64, Samples, usize, Option<String>)>
+where
+    F: Fn(usize, usize) -> (Method, String, Option<Bytes>) + Send + Sync + Clone + 'static,
+{
     let t_begin = Instant::now() + warmup;
     let t_end = t_begin + dur;
     let mut tasks = vec![];
     for w in 0..conns {
         let mut c = api.conn().await?;
+        c.headers = headers.to_vec();
         let req = req.clone();
         let key = api.key.clone();
         tasks.push(tokio::spawn(async move {
