@@ -642,6 +642,9 @@ impl Store for PostgresStore {
     }
 
     fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        if has_nul(id) {
+            return Ok(None);
+        }
         let id = id.to_string();
         self.reader.call(move |c| {
             let st = c.prepared("SELECT record FROM sessions WHERE id = $1")?;
@@ -650,6 +653,10 @@ impl Store for PostgresStore {
     }
 
     fn list(&self, f: &ListFilter) -> Result<Vec<Session>, StoreError> {
+        let texts = [&f.kind, &f.user_id, &f.after_id, &f.visible_to];
+        if texts.iter().any(|t| t.as_deref().is_some_and(has_nul)) || f.statuses.iter().any(|s| has_nul(s)) {
+            return Ok(Vec::new());
+        }
         let f = f.clone();
         self.reader.call(move |c| {
             let mut sql = String::from("SELECT record FROM sessions WHERE id > $1");
@@ -804,6 +811,9 @@ impl Store for PostgresStore {
     }
 
     fn session_events(&self, session_id: &str) -> Result<Vec<Published>, StoreError> {
+        if has_nul(session_id) {
+            return Ok(Vec::new());
+        }
         let id = session_id.to_string();
         self.reader.call(move |c| {
             let st = c.prepared(
@@ -929,6 +939,12 @@ impl Store for PostgresStore {
                 .collect())
         })
     }
+}
+
+/// PostgreSQL text cannot hold NUL, so no stored id, kind or user has one:
+/// a lookup by such a string finds nothing (rather than failing the query).
+fn has_nul(text: &str) -> bool {
+    text.contains('\0')
 }
 
 fn read_event(r: &::postgres::Row) -> Result<Published, StoreError> {

@@ -222,6 +222,11 @@ async fn an_open_event_stream_counts_as_presence() {
 /// silence the stream until the sequence catches up.
 #[tokio::test]
 async fn a_resume_id_from_the_future_starts_afresh() {
+    if cluster_mode().is_some() {
+        // A cluster node cannot tell an id from the future from one it has not
+        // tailed yet: it continues after it (docs/ARCHITECTURE.md, "Resume").
+        return;
+    }
     let app = TestApp::start().await;
     let mut stream = app.sse(API_KEY, "", Some(u64::MAX / 4)).await;
     let s = id_of(&app.start_session(API_KEY, json!({"kind": "grace", "user_id": "gil"})).await["session"]);

@@ -307,6 +307,55 @@ pub struct TestApp {
     stream_client: reqwest::Client,
     /// Unix ms just before the current process was spawned.
     pub spawned_at: i64,
+    /// `TETHER_TEST_CLUSTER=N` (N ≥ 2): the other nodes of a cluster on one
+    /// PostgreSQL schema, and every node's base URL; requests rotate over them.
+    cluster: Option<ClusterNodes>,
+}
+
+/// The suites' cluster mode (see [`cluster_mode`]).
+struct ClusterNodes {
+    schema: super::postgres::PgSchema,
+    others: Vec<Child>,
+    bases: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// `TETHER_TEST_CLUSTER=N`: every binary server of the API and matching
+/// suites is N nodes on one fresh PostgreSQL schema, and each request goes to
+/// the next node (event streams to the first). Tests that restart or signal
+/// the process, or rely on one node's restart rules, skip themselves.
+pub fn cluster_mode() -> Option<usize> {
+    std::env::var("TETHER_TEST_CLUSTER").ok().and_then(|v| v.parse().ok()).filter(|n: &usize| *n >= 2)
+}
+
+/// Spawns one node of the test cluster; returns it and its address.
+async fn spawn_node(store: &str, config: &Path, stderr_path: &Path) -> (Child, String) {
+    let stderr = std::fs::File::create(stderr_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
+        .arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--store")
+        .arg(store)
+        .arg("--config")
+        .arg(config)
+        .env_remove("TETHER_CONFIG")
+        .env_remove("TETHER_LISTEN")
+        .env_remove("TETHER_STORE")
+        .env("TETHER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .expect("spawn tether");
+    let rx = listening_addr(child.stdout.take().expect("piped stdout"));
+    match tokio::time::timeout(Duration::from_secs(20), rx).await {
+        Ok(Ok(addr)) => (child, addr),
+        _ => {
+            let log = std::fs::read_to_string(stderr_path).unwrap_or_default();
+            panic!("the server did not print its listening line; stderr:\n{log}");
+        }
+    }
 }
 
 impl TestApp {
@@ -468,6 +517,7 @@ impl TestApp {
             client,
             stream_client,
             spawned_at: 0,
+            cluster: None,
         }
     }
 
@@ -484,6 +534,9 @@ impl TestApp {
     }
 
     async fn spawn(&mut self) {
+        if let Some(n) = cluster_mode() {
+            return self.spawn_cluster(n).await;
+        }
         let stderr_path = self.dir.path().join(format!("stderr-{}.log", now_ms()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         self.spawned_at = now_ms();
@@ -515,6 +568,44 @@ impl TestApp {
         };
         self.host = addr.clone();
         self.base = format!("http://{addr}");
+    }
+
+    /// `n` nodes on a fresh schema, the config's own plus a short lease; waits
+    /// until one owns the work, so the first request does not wait for it.
+    async fn spawn_cluster(&mut self, n: usize) {
+        let schema = super::postgres::PgSchema::new("suite");
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, format!("[cluster]\nlease = \"2s\"\n{config}")).unwrap();
+        self.spawned_at = now_ms();
+        let mut children = Vec::new();
+        let mut bases = Vec::new();
+        for i in 0..n {
+            let stderr_path = self.dir.path().join(format!("stderr-node{i}-{}.log", now_ms()));
+            let (child, addr) = spawn_node(&schema.url(), &self.config, &stderr_path).await;
+            if i == 0 {
+                self.host = addr.clone();
+                self.base = format!("http://{addr}");
+            }
+            bases.push(format!("http://{addr}"));
+            children.push(child);
+        }
+        self.child = Some(children.remove(0));
+        let probe = self.client.clone();
+        let owner_known = async {
+            loop {
+                let r = probe.get(format!("{}/v1/admin/cluster", bases[n - 1])).bearer_auth(API_KEY).send().await;
+                if let Ok(r) = r {
+                    let v: Value = r.json().await.unwrap_or(Value::Null);
+                    let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+                    if nodes.len() == n && nodes.iter().any(|x| x["leader"] == true) {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), owner_known).await.expect("a cluster node took the lease");
+        self.cluster = Some(ClusterNodes { schema, others: children, bases, next: Default::default() });
     }
 
     /// SIGKILL: no shutdown, no flush (the binary only).
@@ -556,8 +647,16 @@ impl TestApp {
 
     // ---- HTTP ----
 
+    /// The URL of `path` on the server — in cluster mode, on the next node
+    /// (event streams always on the first, so a test's streams share one node).
     pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
+        match &self.cluster {
+            Some(c) if !path.starts_with("/v1/events") && !path.starts_with("/v1/ws") => {
+                let i = c.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % c.bases.len();
+                format!("{}{}", c.bases[i], path)
+            }
+            _ => format!("{}{}", self.base, path),
+        }
     }
 
     /// A request builder (no checks) for special cases.
@@ -794,6 +893,12 @@ impl Drop for TestApp {
         match &mut self.in_process {
             Some(server) => server.stop(),
             None => self.kill9(),
+        }
+        if let Some(cluster) = &mut self.cluster {
+            for child in &mut cluster.others {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }
