@@ -8,7 +8,7 @@
 //! messages travel inside a stream), and the refusals of the connection
 //! layer ([`crate::http::server`]) on every operation they can answer.
 
-use crate::wire::events::{Event, LeanEvent, StreamGap, WsClientMessage, WsReply};
+use crate::wire::events::{Event, LeanEvent, SessionForm, StreamGap, WsClientMessage, WsReply};
 use crate::wire::problem::{BadRequest, MethodNotAllowed, Problem, TooLarge, Unauthorized, Unavailable};
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -268,7 +268,7 @@ is not an object and answers `400`. A method a path does not list answers `405`.
     info(title = "Tether", description = API_DESCRIPTION),
     servers((url = "http://127.0.0.1:7878", description = "the default `tether serve` listen address")),
     components(
-        schemas(Problem, Status, EndReason, EventType, Event, LeanEvent, StreamGap, WsClientMessage, WsReply),
+        schemas(Problem, Status, EndReason, EventType, Event, LeanEvent, SessionForm, StreamGap, WsClientMessage, WsReply),
         responses(
             BadRequest, Unauthorized, MethodNotAllowed, TooLarge, Unavailable, TooManyRequests, BadGateway,
             MalformedRequest, UriTooLong, HeadersTooLarge, BodyTimeout, AtCapacity,

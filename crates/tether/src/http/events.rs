@@ -13,7 +13,7 @@ use super::rate::CallerKey;
 use crate::app::{App, CommitError};
 use crate::auth::Principal;
 use crate::hub::{Gap, Published, Replay, Subscriber};
-use crate::wire::events::{Event, WsClientMessage, WsError, WsReply};
+use crate::wire::events::{Event, SessionForm, WsClientMessage, WsError, WsReply};
 use crate::wire::problem::{MethodNotAllowed, Problem, Unauthorized};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -40,19 +40,12 @@ pub struct StreamQuery {
     last_event_id: Option<u64>,
     /// Extension: `id` sends each event lean (`LeanEvent`: the session's id and the fields that
     /// change instead of the whole session); `full` (the default) sends `Event`.
-    session: Option<String>,
+    session: Option<SessionForm>,
 }
 
 /// `?session=`: whether the subscriber asked for lean events.
-fn lean(form: Option<&str>) -> Result<bool, ApiError> {
-    match form {
-        None | Some("full") => Ok(false),
-        Some("id") => Ok(true),
-        Some(other) => Err(ApiError::invalid(
-            "session",
-            format!("session must be \"id\" (lean events) or \"full\" (the default), not {other:?}"),
-        )),
-    }
+fn lean(form: Option<SessionForm>) -> bool {
+    form == Some(SessionForm::Id)
 }
 
 /// `?kind=` must name a configured kind: a typo would otherwise give a
@@ -131,7 +124,7 @@ pub async fn sse(
     QueryParams(q): QueryParams<StreamQuery>,
 ) -> Result<Response, ApiError> {
     let after = resume_point(&headers, q.last_event_id)?;
-    let lean = lean(q.session.as_deref())?;
+    let lean = lean(q.session);
     let filter = subscriber(&p, known_kind(&app, q.kind)?);
     let (replay, rx) = app.hub.subscribe(after);
     let closing = app.closing.subscribe();
@@ -343,7 +336,7 @@ impl Feed {
         ("kind" = Option<String>, Query, description = "Only events of sessions of this kind."),
         ("token" = Option<String>, Query, description = "The bearer token (browsers cannot set headers on WebSocket)."),
         ("last_event_id" = Option<u64>, Query, description = "Extension: resume after this event id, as SSE's `Last-Event-ID` (also accepted as that header): the missed events come first (a `stream.gap` frame where they are gone), on any node of a cluster."),
-        ("session" = Option<String>, Query, description = "Extension: `id` sends each event lean (`LeanEvent`); `full` (the default) sends `Event`."),
+        ("session" = Option<SessionForm>, Query, description = "Extension: `id` sends each event lean (`LeanEvent`); `full` (the default) sends `Event`."),
     ),
     responses(
         (status = 101, description = "Switched to the WebSocket protocol."),
@@ -381,10 +374,7 @@ pub async fn ws(
         Ok(after) => after,
         Err(e) => return e.into_response(),
     };
-    let lean = match lean(q.session.as_deref()) {
-        Ok(lean) => lean,
-        Err(e) => return e.into_response(),
-    };
+    let lean = lean(q.session);
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(r) => return ApiError::new(r.status(), "WebSocket upgrade required", r.body_text()).into_response(),

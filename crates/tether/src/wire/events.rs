@@ -252,3 +252,14 @@ pub struct LeanEvent {
     #[schema(nullable = false)]
     pub end_reason: Option<EndReason>,
 }
+
+/// How a subscriber wants each event's session (`?session=` on `/v1/events`
+/// and `/v1/ws`, extension).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionForm {
+    /// The whole session (`Event`), the default.
+    Full,
+    /// Its id and the fields that change (`LeanEvent`).
+    Id,
+}
