@@ -1,8 +1,9 @@
 //! Durable state behind the engine. The [`Store`] trait is what the journal
-//! thread writes through and what the API reads ended sessions from:
-//! SQLite (the embedded default), memory, and PostgreSQL for one node
-//! (batches are transactions; reads are plain queries; several nodes sharing
-//! one database are not built yet, see [`PostgresStore`]).
+//! thread writes through (sessions, invites, documents and the event log, one
+//! transaction per batch) and what the API reads ended sessions, history and
+//! older events from: SQLite (the embedded default), memory, and PostgreSQL,
+//! which also carries a cluster's lease, fencing and membership
+//! ([`PostgresStore`], `crate::cluster`).
 
 mod memory;
 pub mod postgres;
