@@ -232,6 +232,18 @@ impl Cluster {
             if !(woken.lease || poked || refused || Instant::now() >= next_beat) {
                 continue;
             }
+            // A lease given back (SIGTERM): bid at once, before anything else,
+            // so the deadlines of the hand-over wait as little as possible.
+            if woken.lease && self.role() == Role::Follower {
+                if let Ok(Some((epoch, term))) = self.pg.lease_acquire(&self.node_id, self.lease.as_millis() as i64) {
+                    tail_at = self.tail(&app, &mut listener, tail_at);
+                    if let Err(e) = self.take_over(&app, epoch, term) {
+                        tracing::error!(error = %e, "taking over the cluster's work failed; giving the lease back");
+                        self.step_down(&app);
+                        let _ = self.pg.lease_release(&self.node_id, epoch);
+                    }
+                }
+            }
             next_beat = Instant::now() + self.beat_every();
             let lease = match self.pg.node_beat(&self.node_id, &self.advertise, self.forget_after()) {
                 Ok(l) => l,
