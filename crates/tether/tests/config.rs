@@ -94,6 +94,8 @@ fn ai_interview_policy() {
     assert_eq!(i.completing_timeout, secs(2 * 60));
     assert_eq!(i.disconnect_grace, secs(15));
     assert_eq!(i.waiting_timeout, None);
+    assert_eq!(i.revive_window, secs(10 * 60));
+    assert_eq!(i.warn_before, secs(60));
 }
 
 #[test]
