@@ -11,9 +11,9 @@ mod support;
 
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use support::{id_of, listening_addr, now_ms, pg_base, ts, PgSchema};
+use support::{id_of, listening_addr, now_ms, pg_base, serve_command, ts, PgSchema};
 
 const API_KEY: &str = "pg-test-api-key-0123456789";
 
@@ -47,27 +47,12 @@ struct Server {
     client: reqwest::Client,
 }
 
-fn command(store: &str, config: &PathBuf, stderr: &PathBuf) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
-    cmd.arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--store")
-        .arg(store)
-        .arg("--config")
-        .arg(config)
-        .env_remove("TETHER_CONFIG")
-        .env_remove("TETHER_LISTEN")
-        .env_remove("TETHER_STORE")
-        .env("TETHER_LOG", "warn,tether::cluster=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(stderr).unwrap()));
-    cmd
+fn command(store: &str, config: &std::path::Path, stderr: &std::path::Path) -> Command {
+    serve_command(store, config, stderr, "warn,tether::cluster=info")
 }
 
 impl Server {
-    async fn spawn(store: &str, config: &PathBuf, stderr: PathBuf) -> Server {
+    async fn spawn(store: &str, config: &std::path::Path, stderr: PathBuf) -> Server {
         let mut child = command(store, config, &stderr).spawn().expect("spawn tether");
         let rx = listening_addr(child.stdout.take().expect("piped stdout"));
         let addr = match tokio::time::timeout(Duration::from_secs(30), rx).await {

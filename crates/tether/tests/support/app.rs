@@ -328,11 +328,12 @@ pub fn cluster_mode() -> Option<usize> {
     std::env::var("TETHER_TEST_CLUSTER").ok().and_then(|v| v.parse().ok()).filter(|n: &usize| *n >= 2)
 }
 
-/// Spawns one node of the test cluster; returns it and its address.
-async fn spawn_node(store: &str, config: &Path, stderr_path: &Path) -> (Child, String) {
-    let stderr = std::fs::File::create(stderr_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .arg("serve")
+/// `tether serve` on a free loopback port with `store` and `config`, its
+/// stderr to a file and stdout piped (for the `listening on` line), the
+/// `TETHER_*` variables of the test's own environment removed, logs at `log`.
+pub fn serve_command(store: &str, config: &Path, stderr: &Path, log: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
+    cmd.arg("serve")
         .arg("--listen")
         .arg("127.0.0.1:0")
         .arg("--store")
@@ -342,12 +343,18 @@ async fn spawn_node(store: &str, config: &Path, stderr_path: &Path) -> (Child, S
         .env_remove("TETHER_CONFIG")
         .env_remove("TETHER_LISTEN")
         .env_remove("TETHER_STORE")
-        .env("TETHER_LOG", "warn")
+        .env_remove("TETHER_ADVERTISE")
+        .env("TETHER_LOG", log)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .expect("spawn tether");
+        .stderr(Stdio::from(std::fs::File::create(stderr).expect("stderr log")));
+    cmd
+}
+
+/// Spawns a server ([`serve_command`], logs at `warn`); returns it and its
+/// address once it listens.
+async fn spawn_node(store: &str, config: &Path, stderr_path: &Path) -> (Child, String) {
+    let mut child = serve_command(store, config, stderr_path, "warn").spawn().expect("spawn tether");
     let rx = listening_addr(child.stdout.take().expect("piped stdout"));
     match tokio::time::timeout(Duration::from_secs(20), rx).await {
         Ok(Ok(addr)) => (child, addr),
@@ -538,34 +545,10 @@ impl TestApp {
             return self.spawn_cluster(n).await;
         }
         let stderr_path = self.dir.path().join(format!("stderr-{}.log", now_ms()));
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
         self.spawned_at = now_ms();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--store")
-            .arg(format!("sqlite://{}", self.db.display()))
-            .arg("--config")
-            .arg(&self.config)
-            .env_remove("TETHER_CONFIG")
-            .env_remove("TETHER_LISTEN")
-            .env_remove("TETHER_STORE")
-            .env("TETHER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("spawn tether");
-        let rx = listening_addr(child.stdout.take().expect("piped stdout"));
+        let store = format!("sqlite://{}", self.db.display());
+        let (child, addr) = spawn_node(&store, &self.config, &stderr_path).await;
         self.child = Some(child);
-        let addr = match tokio::time::timeout(Duration::from_secs(20), rx).await {
-            Ok(Ok(addr)) => addr,
-            _ => {
-                let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                panic!("the server did not print its listening line; stderr:\n{log}");
-            }
-        };
         self.host = addr.clone();
         self.base = format!("http://{addr}");
     }

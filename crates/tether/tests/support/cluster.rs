@@ -25,7 +25,7 @@ use super::postgres::PgSchema;
 use reqwest::Method;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,25 +99,10 @@ pub struct Cluster {
     contract: Arc<Contract>,
 }
 
-fn command(store: &str, config: &PathBuf, stderr: &PathBuf) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
-    cmd.arg("serve")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--store")
-        .arg(store)
-        .arg("--config")
-        .arg(config)
-        .env_remove("TETHER_CONFIG")
-        .env_remove("TETHER_LISTEN")
-        .env_remove("TETHER_STORE")
-        .env_remove("TETHER_ADVERTISE")
-        // `TETHER_TEST_CLUSTER_LOG=info` (say) to see what the nodes did in a failure's logs.
-        .env("TETHER_LOG", std::env::var("TETHER_TEST_CLUSTER_LOG").unwrap_or_else(|_| "warn".into()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(stderr).expect("stderr log")));
-    cmd
+fn command(store: &str, config: &std::path::Path, stderr: &std::path::Path) -> Command {
+    // `TETHER_TEST_CLUSTER_LOG=info` (say) to see what the nodes did in a failure's logs.
+    let log = std::env::var("TETHER_TEST_CLUSTER_LOG").unwrap_or_else(|_| "warn".into());
+    super::app::serve_command(store, config, stderr, &log)
 }
 
 impl Cluster {

@@ -183,3 +183,43 @@ pub async fn calls_from_events(
     }
     (calls, told)
 }
+
+/// The guarantees of pairing a pool of `users` (user `i` aged `age(i)`,
+/// wanting partners within 3 years), from what polling said (`call_of_user`,
+/// `unpaired`) and what the events said (`calls`, `told`): every call has two
+/// distinct users, nobody is in two calls, polling and events agree, the
+/// ages match, nobody left waiting has a compatible partner left waiting,
+/// and most users were paired.
+pub fn check_pool_pairs(
+    calls: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    told: &std::collections::HashMap<String, String>,
+    call_of_user: &std::collections::HashMap<String, String>,
+    users: &[String],
+    unpaired: &[String],
+    age: impl Fn(usize) -> u32,
+) {
+    let mut seen_users = std::collections::HashSet::new();
+    for (call, members) in calls {
+        assert_eq!(members.len(), 2, "call {call} has users {members:?}");
+        for m in members {
+            assert!(seen_users.insert(m.clone()), "{m} is in two calls");
+            assert_eq!(call_of_user.get(m), Some(call), "{m}: polling and events disagree");
+        }
+    }
+    assert_eq!(seen_users.len(), call_of_user.len());
+    assert_eq!(told, call_of_user, "each user was told of exactly its call");
+    let index: std::collections::HashMap<&String, usize> = users.iter().enumerate().map(|(i, u)| (u, i)).collect();
+    for members in calls.values() {
+        let m: Vec<&String> = members.iter().collect();
+        let (a, b) = (age(index[m[0]]) as i64, age(index[m[1]]) as i64);
+        assert!((a - b).abs() <= 3, "{m:?} are {a} and {b}");
+    }
+    // Pairing is eager: nobody left waiting has a compatible partner left waiting.
+    for (i, x) in unpaired.iter().enumerate() {
+        for y in &unpaired[i + 1..] {
+            let (a, b) = (age(index[x]) as i64, age(index[y]) as i64);
+            assert!((a - b).abs() > 3, "{x} ({a}) and {y} ({b}) are both waiting though compatible");
+        }
+    }
+    assert!(calls.len() >= 90, "expected most users paired, got {} calls", calls.len());
+}

@@ -17,7 +17,7 @@ use crate::support::contract::{Answer, Contract};
 use reqwest::Method;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,23 +74,8 @@ impl StoreServer {
     async fn spawn(&mut self) {
         self.spawns += 1;
         let stderr_path = self.logs.path().join(format!("stderr-{}.log", self.spawns));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--store")
-            .arg(&self.store)
-            .arg("--config")
-            .arg(&self.config)
-            .env_remove("TETHER_CONFIG")
-            .env_remove("TETHER_LISTEN")
-            .env_remove("TETHER_STORE")
-            .env("TETHER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&stderr_path).expect("stderr log")))
-            .spawn()
-            .expect("spawn tether");
+        let mut child =
+            super::app::serve_command(&self.store, &self.config, &stderr_path, "warn").spawn().expect("spawn tether");
         let rx = listening_addr(child.stdout.take().expect("piped stdout"));
         self.child = Some(child);
         match tokio::time::timeout(Duration::from_secs(30), rx).await {
