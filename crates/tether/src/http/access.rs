@@ -6,7 +6,7 @@
 //! which may be a network round trip (PostgreSQL), so they run on the
 //! blocking pool, never on an async worker.
 
-use super::problem::ApiError;
+use super::problem::{blocking, ApiError};
 use super::rate::CallerKey;
 use crate::app::App;
 use crate::auth::{check_user_id, AuthError, Principal};
@@ -107,10 +107,7 @@ pub async fn stored(app: &App, id: &str) -> Result<Option<Session>, ApiError> {
     app.journal.flush().await.map_err(ApiError::unavailable)?;
     let store = app.store.clone();
     let id = id.to_string();
-    tokio::task::spawn_blocking(move || store.get(&id))
-        .await
-        .map_err(|e| ApiError::internal(format!("the store read did not finish: {e}")))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))
+    blocking(move || store.get(&id)).await
 }
 
 /// The answer for a session that a hot path (heartbeat, signal) found not

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tether_engine::{time::format_rfc3339, EndReason};
 
-fn admin_only(p: &Principal) -> Result<(), ApiError> {
+pub(super) fn admin_only(p: &Principal) -> Result<(), ApiError> {
     if p.is_api_key() {
         Ok(())
     } else {

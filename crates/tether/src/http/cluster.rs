@@ -3,7 +3,8 @@
 //! (`POST /v1/internal/presence`). Routing itself is [`crate::cluster::route`].
 
 use super::access::Caller;
-use super::problem::{ApiError, JsonBody};
+use super::admin::admin_only;
+use super::problem::{blocking, ApiError, JsonBody};
 use crate::app::{App, CommitError};
 use crate::wire::admin::{ClusterNode, ClusterNodes, PresenceReport};
 use crate::wire::problem::{MethodNotAllowed, Problem, Unauthorized, Unavailable};
@@ -24,10 +25,7 @@ pub async fn nodes(app: &Arc<App>) -> Result<Vec<ClusterNode>, ApiError> {
             leader: true,
         }]);
     };
-    let rows = tokio::task::spawn_blocking(move || cluster.nodes())
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let rows = blocking(move || cluster.nodes()).await?;
     Ok(rows
         .into_iter()
         .map(|n| ClusterNode {
@@ -55,9 +53,7 @@ pub async fn nodes(app: &Arc<App>) -> Result<Vec<ClusterNode>, ApiError> {
     )
 )]
 pub async fn cluster(State(app): State<Arc<App>>, Caller(p): Caller) -> Result<Json<ClusterNodes>, ApiError> {
-    if !p.is_api_key() {
-        return Err(ApiError::forbidden("admin endpoints need an API key"));
-    }
+    admin_only(&p)?;
     Ok(Json(ClusterNodes { nodes: nodes(&app).await? }))
 }
 
@@ -83,9 +79,7 @@ pub async fn presence(
     Caller(p): Caller,
     JsonBody(report): JsonBody<PresenceReport>,
 ) -> Result<StatusCode, ApiError> {
-    if !p.is_api_key() {
-        return Err(ApiError::forbidden("admin endpoints need an API key"));
-    }
+    admin_only(&p)?;
     // In memory only, as for a local socket: nothing to make durable.
     let recorded = app.change(|core, now, _| {
         for user in &report.users {

@@ -2,7 +2,7 @@
 //! read from the store's event log, with the session's own visibility.
 
 use super::access::{find_session, Caller};
-use super::problem::ApiError;
+use super::problem::{blocking, ApiError};
 use crate::app::App;
 use crate::wire::history::SessionHistory;
 use crate::wire::problem::{MethodNotAllowed, Problem, Unauthorized, Unavailable};
@@ -37,10 +37,7 @@ pub async fn history(
     // Everything acknowledged before this request is in the log.
     app.journal.flush().await.map_err(ApiError::unavailable)?;
     let store = app.store.clone();
-    let events = tokio::task::spawn_blocking(move || store.session_events(&id))
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let events = blocking(move || store.session_events(&id)).await?;
     // The stored JSON is what subscribers received; spliced, not re-encoded.
     let mut body = String::with_capacity(16 + events.iter().map(|e| e.json.len() + 1).sum::<usize>());
     body.push_str("{\"events\":[");

@@ -108,6 +108,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Runs a store call on the blocking pool (the PostgreSQL client blocks, and
+/// SQLite does disk IO): a store failure is `503` (nothing was acknowledged),
+/// a call that did not finish is `500`.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("the store call did not finish: {e}")))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))
+}
+
 impl From<String> for ApiError {
     /// A failed durable write.
     fn from(detail: String) -> ApiError {

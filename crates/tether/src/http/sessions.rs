@@ -2,7 +2,7 @@
 //! heartbeat, end, complete, beacon, revive, participants and invites.
 
 use super::access::{acting_user, ended_or_missing, find_session, may_see, may_see_live, stored, Caller};
-use super::problem::{read_body, ApiError, JsonBody, QueryParams};
+use super::problem::{blocking, read_body, ApiError, JsonBody, QueryParams};
 use crate::app::{new_id, App, Core};
 use crate::auth::Principal;
 use crate::journal::Change;
@@ -175,10 +175,7 @@ pub async fn list(
     app.flush_heartbeats();
     app.journal.flush().await.map_err(ApiError::unavailable)?;
     let store = app.store.clone();
-    let found = tokio::task::spawn_blocking(move || store.list(&filter))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let found = blocking(move || store.list(&filter)).await?;
     let sessions: Vec<Session> = app.read(|core| {
         found.into_iter().map(|s| core.engine.get(&s.id).unwrap_or(s)).filter(|s| may_see(&p, s)).collect()
     });

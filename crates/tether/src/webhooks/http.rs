@@ -4,8 +4,8 @@
 use super::Command;
 use crate::app::App;
 use crate::http::access::Caller;
-use crate::http::problem::{ApiError, QueryParams};
-use crate::store::{DeliveryRecord, DeliveryStatus, StoreError};
+use crate::http::problem::{blocking, ApiError, QueryParams};
+use crate::store::{DeliveryRecord, DeliveryStatus};
 use crate::wire::problem::{MethodNotAllowed, Problem, Unauthorized, Unavailable};
 use crate::wire::webhooks::{Delivery, DeliveryList, DeliveryQuery, EndpointState, WebhookEndpoint, WebhookEndpoints};
 use axum::extract::{Path, State};
@@ -19,15 +19,6 @@ fn admin_only(caller: &Caller) -> Result<(), ApiError> {
     } else {
         Err(ApiError::forbidden("webhook administration needs an API key"))
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::unavailable(e.to_string()))
 }
 
 impl From<DeliveryRecord> for Delivery {
