@@ -235,14 +235,7 @@ impl Cluster {
             // A lease given back (SIGTERM): bid at once, before anything else,
             // so the deadlines of the hand-over wait as little as possible.
             if woken.lease && self.role() == Role::Follower {
-                if let Ok(Some((epoch, term))) = self.pg.lease_acquire(&self.node_id, self.lease.as_millis() as i64) {
-                    tail_at = self.tail(&app, &mut listener, tail_at);
-                    if let Err(e) = self.take_over(&app, epoch, term) {
-                        tracing::error!(error = %e, "taking over the cluster's work failed; giving the lease back");
-                        self.step_down(&app);
-                        let _ = self.pg.lease_release(&self.node_id, epoch);
-                    }
-                }
+                tail_at = self.bid(&app, &mut listener, tail_at);
             }
             next_beat = Instant::now() + self.beat_every();
             let lease = match self.pg.node_beat(&self.node_id, &self.advertise, self.forget_after()) {
@@ -265,18 +258,7 @@ impl Cluster {
                 }
                 Role::Follower => {
                     if !lease.valid {
-                        match self.pg.lease_acquire(&self.node_id, self.lease.as_millis() as i64) {
-                            Ok(Some((epoch, term))) => {
-                                tail_at = self.tail(&app, &mut listener, tail_at);
-                                if let Err(e) = self.take_over(&app, epoch, term) {
-                                    tracing::error!(error = %e, "taking over the cluster's work failed; giving the lease back");
-                                    self.step_down(&app);
-                                    let _ = self.pg.lease_release(&self.node_id, epoch);
-                                }
-                            }
-                            Ok(None) => {}
-                            Err(e) => tracing::warn!(error = %e, "bidding for the cluster lease failed"),
-                        }
+                        tail_at = self.bid(&app, &mut listener, tail_at);
                     }
                 }
                 Role::Leaving { epoch } => {
@@ -287,6 +269,24 @@ impl Cluster {
             let lease = if self.is_owner() { self.pg.lease().unwrap_or(lease) } else { lease };
             self.note_owner(&lease, &mut known_epoch, &app);
         }
+    }
+
+    /// Takes the lease if it is free or expired and, having published what
+    /// the former owner committed, the work with it; returns where the tail stands.
+    fn bid(&self, app: &Arc<App>, listener: &mut Listener, mut tail_at: u64) -> u64 {
+        match self.pg.lease_acquire(&self.node_id, self.lease.as_millis() as i64) {
+            Ok(Some((epoch, term))) => {
+                tail_at = self.tail(app, listener, tail_at);
+                if let Err(e) = self.take_over(app, epoch, term) {
+                    tracing::error!(error = %e, "taking over the cluster's work failed; giving the lease back");
+                    self.step_down(app);
+                    let _ = self.pg.lease_release(&self.node_id, epoch);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "bidding for the cluster lease failed"),
+        }
+        tail_at
     }
 
     /// Nodes silent for this long leave the membership listing.

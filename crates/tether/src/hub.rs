@@ -284,12 +284,6 @@ impl Hub {
             .collect()
     }
 
-    /// Stamps and broadcasts events that are not part of a durable change.
-    pub fn publish(&self, drafts: Vec<Draft>) {
-        let stamped = self.stamp(drafts);
-        self.broadcast(stamped);
-    }
-
     /// Broadcasts events that are durable (or are never to be): appends them
     /// to the in-memory log and sends them to every subscriber. Ids must
     /// ascend; a cluster node tailing the owner's event log also moves its
