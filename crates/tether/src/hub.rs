@@ -12,7 +12,7 @@
 //! `retention`, or never persisted by the memory store) are reported as a
 //! [`Gap`], never skipped in silence.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Stage};
 use crate::store::Store;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
@@ -89,6 +89,39 @@ fn lean_form(json: &str) -> String {
     Value::Object(event).to_string()
 }
 
+/// The lean form's text after its id, from the parts of the whole form:
+/// `head` (`,"type":…,"at":"…`), the session's changing fields, and
+/// `extras` (`,"reason":…}`, the fields beside the session, closing brace
+/// included). Written directly rather than through [`lean_form`]: a mass
+/// expiry makes a million of them, and re-parsing each whole event cost
+/// microseconds apiece.
+fn lean_tail(head: &str, session: &Session, extras: &str) -> String {
+    let mut out = String::with_capacity(head.len() + extras.len() + 160);
+    out.push_str(head);
+    out.push_str("\",\"session_id\":");
+    out.push_str(&Value::from(session.id.as_str()).to_string());
+    out.push_str(",\"kind\":");
+    out.push_str(&Value::from(session.kind.as_str()).to_string());
+    out.push_str(",\"status\":\"");
+    out.push_str(session.status.as_str());
+    out.push_str("\",\"expires_at\":");
+    match session.expires_at {
+        Some(at) => {
+            out.push('"');
+            out.push_str(&format_rfc3339(at));
+            out.push('"');
+        }
+        None => out.push_str("null"),
+    }
+    if let Some(reason) = session.end_reason {
+        out.push_str(",\"end_reason\":\"");
+        out.push_str(reason.as_str());
+        out.push('"');
+    }
+    out.push_str(extras);
+    out
+}
+
 /// A published event, shared by every subscriber.
 #[derive(Debug)]
 pub struct Published {
@@ -101,8 +134,9 @@ pub struct Published {
     pub json: String,
     /// For deadline-driven ends: the deadline, to measure lateness when broadcast.
     pub deadline: Option<Millis>,
-    /// The lean form (`?session=id`), made from `json` the first time a
-    /// lean subscriber needs it, then shared: nothing when nobody asks.
+    /// The lean form (`?session=id`): written beside `json` when stamped;
+    /// for an event read back from the store's log, made from `json` the
+    /// first time a lean subscriber needs it.
     pub lean: std::sync::OnceLock<String>,
 }
 
@@ -227,10 +261,15 @@ impl Hub {
         if drafts.is_empty() {
             return Vec::new();
         }
+        for d in &drafts {
+            if let Some(deadline) = d.deadline {
+                self.metrics.observe_stage(Stage::Ended, d.at - deadline);
+            }
+        }
         // Serialise outside the lock; only the id is spliced in under it.
         // Events of one change share their session snapshot: serialise it once.
         let mut last_session: Option<(*const Session, Arc<str>)> = None;
-        let prepared: Vec<(Draft, String)> = drafts
+        let prepared: Vec<(Draft, String, String)> = drafts
             .into_iter()
             .map(|d| {
                 let session_json = match &last_session {
@@ -243,12 +282,15 @@ impl Hub {
                     }
                 };
                 let mut tail = String::with_capacity(session_json.len() + 96);
+                let at = format_rfc3339(d.at);
                 tail.push_str(",\"type\":\"");
                 tail.push_str(d.event_type.as_str());
                 tail.push_str("\",\"at\":\"");
-                tail.push_str(&format_rfc3339(d.at));
+                tail.push_str(&at);
+                let head_len = tail.len();
                 tail.push_str("\",\"session\":");
                 tail.push_str(&session_json);
+                let extras_at = tail.len();
                 for (key, value) in &d.extra {
                     tail.push(',');
                     tail.push_str(&Value::from(key.as_str()).to_string());
@@ -256,7 +298,8 @@ impl Hub {
                     tail.push_str(&value.to_string());
                 }
                 tail.push('}');
-                (d, tail)
+                let lean = lean_tail(&tail[..head_len], &d.session, &tail[extras_at..]);
+                (d, tail, lean)
             })
             .collect();
         let first = {
@@ -268,7 +311,7 @@ impl Hub {
         prepared
             .into_iter()
             .zip(first..)
-            .map(|((d, tail), seq)| {
+            .map(|((d, tail, lean), seq)| {
                 let audience = d.audience.unwrap_or_else(|| d.session.audience());
                 Arc::new(Published {
                     seq,
@@ -278,10 +321,33 @@ impl Hub {
                     audience,
                     json: format!("{{\"id\":{seq}{tail}"),
                     deadline: d.deadline,
-                    lean: Default::default(),
+                    lean: std::sync::OnceLock::from(format!("{{\"id\":{seq}{lean}")),
                 })
             })
             .collect()
+    }
+
+    /// Notes that `events` are durable (the journal's commit returned): the
+    /// `committed` stage of the deadline-driven ends among them.
+    pub fn committed(&self, events: &[Arc<Published>]) {
+        let mut now = None;
+        for e in events {
+            if let Some(deadline) = e.deadline {
+                let now = *now.get_or_insert_with(|| self.clock.now());
+                self.metrics.observe_stage(Stage::Committed, now - deadline);
+            }
+        }
+    }
+
+    /// Notes that a subscriber's stream took `events` (the `written` stage).
+    pub fn written<'a>(&self, events: impl IntoIterator<Item = &'a Arc<Published>>) {
+        let mut now = None;
+        for e in events {
+            if let Some(deadline) = e.deadline {
+                let now = *now.get_or_insert_with(|| self.clock.now());
+                self.metrics.observe_stage(Stage::Written, now - deadline);
+            }
+        }
     }
 
     /// Broadcasts events that are durable (or are never to be): appends them
@@ -473,5 +539,43 @@ impl HubInner {
         };
         let position = events.last().map(|e| e.seq).unwrap_or(after.max(self.evicted_through));
         Replay { gap, stored, events, position }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(status: &str, end_reason: Option<&str>, expires_at: Option<&str>) -> Session {
+        serde_json::from_value(serde_json::json!({
+            "id": "s\"1", "kind": "k", "user_id": "u", "status": status,
+            "created_at": "2026-11-29T10:00:00.000Z", "activated_at": null,
+            "last_seen_at": "2026-11-29T10:00:00.000Z", "expires_at": expires_at,
+            "ended_at": null, "end_reason": end_reason, "parent_id": null,
+            "metadata": {"a": [1, 2]}, "participants": []
+        }))
+        .expect("a session")
+    }
+
+    /// The lean form written when stamping says what the lean form made from
+    /// the whole event (as for events read back from the store) says.
+    #[test]
+    fn stamped_lean_form_equals_the_one_derived_from_the_whole_event() {
+        let metrics = Arc::new(Metrics::default());
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+        let store: Arc<dyn Store> = Arc::new(crate::store::MemoryStore::default());
+        let hub = Hub::new(1, metrics, clock, store);
+        let drafts = vec![
+            Draft::new(EventType::Started, 1_000, session("active", None, Some("2026-11-29T10:00:05.000Z"))),
+            Draft::new(EventType::Ended, 2_000, session("ended", Some("idle_timeout"), None))
+                .with("reason", Value::from("idle_timeout"))
+                .with("quote\"key", serde_json::json!({"x": null})),
+        ];
+        for e in hub.stamp(drafts) {
+            let stamped: Value = serde_json::from_str(e.text(true)).expect("lean JSON");
+            let derived: Value = serde_json::from_str(&lean_form(&e.json)).expect("derived JSON");
+            assert_eq!(stamped, derived, "{}", e.json);
+            assert_eq!(stamped["session_id"], "s\"1");
+        }
     }
 }

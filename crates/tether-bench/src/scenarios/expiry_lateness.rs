@@ -14,7 +14,7 @@ use serde_json::Value;
 use tether_engine::EventType;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{at_a_million, ms, subscribe_ended, Params, Tether};
+use super::{at_a_million, ms, scrape_stages, stage_metrics, subscribe_ended, Params, Tether};
 use crate::http::{now_ms, wait_until, ws_connect};
 use crate::load::create_many;
 use crate::peers::{lateness, Latencies};
@@ -49,6 +49,7 @@ pub async fn tether(t: &Tether, p: &Params, n: usize) -> Result<(SystemRun, Vec<
             }
         })
     };
+    let stages_before = scrape_stages(&t.api).await?;
     let probes = create_many(&t.api, &["bench_probe"], p.probes, 32.min(p.probes), "probe", |_| true).await?;
     if probes.failures > 0 {
         bail!("probe creation failed: {}", probes.first_failure.unwrap_or_default());
@@ -66,6 +67,7 @@ pub async fn tether(t: &Tether, p: &Params, n: usize) -> Result<(SystemRun, Vec<
     .await;
     h.abort();
     ws_h.abort();
+    let stages_after = scrape_stages(&t.api).await?;
     let rec = rec.lock().unwrap().clone();
     let ws_rec = ws_rec.lock().unwrap().clone();
     let mut ws_lat = lateness(deadlines.iter().map(|(id, d)| (id.clone(), d)), &ws_rec, Some(p.tether_window));
@@ -92,6 +94,7 @@ pub async fn tether(t: &Tether, p: &Params, n: usize) -> Result<(SystemRun, Vec<
     s.latency("lateness", "lateness (deadline → SSE receipt)", &mut lat);
     s.latency("ws_lateness", "lateness (deadline → WebSocket receipt, second subscriber)", &mut ws_lat);
     s.latency("server_lateness", "server-stamped lateness (event `at` − deadline)", &mut server_lat);
+    stage_metrics(&mut s, &stages_before, &stages_after);
     s.note(format!(
         "{} probe sessions (idle_timeout {} s) created over {:.0} ms on top of {n} live sessions; deadline = `expires_at` of the create answer (ms resolution); one SSE subscriber `GET /v1/events?kind=bench_probe` (the lateness row) and one API-key WebSocket `?kind=bench_probe`",
         p.probes,

@@ -2,8 +2,11 @@
 //! every end has been received. Tether gets the shared deadline from the
 //! contract's restart rule: the population, created with a long
 //! `idle_timeout`, is restarted with a short one, and every idle deadline is
-//! granted again from the restart. One SSE subscriber without a filter counts
-//! the ends; `/v1/admin/health` says when the server itself has none left.
+//! granted again from the restart. One SSE subscriber asking for lean events
+//! (`?session=id`: the session's id and changed fields, not the whole
+//! session) counts the ends; `/v1/admin/health` says when the server itself
+//! has none left, and the server's stage histograms (`/metrics`) when the
+//! last end was committed and published.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +15,7 @@ use anyhow::{bail, Result};
 use http::Method;
 use serde_json::json;
 
-use super::{all_ended_metrics, at_a_million, ms, subscribe_ended, Params, Tether};
+use super::{all_ended_metrics, at_a_million, ms, scrape_stages, stage_metrics, subscribe_ended, Params, Tether};
 use crate::http::{now_ms, parse_ts, wait_until};
 use crate::load::Created;
 use crate::peers::{lateness, MassExpiry};
@@ -45,7 +48,8 @@ pub async fn tether(
     let shortened = KindTimes { bg_idle: Some(format!("{x}s")), ..kt.clone() };
     let restart_at = now_ms();
     let (_, ready) = t.kill9_restart(Some(&shortened)).await?;
-    let (rec, h) = subscribe_ended(&t.api, "", Some("bench_bg")).await?;
+    let stages_before = scrape_stages(&t.api).await?;
+    let (rec, h) = subscribe_ended(&t.api, "?session=id", Some("bench_bg")).await?;
     let mut c = t.api.conn().await?;
     let mut sample_deadlines = vec![];
     for (_, id, _) in created.kept.iter().take(SAMPLED) {
@@ -103,6 +107,7 @@ pub async fn tether(
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
     poller.abort();
+    let stages_after = scrape_stages(&t.api).await?;
     let (zero, live_left) = *zero_at.lock().unwrap();
     let rec = rec.lock().unwrap().clone();
     let got = rec.len();
@@ -123,12 +128,14 @@ pub async fn tether(
         ));
     }
     spread_metric(&mut s, dmax - dmin);
+    stage_metrics(&mut s, &stages_before, &stages_after);
     s.latency("sampled", "lateness of the 50 sampled sessions", &mut sampled);
     s.note(format!(
-        "N live sessions created with idle_timeout 2h; SIGKILL; restart with idle_timeout {x}s (restart → ready {:.0} ms); the contract re-grants idle deadlines from the restart, so all N share one deadline ≈ restart + {x}s ({:.0} ms after the spawn); one SSE subscriber without filter",
+        "N live sessions created with idle_timeout 2h; SIGKILL; restart with idle_timeout {x}s (restart → ready {:.0} ms); the contract re-grants idle deadlines from the restart, so all N share one deadline ≈ restart + {x}s ({:.0} ms after the spawn); one SSE subscriber (lean events)",
         ms(ready),
         dmin - restart_at
     ));
+    s.note("the subscriber: one SSE stream `GET /v1/events?session=id` (lean events); the stage rows are the server's own histogram (`tether_expiry_stage_lateness_seconds`): the `max` of `published` is when the last end had been committed and handed to subscribers");
     run.params["tether_idle_after_restart_s"] = json!(x);
     run.systems.push(s);
     Ok(())

@@ -340,14 +340,23 @@ fn all_ended_metrics(
     s.metric(Metric::text("received", "ended events received", format!("{received} of {sessions}")));
 }
 
-/// The parts of a `session.ended` event the harness reads.
+/// The parts of a `session.ended` event the harness reads: whole (`session`
+/// holds the session) or lean (`?session=id`: its id, kind and end reason
+/// beside the event's fields).
 #[derive(serde::Deserialize)]
 struct EndedEv {
     #[serde(default)]
     at: Option<String>,
     #[serde(default)]
     reason: Option<String>,
-    session: EndedSess,
+    #[serde(default)]
+    session: Option<EndedSess>,
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    end_reason: Option<String>,
 }
 #[derive(serde::Deserialize)]
 struct EndedSess {
@@ -356,6 +365,16 @@ struct EndedSess {
     kind: Option<String>,
     #[serde(default)]
     end_reason: Option<String>,
+}
+
+impl EndedEv {
+    /// (id, kind, end reason) of either form.
+    fn parts(self) -> Option<(String, Option<String>, Option<String>)> {
+        match self.session {
+            Some(s) => Some((s.id, s.kind, s.end_reason)),
+            None => Some((self.session_id?, self.kind, self.end_reason)),
+        }
+    }
 }
 
 /// Receipts of `session.ended` events: id → (receipt ms, server `at` ms, reason).
@@ -377,18 +396,85 @@ async fn subscribe_ended(
         if !is_ended {
             return;
         }
-        let Ok(e) = serde_json::from_str::<EndedEv>(&ev.data) else { return };
+        let Ok(mut e) = serde_json::from_str::<EndedEv>(&ev.data) else { return };
+        let (at, reason) = (e.at.take(), e.reason.take());
+        let Some((id, kind, end_reason)) = e.parts() else { return };
         if let Some(pre) = kind_prefix {
-            if !e.session.kind.as_deref().unwrap_or("").starts_with(pre) {
+            if !kind.as_deref().unwrap_or("").starts_with(pre) {
                 return;
             }
         }
-        let reason = e.reason.or(e.session.end_reason).unwrap_or_default();
-        let at = e.at.as_deref().and_then(parse_ts);
-        r2.lock().unwrap().entry(e.session.id).or_insert((ev.received_ms, at, reason));
+        let reason = reason.or(end_reason).unwrap_or_default();
+        let at = at.as_deref().and_then(parse_ts);
+        r2.lock().unwrap().entry(id).or_insert((ev.received_ms, at, reason));
     })
     .await?;
     Ok((rec, h))
+}
+
+/// The server's `tether_expiry_stage_lateness_seconds` histogram, scraped
+/// from `/metrics`: per stage, (upper bound in ms, cumulative count).
+pub type Stages = HashMap<String, Vec<(f64, u64)>>;
+
+pub async fn scrape_stages(api: &Api) -> Result<Stages> {
+    let mut c = api.conn().await?;
+    let (status, body) = c.request(Method::GET, "/metrics", &api.key, None).await?;
+    if !status.is_success() {
+        bail!("GET /metrics answered {status}");
+    }
+    let mut stages: Stages = HashMap::new();
+    for line in String::from_utf8_lossy(&body).lines() {
+        let Some(rest) = line.strip_prefix("tether_expiry_stage_lateness_seconds_bucket{") else { continue };
+        let Some((labels, count)) = rest.split_once("} ") else { continue };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix("=\"")?.strip_suffix('"').map(str::to_string))
+        };
+        let (Some(stage), Some(le)) = (label("stage"), label("le")) else { continue };
+        let le_ms = if le == "+Inf" { f64::INFINITY } else { le.parse::<f64>().unwrap_or(f64::NAN) * 1000.0 };
+        stages.entry(stage).or_default().push((le_ms, count.trim().parse().unwrap_or(0)));
+    }
+    Ok(stages)
+}
+
+/// Adds, per stage of a deadline-driven end (the server's own timestamps:
+/// ended by the engine, committed, published, written to a subscriber's
+/// stream), the bucket bounds holding the p50, the p99 and the last of the
+/// ends observed between the scrapes `before` and `after`.
+pub fn stage_metrics(s: &mut SystemRun, before: &Stages, after: &Stages) {
+    for stage in ["ended", "committed", "published", "written"] {
+        let Some(now) = after.get(stage) else { continue };
+        let then = before.get(stage);
+        let counts: Vec<(f64, u64)> = now
+            .iter()
+            .map(|&(le, n)| {
+                let was = then.and_then(|t| t.iter().find(|(l, _)| *l == le || (l.is_infinite() && le.is_infinite())));
+                (le, n - was.map(|w| w.1).unwrap_or(0).min(n))
+            })
+            .collect();
+        let total = counts.last().map(|c| c.1).unwrap_or(0);
+        let bound = |q: f64| {
+            let want = (q * total as f64).ceil().max(1.0) as u64;
+            counts.iter().find(|(_, n)| *n >= want).map(|c| c.0)
+        };
+        for (q, name) in [(0.5, "p50"), (0.99, "p99"), (1.0, "max")] {
+            let v = if total == 0 { None } else { bound(q) };
+            let mut m = Metric::new(
+                &format!("stage_{stage}_{name}_ms"),
+                &format!("server stage `{stage}` {name} (≤ bucket bound, deadline → {stage})"),
+                v.filter(|v| v.is_finite()),
+                "ms",
+            );
+            if v.is_some_and(|v| v.is_infinite()) {
+                m.display = Some("> 60 s".into());
+            }
+            if total == 0 {
+                m.display = Some("no deadline ends observed".into());
+            }
+            s.metric(m);
+        }
+    }
 }
 
 /// `p.hb_sessions` live sessions of kind `bench_hb` to heartbeat.

@@ -138,18 +138,28 @@ pub async fn sse(
         let mut feed = Feed::new(hub, rx, filter, replay);
         let mut closing = closing;
         let mut buf = String::new();
+        // Deadline-driven ends in `buf`, for the `written` stage once it is sent.
+        let mut timed: Vec<Arc<Published>> = Vec::new();
         let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
         keep_alive.tick().await;
         loop {
-            if !buf.is_empty() && tx.send(Ok(std::mem::take(&mut buf).into())).await.is_err() {
-                return;
+            if !buf.is_empty() {
+                if tx.send(Ok(std::mem::take(&mut buf).into())).await.is_err() {
+                    return;
+                }
+                feed.hub.written(timed.drain(..).as_slice());
             }
             tokio::select! {
                 batch = feed.next_batch() => match batch {
                     Some(items) => {
                         for item in items {
                             match item {
-                                Item::Event(e) => sse_frame(&mut buf, &e.seq.to_string(), e.event_type.as_str(), e.text(lean)),
+                                Item::Event(e) => {
+                                    sse_frame(&mut buf, &e.seq.to_string(), e.event_type.as_str(), e.text(lean));
+                                    if e.deadline.is_some() {
+                                        timed.push(e);
+                                    }
+                                }
                                 Item::Gap(gap) => sse_frame(&mut buf, &gap.to.to_string(), "stream.gap", &gap_json(gap)),
                             }
                         }
@@ -523,6 +533,8 @@ async fn serve_socket(
     let mut feed = Feed::new(app.hub.clone(), rx, filter, start);
     let mut closing = app.closing.subscribe();
     let (mut sink, mut stream) = socket.split();
+    // Deadline-driven ends in the batch being written, for the `written` stage.
+    let mut timed: Vec<Arc<Published>> = Vec::new();
     loop {
         let frames: Vec<String> = tokio::select! {
             batch = feed.next_batch() => {
@@ -530,7 +542,13 @@ async fn serve_socket(
                 items
                     .into_iter()
                     .map(|item| match item {
-                        Item::Event(e) => e.text(lean).to_string(),
+                        Item::Event(e) => {
+                            let frame = e.text(lean).to_string();
+                            if e.deadline.is_some() {
+                                timed.push(e);
+                            }
+                            frame
+                        }
                         Item::Gap(gap) => gap_json(gap),
                     })
                     .collect()
@@ -570,7 +588,7 @@ async fn serve_socket(
             continue;
         }
         match write_all(&app, &mut sink, frames).await {
-            Ok(()) => {}
+            Ok(()) => app.hub.written(timed.drain(..).as_slice()),
             Err(Stalled::Failed) => break,
             Err(Stalled::TimedOut) => {
                 app.metrics.count_ws_slow_closed();
