@@ -122,6 +122,11 @@ fn lean_tail(head: &str, session: &Session, extras: &str) -> String {
     out
 }
 
+/// Session snapshots serialised once per commit, by snapshot (the
+/// address of the `Arc` the engine shares between a change's write and its
+/// events; every key is kept alive by the writes for as long as the map lives).
+pub type Records = std::collections::HashMap<*const Session, Arc<str>>;
+
 /// A published event, shared by every subscriber.
 #[derive(Debug)]
 pub struct Published {
@@ -257,7 +262,11 @@ impl Hub {
     /// Stamps drafts with their ids and serialises them, without publishing:
     /// the journal writes them to the event log in the same transaction as
     /// their change, then hands them to [`Hub::broadcast`].
-    pub fn stamp(&self, drafts: Vec<Draft>) -> Vec<Arc<Published>> {
+    ///
+    /// `records` holds session snapshots already serialised (by the
+    /// journal, for the same change's store writes), keyed by snapshot:
+    /// an event carrying one of them reuses its text.
+    pub fn stamp(&self, drafts: Vec<Draft>, records: &Records) -> Vec<Arc<Published>> {
         if drafts.is_empty() {
             return Vec::new();
         }
@@ -272,8 +281,9 @@ impl Hub {
         let prepared: Vec<(Draft, String, String)> = drafts
             .into_iter()
             .map(|d| {
-                let session_json = match &last_session {
-                    Some((ptr, json)) if *ptr == Arc::as_ptr(&d.session) => json.clone(),
+                let session_json = match (&last_session, records.get(&Arc::as_ptr(&d.session))) {
+                    (_, Some(json)) => json.clone(),
+                    (Some((ptr, json)), None) if *ptr == Arc::as_ptr(&d.session) => json.clone(),
                     _ => {
                         let json: Arc<str> =
                             serde_json::to_string(&*d.session).unwrap_or_else(|_| "null".into()).into();
@@ -571,7 +581,7 @@ mod tests {
                 .with("reason", Value::from("idle_timeout"))
                 .with("quote\"key", serde_json::json!({"x": null})),
         ];
-        for e in hub.stamp(drafts) {
+        for e in hub.stamp(drafts, &Records::new()) {
             let stamped: Value = serde_json::from_str(e.text(true)).expect("lean JSON");
             let derived: Value = serde_json::from_str(&lean_form(&e.json)).expect("derived JSON");
             assert_eq!(stamped, derived, "{}", e.json);

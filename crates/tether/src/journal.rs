@@ -17,7 +17,7 @@
 //! restart (nothing was acknowledged; a child whose parent's end was written
 //! ends as an orphan).
 
-use crate::hub::{Draft, Hub};
+use crate::hub::{Draft, Hub, Records};
 use crate::store::{Store, StoreError, StoreWrite};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -81,7 +81,7 @@ const PIECE: usize = 10_000;
 /// The session a write is about, if any (events follow their session's write).
 fn session_of(write: &StoreWrite) -> Option<&str> {
     match write {
-        StoreWrite::Engine(Write::Session(s)) => Some(&s.id),
+        StoreWrite::Engine(Write::Session(s)) | StoreWrite::Session(s, _) => Some(&s.id),
         StoreWrite::Engine(Write::Invite(i)) => Some(&i.session_id),
         StoreWrite::Engine(Write::DeleteInvite(_)) | StoreWrite::Doc { .. } | StoreWrite::Event(_) => None,
     }
@@ -192,7 +192,21 @@ fn run(rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, hub: Arc<Hub>) {
         }
         let mut writes: Vec<StoreWrite> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.change.writes)).collect();
         let drafts: Vec<Draft> = jobs.iter_mut().flat_map(|j| std::mem::take(&mut j.change.events)).collect();
-        let events = hub.stamp(drafts);
+        // Each session snapshot is serialised once, for its row and for the
+        // events that carry it (a mass expiry has a million of both).
+        let mut records = Records::with_capacity(writes.len());
+        for write in writes.iter_mut() {
+            if let StoreWrite::Engine(Write::Session(s)) = write {
+                let json: Arc<str> = match serde_json::to_string(&**s) {
+                    Ok(json) => json.into(),
+                    Err(_) => continue, // the store reports it when it serialises the write itself
+                };
+                records.insert(Arc::as_ptr(s), json.clone());
+                *write = StoreWrite::Session(s.clone(), json);
+            }
+        }
+        let events = hub.stamp(drafts, &records);
+        drop(records);
         writes.extend(events.iter().cloned().map(StoreWrite::Event));
         let result = if writes.is_empty() { Ok(()) } else { store.commit(&writes) };
         match &result {

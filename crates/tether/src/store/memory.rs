@@ -41,7 +41,7 @@ impl Store for MemoryStore {
         let mut g = self.inner.lock();
         for w in writes {
             match w {
-                StoreWrite::Engine(Write::Session(s)) => {
+                StoreWrite::Engine(Write::Session(s)) | StoreWrite::Session(s, _) => {
                     g.sessions.insert(s.id.clone(), Session::clone(s));
                 }
                 StoreWrite::Engine(Write::Invite(i)) => {

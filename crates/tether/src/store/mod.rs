@@ -48,6 +48,26 @@ pub enum StoreWrite {
     /// Appends a stamped event to the event log (history, resume, webhooks,
     /// and a cluster's fan-out read it), in the same transaction as its change.
     Event(Arc<Published>),
+    /// A session with its record already serialised: the journal serialises
+    /// each session once and shares the text with the events that carry the
+    /// same snapshot (the same as `Engine(Write::Session)` otherwise).
+    Session(Arc<Session>, Arc<str>),
+}
+
+impl StoreWrite {
+    /// A session write's session and its JSON record (serialised here unless
+    /// the journal already did), or `None` for other writes.
+    pub fn session_record(&self) -> Option<Result<(&Session, std::borrow::Cow<'_, str>), StoreError>> {
+        match self {
+            StoreWrite::Engine(Write::Session(s)) => Some(
+                serde_json::to_string(&**s)
+                    .map(|json| (&**s, std::borrow::Cow::Owned(json)))
+                    .map_err(|e| StoreError::Backend(e.to_string())),
+            ),
+            StoreWrite::Session(s, json) => Some(Ok((&**s, std::borrow::Cow::Borrowed(&**json)))),
+            _ => None,
+        }
+    }
 }
 
 /// Which sessions `GET /v1/sessions` lists.

@@ -445,14 +445,16 @@ impl Batch {
         // Newest first: the first write seen of a row is the one that counts.
         for w in writes.iter().rev() {
             match w {
-                StoreWrite::Engine(Write::Session(s)) => {
+                StoreWrite::Engine(Write::Session(_)) | StoreWrite::Session(..) => {
+                    let Some(written) = w.session_record() else { continue };
+                    let (s, record) = written?;
                     if seen_sessions.insert(&s.id) {
                         b.s_id.push(s.id.clone());
                         b.s_kind.push(s.kind.clone());
                         b.s_user.push(s.user_id.clone());
                         b.s_status.push(s.status.as_str().to_string());
                         b.s_ended.push(s.ended_at);
-                        b.s_record.push(to_json::<Session>(s)?);
+                        b.s_record.push(record.into_owned());
                     }
                 }
                 StoreWrite::Engine(Write::Invite(i)) => {
