@@ -373,3 +373,34 @@ fn run_random(seed: u64, candidate_budget: usize) {
         }
     }
 }
+
+/// The pairing-throughput pattern: one large group of equally good waiting
+/// users, each newcomer paired with the longest-waiting of them, who then
+/// waits again at the back. Over several laps the group's storage wraps
+/// around, and with both the whole-group scan and the budgeted merge the
+/// partners must still come strictly in waiting order, round after round.
+#[test]
+fn one_large_group_serves_its_users_in_waiting_order_lap_after_lap() {
+    for budget in [1000, 7] {
+        let mut pool = Pool::with_config(PoolConfig { candidate_budget: budget });
+        let n = 100; // more than the index keeps contiguous, so the ring wraps
+        let mut now = 0;
+        for i in 0..n {
+            let id = format!("w{i}");
+            add(&mut pool, &id, 30, &[]);
+            assert!(pool.enter(&id, &format!("s-{id}"), prefs(18, 18, &[], None), now).is_none());
+            now += 1;
+        }
+        for round in 0..4 * n {
+            now += 1;
+            let id = format!("q{round}");
+            add(&mut pool, &id, 18, &[]);
+            let p = pool.enter(&id, &format!("s-{id}"), prefs(30, 30, &[], None), now).expect("a partner waits");
+            assert_eq!(p.a, format!("w{}", round % n), "budget {budget}, round {round}");
+            assert_eq!(p.b, id);
+            assert!(pool.leave(&id));
+            assert!(pool.try_pair(&p.a, now).is_none(), "waiting users never pair with each other");
+            assert_eq!(pool.waiting_count(), n);
+        }
+    }
+}

@@ -8,14 +8,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use http::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use tether_engine::EventType;
+use tokio::sync::oneshot;
 
-use super::{call_id_of, fill_waiting_pool, put_profile, scenario_run, start_matching, Params, Tether, TetherSource};
+use super::{fill_waiting_pool, put_profile, scenario_run, start_matching, Params, Tether, TetherSource};
 use crate::http::{now_ms, spawn_sse};
 use crate::report::{Metric, ScenarioRun, SystemRun, Target};
 use crate::server::KindTimes;
@@ -45,12 +46,54 @@ pub async fn run(src: &TetherSource, p: &Params) -> ScenarioRun {
     run
 }
 
-/// What the observer saw: per call, when each `match.found` arrived; per
-/// entering user, its call (from the waiting user's event naming it as partner).
+/// The parts of a `match.found` the observer reads.
+#[derive(serde::Deserialize)]
+struct Found {
+    #[serde(rename = "match")]
+    found: FoundMatch,
+}
+#[derive(serde::Deserialize)]
+struct FoundMatch {
+    call_id: String,
+    partner: FoundPartner,
+}
+#[derive(serde::Deserialize)]
+struct FoundPartner {
+    user_id: String,
+}
+
+/// What the observer has seen of calls whose users were not both told yet,
+/// and the workers waiting for them. A worker registers its entering user
+/// before `POST /v1/matching/start` and is woken once, when the second
+/// `match.found` of its call arrives (waking every worker on every event, as
+/// before, cost the client more CPU than the server spent per pair).
 #[derive(Default)]
-struct Seen {
-    calls: HashMap<String, Vec<f64>>,
-    call_of: HashMap<String, String>,
+struct Pending {
+    /// call → receipt times of its `match.found`s so far, and its entering
+    /// user once an event named it as the partner.
+    calls: HashMap<String, (Vec<f64>, Option<String>)>,
+    /// entering user → its worker, told the receipt time of the later event.
+    waiters: HashMap<String, oneshot::Sender<f64>>,
+}
+
+impl Pending {
+    fn found(&mut self, f: Found, received_ms: f64) {
+        let FoundMatch { call_id, partner } = f.found;
+        let call = self.calls.entry(call_id.clone()).or_default();
+        call.0.push(received_ms);
+        // The waiting user's event names the entering user (`q…`) as partner.
+        if partner.user_id.starts_with('q') {
+            call.1 = Some(partner.user_id);
+        }
+        if call.0.len() < 2 {
+            return;
+        }
+        let Some((times, entering)) = self.calls.remove(&call_id) else { return };
+        let both = times.into_iter().fold(0.0, f64::max);
+        if let Some(w) = entering.and_then(|u| self.waiters.remove(&u)) {
+            let _ = w.send(both);
+        }
+    }
 }
 
 async fn tether(src: &TetherSource, p: &Params) -> Result<SystemRun> {
@@ -60,22 +103,16 @@ async fn tether(src: &TetherSource, p: &Params) -> Result<SystemRun> {
     // waiting pool: age 30, wants age 18..18 — no two of them ever pair
     let fill = fill_waiting_pool(&api, p.pair_waiting, p.create_conns).await?;
 
-    let seen: Arc<Mutex<Seen>> = Arc::default();
-    // Workers wait on this rather than polling, so the wait measures the server.
-    let arrived = Arc::new(tokio::sync::Notify::new());
-    let (s2, a2) = (seen.clone(), arrived.clone());
+    let pending: Arc<Mutex<Pending>> = Arc::default();
+    let p2 = pending.clone();
+    let found = EventType::MatchFound.as_str();
     let obs = spawn_sse(api.addr, "/v1/events?kind=call", &api.key, move |ev| {
-        if ev.event != EventType::MatchFound.as_str() {
+        if ev.event != found {
             return;
         }
-        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else { return };
-        let Some(call) = call_id_of(&v) else { return };
-        let mut seen = s2.lock().unwrap();
-        seen.calls.entry(call.clone()).or_default().push(ev.received_ms);
-        if let Some(partner) = v["match"]["partner"]["user_id"].as_str() {
-            seen.call_of.insert(partner.to_string(), call);
+        if let Ok(f) = serde_json::from_str::<Found>(&ev.data) {
+            p2.lock().unwrap().found(f, ev.received_ms);
         }
-        a2.notify_waiters();
     })
     .await?;
 
@@ -83,7 +120,7 @@ async fn tether(src: &TetherSource, p: &Params) -> Result<SystemRun> {
     let started = Instant::now();
     let mut workers = vec![];
     for w in 0..p.http_conns.max(1) {
-        let (api, seen, arrived) = (api.clone(), seen.clone(), arrived.clone());
+        let (api, pending) = (api.clone(), pending.clone());
         workers.push(tokio::spawn(async move {
             let mut c = api.conn().await?;
             let (mut lat, mut missed) = (Samples::new(), 0usize);
@@ -92,25 +129,16 @@ async fn tether(src: &TetherSource, p: &Params) -> Result<SystemRun> {
                 let u = format!("q{w}-{k}");
                 k += 1;
                 put_profile(&mut c, &api.key, &u, 18, &["waiting"]).await?;
-                let both_told = |seen: &Seen| {
-                    seen.call_of.get(&u).and_then(|call| seen.calls.get(call)).is_some_and(|r| r.len() >= 2)
-                };
+                let (tx, rx) = oneshot::channel();
+                pending.lock().unwrap().waiters.insert(u.clone(), tx);
                 let t0 = now_ms();
                 let ps = start_matching(&mut c, &api, &u, 30, 30, &[]).await?;
-                let give_up = Instant::now() + std::time::Duration::from_secs(5);
-                loop {
-                    let notified = arrived.notified();
-                    if both_told(&seen.lock().unwrap()) || Instant::now() >= give_up {
-                        break;
+                match tokio::time::timeout(Duration::from_secs(5), rx).await {
+                    Ok(Ok(both)) => lat.push(both - t0),
+                    _ => {
+                        pending.lock().unwrap().waiters.remove(&u);
+                        missed += 1;
                     }
-                    let _ = tokio::time::timeout(std::time::Duration::from_millis(50), notified).await;
-                }
-                if both_told(&seen.lock().unwrap()) {
-                    let seen = seen.lock().unwrap();
-                    let call = &seen.call_of[&u];
-                    lat.push(seen.calls[call].iter().cloned().fold(0.0, f64::max) - t0);
-                } else {
-                    missed += 1;
                 }
                 // leaving ends the call; the waiting user returns to the pool
                 c.json(Method::POST, &format!("/v1/sessions/{ps}/end"), &api.key, Some(&json!({}))).await?;
