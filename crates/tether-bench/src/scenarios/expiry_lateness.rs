@@ -30,7 +30,58 @@ pub fn targets(n: usize) -> Vec<Target> {
 
 /// Tether's row, and the probes' deadline offsets (ms after the first) for the peers.
 pub async fn tether(t: &Tether, p: &Params, n: usize) -> Result<(SystemRun, Vec<f64>)> {
-    eprintln!("  tether: expiry-lateness with {} probes", p.probes);
+    probes(t, p, n, "Tether").await
+}
+
+/// The same probes again, on the same server, while something watches it as
+/// an operator would: `/metrics` scraped every second, and the dashboard's
+/// traffic (web/admin/admin.js: an unfiltered whole-event SSE stream from
+/// the start of the log, and health, `/metrics` and the three live-session
+/// lists, refreshed every second here where the page does so every 3 s and
+/// 400 ms after events). The rule: within 1.2× of the unwatched run.
+pub async fn tether_watched(t: &Tether, p: &Params, n: usize) -> Result<SystemRun> {
+    let watchers = watch(t).await?;
+    let result = probes(t, p, n, "Tether, watched (/metrics every 1 s + dashboard)").await;
+    for w in watchers {
+        w.abort();
+    }
+    let (mut row, _) = result?;
+    row.note("the same probes while /metrics is scraped every second and the dashboard's requests and event stream run (see `tether_watched` in expiry_lateness.rs)");
+    Ok(row)
+}
+
+async fn watch(t: &Tether) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = vec![];
+    let api = t.api.clone();
+    tasks.push(tokio::spawn(async move {
+        let Ok(mut c) = api.conn().await else { return };
+        loop {
+            let _ = c.request(http::Method::GET, "/metrics", &api.key, None).await;
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }));
+    tasks.push(crate::http::spawn_sse(t.api.addr, "/v1/events?last_event_id=0", &t.api.key, |_| {}).await?);
+    let api = t.api.clone();
+    tasks.push(tokio::spawn(async move {
+        let Ok(mut c) = api.conn().await else { return };
+        loop {
+            for path in [
+                "/v1/admin/health",
+                "/metrics",
+                "/v1/sessions?status=waiting&limit=50",
+                "/v1/sessions?status=active&limit=50",
+                "/v1/sessions?status=completing&limit=50",
+            ] {
+                let _ = c.request(http::Method::GET, path, &api.key, None).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }));
+    Ok(tasks)
+}
+
+async fn probes(t: &Tether, p: &Params, n: usize, system: &str) -> Result<(SystemRun, Vec<f64>)> {
+    eprintln!("  {system}: expiry-lateness with {} probes", p.probes);
     let (rec, h) = subscribe_ended(&t.api, "?kind=bench_probe", None).await?;
     let ws_rec: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
     let ws_h = {
@@ -90,7 +141,7 @@ pub async fn tether(t: &Tether, p: &Params, n: usize) -> Result<(SystemRun, Vec<
     }
     lat.window_ms = Some(ms(p.tether_window));
     let offsets = deadlines.iter().map(|d| d.1 - first).collect();
-    let mut s = SystemRun::new("Tether");
+    let mut s = SystemRun::new(system);
     s.latency("lateness", "lateness (deadline → SSE receipt)", &mut lat);
     s.latency("ws_lateness", "lateness (deadline → WebSocket receipt, second subscriber)", &mut ws_lat);
     s.latency("server_lateness", "server-stamped lateness (event `at` − deadline)", &mut server_lat);

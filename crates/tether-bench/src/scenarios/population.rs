@@ -122,8 +122,10 @@ async fn tether(
     if has(expiry_lateness::NAME) {
         let (row, offsets) = expiry_lateness::tether(&t, p, n).await?;
         *probe_offsets = offsets;
+        let watched = expiry_lateness::tether_watched(&t, p, n).await?;
         if let Some(run) = runs.get_mut(expiry_lateness::NAME) {
             run.systems.push(row);
+            run.systems.push(watched);
         }
     }
 
