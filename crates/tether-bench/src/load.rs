@@ -194,3 +194,156 @@ where
     let rate = all.values.len() as f64 / dur.as_secs_f64();
     Ok((rate, all, failures, first))
 }
+
+/// What [`create_batched`] hands back.
+pub struct Batched {
+    pub elapsed: Duration,
+    /// Per-request latency (ms) of the batches answered without a refusal.
+    pub latency: Samples,
+    /// Sessions answered `201`.
+    pub created: usize,
+    /// Items refused, and the items of failed requests.
+    pub failures: usize,
+    /// The first failure's status and body, to say why.
+    pub first_failure: Option<String>,
+}
+
+/// What the harness reads of a batch answer (the rest is skipped unparsed).
+#[derive(serde::Deserialize)]
+struct BatchAnswer {
+    results: Vec<BatchResult>,
+}
+#[derive(serde::Deserialize)]
+struct BatchResult {
+    status: u16,
+    #[serde(default)]
+    superseded: Vec<serde::de::IgnoredAny>,
+}
+
+/// The body of one `POST /v1/sessions/batch`: items `from..to`, the i-th of
+/// kind `kinds[i % kinds.len()]` for user `{user_prefix}{user(i)}`.
+pub fn batch_body(kinds: &[String], from: usize, to: usize, user_prefix: &str, user: impl Fn(usize) -> usize) -> Bytes {
+    use std::fmt::Write as _;
+    let mut body = String::with_capacity((to - from) * 48 + 16);
+    body.push_str(r#"{"sessions":["#);
+    for i in from..to {
+        if i > from {
+            body.push(',');
+        }
+        let _ = write!(body, r#"{{"kind":"{}","user_id":"{}{}"}}"#, kinds[i % kinds.len()], user_prefix, user(i));
+    }
+    body.push_str("]}");
+    Bytes::from(body)
+}
+
+/// What one `POST /v1/sessions/batch` answered.
+#[derive(Default)]
+pub struct BatchOutcome {
+    /// Sessions answered `201`.
+    pub started: usize,
+    /// Sessions the starts ended (`superseded`, for a `per_user = "replace"` kind).
+    pub superseded: usize,
+    /// Items refused, or all `items` when the request itself was refused.
+    pub refused: usize,
+    pub first_refusal: Option<String>,
+}
+
+/// Sends one batch of `items` sessions and counts its answer.
+pub async fn send_batch(c: &mut crate::http::Conn, key: &str, body: Bytes, items: usize) -> Result<BatchOutcome> {
+    let (s, b) = c.request(Method::POST, "/v1/sessions/batch", key, Some(body)).await?;
+    let mut out = BatchOutcome::default();
+    if !s.is_success() {
+        out.refused = items;
+        out.first_refusal = Some(format!("{s}: {}", String::from_utf8_lossy(&b)));
+        return Ok(out);
+    }
+    let answer: BatchAnswer = serde_json::from_slice(&b)?;
+    for r in answer.results {
+        if r.status == 201 {
+            out.started += 1;
+            out.superseded += r.superseded.len();
+        } else {
+            out.refused += 1;
+            out.first_refusal.get_or_insert_with(|| format!("an item answered {}", r.status));
+        }
+    }
+    Ok(out)
+}
+
+/// Creates `n` sessions through `POST /v1/sessions/batch`, `batch` per
+/// request, over `conns` connections: the i-th of kind `kinds[i % kinds.len()]`
+/// for user `{user_prefix}{i}`. Prints progress every tenth of `n` from a
+/// million on.
+pub async fn create_batched(
+    api: &Api,
+    kinds: &[&str],
+    n: usize,
+    batch: usize,
+    conns: usize,
+    user_prefix: &str,
+) -> Result<Batched> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let kinds: Arc<Vec<String>> = Arc::new(kinds.iter().map(|s| s.to_string()).collect());
+    let start = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..conns.min(n.div_ceil(batch)).max(1) {
+        let mut c = api.conn().await?;
+        let (next, done, kinds) = (next.clone(), done.clone(), kinds.clone());
+        let key = api.key.clone();
+        let prefix = user_prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Batched {
+                elapsed: Duration::ZERO,
+                latency: Samples::new(),
+                created: 0,
+                failures: 0,
+                first_failure: None,
+            };
+            loop {
+                let from = next.fetch_add(batch, Ordering::Relaxed);
+                if from >= n {
+                    break;
+                }
+                let to = (from + batch).min(n);
+                let body = batch_body(&kinds, from, to, &prefix, |i| i);
+                let t = Instant::now();
+                match send_batch(&mut c, &key, body, to - from).await {
+                    Ok(b) => {
+                        if b.refused == 0 {
+                            out.latency.push(t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        out.created += b.started;
+                        out.failures += b.refused;
+                        if out.first_failure.is_none() {
+                            out.first_failure = b.first_refusal;
+                        }
+                    }
+                    Err(e) => {
+                        out.failures += to - from;
+                        out.first_failure.get_or_insert_with(|| format!("{e:#}"));
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                let (before, tenth) = (done.fetch_add(to - from, Ordering::Relaxed), (n / 10).max(1));
+                if n >= 1_000_000 && (before + to - from) / tenth > before / tenth {
+                    eprintln!("    {} of {n} in {:.0} s", before + to - from, start.elapsed().as_secs_f64());
+                }
+            }
+            out
+        }));
+    }
+    let mut all =
+        Batched { elapsed: Duration::ZERO, latency: Samples::new(), created: 0, failures: 0, first_failure: None };
+    for t in tasks {
+        let b = t.await?;
+        all.latency.values.extend(b.latency.values);
+        all.created += b.created;
+        all.failures += b.failures;
+        if all.first_failure.is_none() {
+            all.first_failure = b.first_failure;
+        }
+    }
+    all.elapsed = start.elapsed();
+    Ok(all)
+}

@@ -57,7 +57,8 @@ struct Args {
     jwt_secret: String,
     /// Scenarios to run (repeatable; default: all). One of: expiry-lateness,
     /// mass-expiry, heartbeats-http, heartbeats-ws, durable-starts, memory,
-    /// recovery, time-to-pair, pairing-throughput, signaling-relay, cluster, webhooks.
+    /// recovery, time-to-pair, pairing-throughput, signaling-relay, cluster, webhooks,
+    /// scale, wal.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// smoke (tiny N, seconds) or full (issue 5 sizes).
@@ -67,6 +68,12 @@ struct Args {
     /// population scenarios (memory, expiry-lateness, recovery, mass-expiry).
     #[arg(long, value_delimiter = ',')]
     populations: Vec<usize>,
+    /// Override the live sessions of the `scale` scenario (full: 10,000,000).
+    #[arg(long)]
+    scale_sessions: Option<usize>,
+    /// Override how long the `wal` scenario sustains writes, in seconds (full: 600).
+    #[arg(long)]
+    wal_seconds: Option<u64>,
     /// Output directory.
     #[arg(long, default_value = "docs/perf")]
     out: PathBuf,
@@ -161,6 +168,12 @@ async fn main() -> Result<()> {
     let mut p = Params::for_size(&args.size);
     if !args.populations.is_empty() {
         p.populations = args.populations.clone();
+    }
+    if let Some(n) = args.scale_sessions {
+        p.scale_sessions = n;
+    }
+    if let Some(s) = args.wal_seconds {
+        p.wal_duration = Duration::from_secs(s);
     }
     if let Some(s) = args.pg_sweep_s {
         p.pg_sweep = Duration::from_secs_f64(s);

@@ -81,6 +81,11 @@ per_user = "allow"
 idle_timeout = "{mass}"
 per_user = "allow"
 
+# sustained starts and ends (wal): a user's new session ends its previous one
+[kinds.bench_wal]
+idle_timeout = "2h"
+per_user = "replace"
+
 # waiting users in time-to-pair must not idle out while the pool fills
 [kinds.matching]
 idle_timeout = "2h"
@@ -91,6 +96,20 @@ idle_timeout = "2h"
         bg_b = t.bg_idle.as_deref().unwrap_or("3h"),
         bg_c = t.bg_idle.as_deref().unwrap_or("4h"),
     )
+}
+
+/// The sizes of a SQLite store's files.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreFiles {
+    pub db: u64,
+    pub wal: u64,
+    pub shm: u64,
+}
+
+impl StoreFiles {
+    pub fn total(&self) -> u64 {
+        self.db + self.wal + self.shm
+    }
 }
 
 /// A running `tether serve` child process.
@@ -117,6 +136,17 @@ impl ServerFiles {
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("server.log")
+    }
+
+    /// Sizes in bytes of the SQLite database, its `-wal` and its `-shm` file
+    /// (0 for a file that does not exist).
+    pub fn disk_bytes(&self) -> StoreFiles {
+        let size = |suffix: &str| {
+            let mut p = self.db().into_os_string();
+            p.push(suffix);
+            std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+        };
+        StoreFiles { db: size(""), wal: size("-wal"), shm: size("-shm") }
     }
 
     pub fn write_config(&self, t: &KindTimes) -> Result<()> {
@@ -283,7 +313,7 @@ mod tests {
     #[test]
     fn config_names_every_bench_kind() {
         let c = config_toml(&KindTimes::default());
-        for k in ["bench_bg_a", "bench_probe", "bench_hb", "bench_start", "bench_mass", "kinds.matching"] {
+        for k in ["bench_bg_a", "bench_probe", "bench_hb", "bench_start", "bench_mass", "bench_wal", "kinds.matching"] {
             assert!(c.contains(k), "{k}");
         }
     }

@@ -109,16 +109,23 @@ pub fn parse_rfc3339(text: &str) -> Option<Millis> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b't') {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    // Recovery parses several timestamps per stored session (ten million of
+    // them at scale): digits are read in place, without a `String` per field.
+    let num = |r: std::ops::Range<usize>| {
+        let digits = b.get(r)?;
+        digits.iter().all(u8::is_ascii_digit).then(|| digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+    };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let mut rest = &text[19..];
     let mut milli = 0;
     if let Some(frac) = rest.strip_prefix('.') {
-        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
-        let padded = format!("{:0<3}", &digits[..digits.len().min(3)]);
-        milli = padded.parse().ok()?;
-        rest = &frac[digits.len()..];
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        // the first three digits, padded with zeros: ".5" is 500 ms, ".1234" 123 ms
+        for i in 0..3 {
+            milli = milli * 10 + frac.as_bytes().get(i).filter(|_| i < digits).map_or(0, |d| i64::from(d - b'0'));
+        }
+        rest = &frac[digits..];
     }
     if rest != "Z" && rest != "z" && rest != "+00:00" {
         return None;
@@ -150,18 +157,38 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Serde helpers so session timestamps travel as RFC 3339 strings.
+/// Serde helpers so session timestamps travel as RFC 3339 strings. They read
+/// the text in place (no `String` per timestamp: recovery reads several per
+/// stored session).
 pub mod rfc3339 {
     use super::*;
+    use std::fmt;
+
     pub fn serialize<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format_rfc3339(*ms))
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
-        let t = String::deserialize(d)?;
-        parse_rfc3339(&t).ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {t:?}")))
+        d.deserialize_str(Stamp)
     }
+
+    /// A timestamp, from a borrowed or a transient string alike.
+    struct Stamp;
+
+    impl serde::de::Visitor<'_> for Stamp {
+        type Value = Millis;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an RFC 3339 timestamp")
+        }
+        fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<Millis, E> {
+            parse_rfc3339(t).ok_or_else(|| E::custom(format!("bad timestamp {t:?}")))
+        }
+    }
+
     pub mod option {
         use super::super::*;
+        use super::Stamp;
+        use std::fmt;
+
         pub fn serialize<S: Serializer>(ms: &Option<Millis>, s: S) -> Result<S::Ok, S::Error> {
             match ms {
                 Some(ms) => s.serialize_str(&format_rfc3339(*ms)),
@@ -169,11 +196,24 @@ pub mod rfc3339 {
             }
         }
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Millis>, D::Error> {
-            match Option::<String>::deserialize(d)? {
-                None => Ok(None),
-                Some(t) => {
-                    parse_rfc3339(&t).map(Some).ok_or_else(|| serde::de::Error::custom(format!("bad timestamp {t:?}")))
-                }
+            d.deserialize_option(MaybeStamp)
+        }
+
+        struct MaybeStamp;
+
+        impl<'de> serde::de::Visitor<'de> for MaybeStamp {
+            type Value = Option<Millis>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp or null")
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_str(Stamp).map(Some)
             }
         }
     }
@@ -206,6 +246,11 @@ mod tests {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(parse_rfc3339("2026-11-22T10:00:00Z"), Some(1_795_341_600_000));
         assert_eq!(parse_rfc3339("nope"), None);
+        // any fraction length: its first three digits are the milliseconds
+        assert_eq!(parse_rfc3339("2026-11-22T10:00:00.5Z"), Some(1_795_341_600_500));
+        assert_eq!(parse_rfc3339("2026-11-22T10:00:00.1239Z"), Some(1_795_341_600_123));
+        assert_eq!(parse_rfc3339("2026-11-22T10:00:00.07+00:00"), Some(1_795_341_600_070));
+        assert_eq!(parse_rfc3339("2026-11-22T10:00:00.5"), None);
     }
 
     #[test]

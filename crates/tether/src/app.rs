@@ -54,21 +54,43 @@ impl Core {
     }
 
     /// Recovers live sessions, invites and matching state from the store.
+    /// The store reads (and parses) on a thread of its own, a few pages ahead
+    /// of the engine taking the sessions in, so the engine's inserts overlap
+    /// the parsing, which is most of the work (callgrind, 50k sessions:
+    /// parsing 570M instructions, the engine 170M, SQLite 85M).
     fn load(
         store: &dyn Store,
         kinds: &Kinds,
         floor: Millis,
         metrics: &Arc<Metrics>,
     ) -> Result<Core, store::StoreError> {
+        let started = std::time::Instant::now();
         let mut engine = Engine::new(kinds.clone());
         let invites = store.invites()?;
-        let mut pages = store::LivePages::new(store);
-        engine.restore_since(floor, &mut pages, invites);
-        if let Some(e) = pages.error {
-            return Err(e);
-        }
+        let (pages, received) = std::sync::mpsc::sync_channel::<Vec<tether_engine::Session>>(PAGES_AHEAD);
+        let read = std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name("tether-recovery".into())
+                .spawn_scoped(scope, move || {
+                    // A closed channel means the engine side is gone (it panicked): stop reading.
+                    store.live_pages(&mut |page| {
+                        let _ = pages.send(page);
+                    })
+                })
+                .map_err(|e| store::StoreError::Backend(format!("cannot start the recovery reader: {e}")))?;
+            engine.restore_since(floor, received.into_iter().flatten(), invites);
+            reader.join().unwrap_or_else(|_| Err(store::StoreError::Backend("the recovery reader panicked".into())))
+        });
+        read?;
+        let restored = started.elapsed();
         release_freed_memory();
         let matching = Matching::restore(store, &engine, metrics.clone())?;
+        tracing::info!(
+            sessions = engine.live_count(),
+            sessions_ms = restored.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "recovered the live state"
+        );
         Ok(Core { engine, matching })
     }
 
@@ -425,6 +447,9 @@ impl App {
         self.store.purge(&cutoff, dry_run)
     }
 }
+
+/// Pages of decoded sessions the recovery reader may run ahead of the engine.
+const PAGES_AHEAD: usize = 2;
 
 /// How often heartbeat state is written on one node…
 pub const HEARTBEAT_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);

@@ -297,6 +297,57 @@ fn load_live_returns_live_sessions_and_all_invites() {
 }
 
 #[test]
+fn live_pages_hand_every_live_session_once_in_creation_order() {
+    each("pages", |b| {
+        let s = b.store.as_ref();
+        // two and a half pages of live sessions, with ended ones among them
+        let n = store::LIVE_PAGE * 5 / 2 + 7;
+        let all: Vec<Session> = (0..n)
+            .map(|i| {
+                let live = session(&format!("s{i:06}"), "bulk", &format!("u{i}"), "active");
+                if i % 9 == 4 {
+                    ended_at(live, T0 + 5)
+                } else {
+                    live
+                }
+            })
+            .collect();
+        for chunk in all.chunks(5000) {
+            s.commit(&chunk.iter().map(put).collect::<Vec<_>>()).unwrap();
+        }
+        let mut pages = Vec::new();
+        s.live_pages(&mut |page| pages.push(page)).unwrap();
+        assert!(
+            pages.iter().all(|p| !p.is_empty() && p.len() <= store::LIVE_PAGE),
+            "{:?}",
+            pages.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        let got: Vec<Session> = pages.into_iter().flatten().collect();
+        let live: Vec<&Session> = all.iter().filter(|x| x.status.is_live()).collect();
+        assert_eq!(got.len(), live.len());
+        assert_eq!(ids(&got), live.iter().map(|x| x.id.clone()).collect::<Vec<_>>());
+        assert_eq!(got[1234], *live[1234]);
+    });
+}
+
+#[test]
+fn sqlite_live_pages_fail_on_a_corrupt_record_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db").display().to_string();
+    let s = SqliteStore::open(&path).unwrap();
+    let writes: Vec<StoreWrite> =
+        (0..store::LIVE_PAGE * 3).map(|i| put(&session(&format!("s{i:06}"), "bulk", "u", "active"))).collect();
+    s.commit(&writes).unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute("UPDATE sessions SET record = '{not json' WHERE id = 's015000'", []).unwrap();
+    let mut handed = 0;
+    let e = s.live_pages(&mut |page| handed += page.len()).unwrap_err();
+    assert!(e.to_string().contains("corrupt record"), "{e}");
+    // the pages before the corrupt one may have been handed over, never one after it
+    assert!(handed <= 15_000, "{handed}");
+}
+
+#[test]
 fn invites_upsert_and_delete() {
     each("invites", |b| {
         let s = b.store.as_ref();

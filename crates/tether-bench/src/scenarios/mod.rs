@@ -11,7 +11,10 @@
 //! - [`heartbeats_http`], [`heartbeats_ws`], [`durable_starts`],
 //!   [`time_to_pair`], [`pairing_throughput`], [`signaling_relay`], [`webhooks`] stand alone;
 //! - [`cluster`] starts its own nodes (three on PostgreSQL, one on
-//!   PostgreSQL, one on SQLite) and has no peer counterpart.
+//!   PostgreSQL, one on SQLite) and has no peer counterpart;
+//! - [`scale`] (ten million live sessions on one node, created in batches)
+//!   and [`wal`] (the SQLite WAL under sustained starts and ends) measure
+//!   Tether alone.
 
 pub mod cluster;
 pub mod durable_starts;
@@ -23,8 +26,10 @@ pub mod memory;
 pub mod pairing_throughput;
 pub mod population;
 pub mod recovery;
+pub mod scale;
 pub mod signaling_relay;
 pub mod time_to_pair;
+pub mod wal;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -59,6 +64,8 @@ pub const ALL: &[&str] = &[
     signaling_relay::NAME,
     cluster::NAME,
     webhooks::NAME,
+    scale::NAME,
+    wal::NAME,
 ];
 
 /// Sizes and durations of one `--size`.
@@ -85,6 +92,12 @@ pub struct Params {
     /// etcd leases are capped at this many (granting 1M leases takes too long).
     pub etcd_max_leases: usize,
     pub create_conns: usize,
+    /// Live sessions of the `scale` scenario (`--scale-sessions`).
+    pub scale_sessions: usize,
+    /// How long `wal` sustains starts and ends.
+    pub wal_duration: Duration,
+    /// The steady live population of `wal` (one live session per user).
+    pub wal_users: usize,
 }
 
 impl Params {
@@ -108,6 +121,9 @@ impl Params {
                 pg_sweep: Duration::from_secs(30),
                 etcd_max_leases: 100_000,
                 create_conns: 64,
+                scale_sessions: 10_000_000,
+                wal_duration: Duration::from_secs(600),
+                wal_users: 100_000,
             },
             _ => Params {
                 size: "smoke".into(),
@@ -127,6 +143,9 @@ impl Params {
                 pg_sweep: Duration::from_secs(1),
                 etcd_max_leases: 300,
                 create_conns: 8,
+                scale_sessions: 3000,
+                wal_duration: Duration::from_secs(3),
+                wal_users: 500,
             },
         }
     }
@@ -179,6 +198,8 @@ pub async fn run(
                 signaling_relay::NAME => signaling_relay::run(src, p, peers).await,
                 cluster::NAME => cluster::run(src, p).await,
                 webhooks::NAME => webhooks::run(src, p).await,
+                scale::NAME => scale::run(src, p).await,
+                wal::NAME => wal::run(src, p).await,
                 _ => continue, // a population scenario, run above
             };
             eprintln!(

@@ -193,6 +193,14 @@ impl Engine {
         self.live_slots().map(|i| self.snapshot(i))
     }
 
+    /// Snapshots of the live sessions of one kind. Still walks every session,
+    /// but snapshots only that kind's (matching's recovery looks for its few
+    /// calls among millions of sessions).
+    pub fn live_sessions_of_kind<'a>(&'a self, kind: &str) -> impl Iterator<Item = Session> + 'a {
+        let k = self.kind_index.get(kind).copied();
+        self.live_slots().filter(move |&i| Some(self.slot(i).kind) == k).map(|i| self.snapshot(i))
+    }
+
     /// Kind and status of every live session, without snapshots. Walks every
     /// session: for totals use [`Engine::live_counts`], which does not.
     pub fn live_kinds(&self) -> impl Iterator<Item = (&str, Status)> + '_ {

@@ -155,7 +155,7 @@ impl Matching {
                 m.matches.push(mm);
             }
         }
-        for s in engine.live_sessions().filter(|s| s.kind == CALL) {
+        for s in engine.live_sessions_of_kind(CALL) {
             if let Some(users) = call_users(&s) {
                 for u in &users {
                     m.in_call.insert(u.clone(), s.id.clone());
@@ -164,7 +164,7 @@ impl Matching {
                 m.calls.insert(s.id.clone(), LiveCall { users, score, queues: HashMap::new() });
             }
         }
-        for s in engine.live_sessions().filter(|s| s.kind == MATCHING) {
+        for s in engine.live_sessions_of_kind(MATCHING) {
             if !m.in_call.contains_key(&s.user_id) {
                 m.pending_free.push(s.user_id.clone());
             }

@@ -89,8 +89,32 @@ pub trait Store: Send + Sync + 'static {
     fn commit(&self, writes: &[StoreWrite]) -> Result<(), StoreError>;
     /// Live sessions and all invites, for recovery at start.
     fn load_live(&self) -> Result<(Vec<Session>, Vec<Invite>), StoreError>;
-    /// Every invite (recovery reads live sessions page by page with [`Store::list`]).
+    /// Every invite (recovery reads live sessions with [`Store::live_pages`]).
     fn invites(&self) -> Result<Vec<Invite>, StoreError>;
+    /// Every live session, for recovery, handed to `page` a page of at most
+    /// [`LIVE_PAGE`] at a time (in no particular order), so recovery holds a
+    /// few pages of wire-form sessions beside the engine's compact records.
+    /// This default reads them with [`Store::list`] in id order.
+    fn live_pages(&self, page: &mut dyn FnMut(Vec<Session>)) -> Result<(), StoreError> {
+        let mut after = None;
+        loop {
+            let filter = ListFilter {
+                statuses: LIVE_STATUSES.map(String::from).to_vec(),
+                after_id: after,
+                limit: LIVE_PAGE,
+                ..ListFilter::default()
+            };
+            let sessions = self.list(&filter)?;
+            let done = sessions.len() < LIVE_PAGE;
+            after = sessions.last().map(|s| s.id.clone());
+            if !sessions.is_empty() {
+                page(sessions);
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
     fn get(&self, id: &str) -> Result<Option<Session>, StoreError>;
     fn list(&self, filter: &ListFilter) -> Result<Vec<Session>, StoreError>;
     /// Ended sessions whose `ended_at` is before the cutoff of their kind
@@ -178,57 +202,11 @@ pub struct DeliveryRecord {
     pub created_at: Millis,
 }
 
-/// Live sessions read page by page (in id order), so recovery holds one page
-/// of wire-form sessions at a time beside the engine's compact records. The
-/// first error ends the iteration and is kept in `error`.
-pub struct LivePages<'a> {
-    store: &'a dyn Store,
-    after: Option<String>,
-    page: std::vec::IntoIter<Session>,
-    done: bool,
-    pub error: Option<StoreError>,
-}
+/// Sessions per page of [`Store::live_pages`].
+pub const LIVE_PAGE: usize = 10_000;
 
-/// Sessions per page of [`LivePages`].
-const LIVE_PAGE: usize = 10_000;
-
-impl<'a> LivePages<'a> {
-    pub fn new(store: &'a dyn Store) -> LivePages<'a> {
-        LivePages { store, after: None, page: Vec::new().into_iter(), done: false, error: None }
-    }
-}
-
-impl Iterator for LivePages<'_> {
-    type Item = Session;
-
-    fn next(&mut self) -> Option<Session> {
-        loop {
-            if let Some(s) = self.page.next() {
-                return Some(s);
-            }
-            if self.done {
-                return None;
-            }
-            let filter = ListFilter {
-                statuses: vec!["waiting".into(), "active".into(), "completing".into()],
-                after_id: self.after.clone(),
-                limit: LIVE_PAGE,
-                ..ListFilter::default()
-            };
-            match self.store.list(&filter) {
-                Ok(page) => {
-                    self.done = page.len() < LIVE_PAGE;
-                    self.after = page.last().map(|s| s.id.clone());
-                    self.page = page.into_iter();
-                }
-                Err(e) => {
-                    self.error = Some(e);
-                    self.done = true;
-                }
-            }
-        }
-    }
-}
+/// The statuses of a live session, as stored.
+const LIVE_STATUSES: [&str; 3] = ["waiting", "active", "completing"];
 
 /// The JSON text an event's audience is stored as.
 pub(crate) fn audience_json(audience: &[String]) -> String {
