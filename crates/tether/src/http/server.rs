@@ -163,7 +163,7 @@ pub struct RequestLimits {
 /// connection's service before the router (not a router layer: those are
 /// cloned and boxed per route and per request, which the heartbeat profile
 /// showed).
-fn limit_request(limits: &Limits, mut req: Request) -> Result<Request, Response> {
+fn limit_request(limits: &Limits, mut req: Request) -> Result<Request, Box<Response>> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if let Some(len) = declared.filter(|len| *len > limits.max_body as u64) {
         let expects_continue = req
@@ -176,13 +176,15 @@ fn limit_request(limits: &Limits, mut req: Request) -> Result<Request, Response>
             // does not reset the connection before the client reads the 413.
             tokio::spawn(super::problem::drain(req.into_body()));
         }
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Body too large",
-            format!("the declared body of {len} bytes is over the limit of {} bytes", limits.max_body),
-        )
-        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
-        .into_response());
+        return Err(Box::new(
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Body too large",
+                format!("the declared body of {len} bytes is over the limit of {} bytes", limits.max_body),
+            )
+            .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+            .into_response(),
+        ));
     }
     let deadline = Instant::now() + limits.body_timeout;
     req.extensions_mut().insert(RequestLimits {
@@ -437,7 +439,7 @@ fn tracked_service(
         let guard = activity.request_started();
         let req = req.map(Body::new);
         let admitted = match lane {
-            Lane::Overflow if !is_health_probe(&req) => Err(at_capacity()),
+            Lane::Overflow if !is_health_probe(&req) => Err(Box::new(at_capacity())),
             _ => limit_request(&limits, req),
         };
         let mut router = router.clone();
@@ -447,7 +449,7 @@ fn tracked_service(
                     Ok(response) => response,
                     Err(never) => match never {},
                 },
-                Err(refused) => refused,
+                Err(refused) => *refused,
             };
             Ok(response.map(|body| Body::new(InFlightBody { body, _in_flight: guard })))
         }
