@@ -89,7 +89,11 @@ impl Api {
 /// One HTTP/1.1 keep-alive connection.
 pub struct Conn {
     addr: SocketAddr,
-    host: String,
+    /// The `Host` header, built once.
+    host: http::HeaderValue,
+    /// The last token sent and its `Authorization` header: a worker sends
+    /// the same one with every request, so it is formatted once.
+    bearer: Option<(String, http::HeaderValue)>,
     sender: SendRequest<Full<Bytes>>,
     /// Sent with every request (e.g. `Prefer: return=minimal`).
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -103,7 +107,20 @@ impl Conn {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Conn { addr, host: addr.to_string(), sender, headers: Vec::new() })
+        let host = http::HeaderValue::try_from(addr.to_string())?;
+        Ok(Conn { addr, host, bearer: None, sender, headers: Vec::new() })
+    }
+
+    /// The `Authorization` header for `token`, formatted once per token.
+    fn bearer(&mut self, token: &str) -> Result<http::HeaderValue> {
+        match &self.bearer {
+            Some((sent, value)) if sent == token => Ok(value.clone()),
+            _ => {
+                let value = http::HeaderValue::try_from(format!("Bearer {token}"))?;
+                self.bearer = Some((token.to_string(), value.clone()));
+                Ok(value)
+            }
+        }
     }
 
     /// Sends one request and reads the whole answer. Reconnects once if the
@@ -120,12 +137,12 @@ impl Conn {
             *self = Conn::connect(self.addr).await?;
             self.headers = headers;
         }
-        let mut b = Request::builder().method(method).uri(path).header(http::header::HOST, &self.host);
+        let mut b = Request::builder().method(method).uri(path).header(http::header::HOST, self.host.clone());
         for (name, value) in &self.headers {
             b = b.header(name, value);
         }
         if !auth.is_empty() {
-            b = b.header(http::header::AUTHORIZATION, format!("Bearer {auth}"));
+            b = b.header(http::header::AUTHORIZATION, self.bearer(auth)?);
         }
         let req = match body {
             Some(body) => b.header(http::header::CONTENT_TYPE, "application/json").body(Full::new(body))?,

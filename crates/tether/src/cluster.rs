@@ -67,9 +67,8 @@ use crate::http::problem::ApiError;
 use crate::store::postgres::{LeaseRow, Listener, NodeRow};
 use crate::store::PostgresStore;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -576,17 +575,23 @@ pub fn forwarded(path: &str) -> bool {
     path.starts_with("/v1/") && !matches!(path, "/v1/events" | "/v1/ws" | "/v1/admin/cluster" | "/v1/demo/token")
 }
 
-/// The routing layer (outermost on `/v1/`): the owner handles requests
-/// itself (counted, so a hand-over can drain them); a follower forwards them.
-pub async fn route(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let Some(cluster) = app.cluster.get() else { return next.run(req).await };
+/// The routing step of every request (in the router's edge layer,
+/// `crate::http::Edge`): the owner handles requests itself (counted, so a
+/// hand-over can drain them); a follower forwards them. `next` handles the
+/// request on this node.
+pub async fn route<F, Fut>(app: &App, req: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let Some(cluster) = app.cluster.get() else { return next(req).await };
     if !forwarded(req.uri().path()) {
-        return next.run(req).await;
+        return next(req).await;
     }
     if cluster.is_owner() {
         cluster.in_flight.fetch_add(1, Ordering::AcqRel);
         let _done = InFlight(cluster);
-        return next.run(req).await;
+        return next(req).await;
     }
     if req.headers().contains_key(FORWARDED_BY) {
         return not_owner();
@@ -602,7 +607,7 @@ pub async fn route(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
         Err(OwnerNow) => {
             cluster.in_flight.fetch_add(1, Ordering::AcqRel);
             let _done = InFlight(cluster);
-            next.run(Request::from_parts(parts, Body::from(body))).await
+            next(Request::from_parts(parts, Body::from(body))).await
         }
     }
 }

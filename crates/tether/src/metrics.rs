@@ -10,13 +10,17 @@
 //! the matching pool are not kept up to date between scrapes: the `/metrics`
 //! handler reads them from the core and hands them to [`Metrics::render`].
 
-use parking_lot::Mutex;
-use prometheus_client::encoding::{prometheus_text, EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use parking_lot::{Mutex, RwLock};
+use prometheus_client::encoding::{
+    prometheus_text, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tether_engine::Status;
@@ -145,8 +149,8 @@ struct EndLabels {
 /// path, so the number of series stays bounded by the number of routes.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: Cow<'static, str>,
+    route: Route,
     status: u16,
 }
 
@@ -186,6 +190,26 @@ impl Stage {
 
 fn stage_histogram() -> Histogram {
     Histogram::new(STAGE_BOUNDS)
+}
+
+/// A route template as a label value, shared from [`Metrics::routes`]
+/// rather than copied for every request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Route(Arc<str>);
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
+/// The standard methods as static strings; another method is copied.
+fn method_label(method: &str) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+    match STANDARD.iter().find(|m| **m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_owned()),
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -232,6 +256,9 @@ pub struct Metrics {
     stage_handles: [Histogram; 4],
     pub request_latency: Histogram,
     requests: Family<RequestLabels, Counter>,
+    /// The route templates seen so far (bounded by the router's routes), so
+    /// a request's labels are built without copying its route.
+    routes: RwLock<HashSet<Arc<str>>>,
     heartbeats: Counter,
     pool_users: Gauge,
     pairs: Counter,
@@ -261,6 +288,7 @@ impl Default for Metrics {
             stage_handles: std::array::from_fn(|_| stage_histogram()),
             request_latency: Histogram::new(LATENCY_BOUNDS),
             requests: Family::default(),
+            routes: RwLock::default(),
             heartbeats: Counter::default(),
             pool_users: Gauge::default(),
             pairs: Counter::default(),
@@ -387,8 +415,21 @@ impl Metrics {
 
     /// One answered request; `route` is the matched route template.
     pub fn count_request(&self, method: &str, route: &str, status: u16) {
-        let labels = RequestLabels { method: method.to_owned(), route: route.to_owned(), status };
+        let labels = RequestLabels { method: method_label(method), route: self.route(route), status };
         self.requests.get_or_create(&labels).inc();
+    }
+
+    fn route(&self, route: &str) -> Route {
+        if let Some(known) = self.routes.read().get(route) {
+            return Route(known.clone());
+        }
+        let mut routes = self.routes.write();
+        if let Some(known) = routes.get(route) {
+            return Route(known.clone());
+        }
+        let new: Arc<str> = Arc::from(route);
+        routes.insert(new.clone());
+        Route(new)
     }
 
     pub fn count_heartbeat(&self) {

@@ -45,7 +45,7 @@ pub fn authenticate(app: &App, token: Option<String>) -> Result<Principal, ApiEr
 pub fn authenticate_keyed(app: &App, token: Option<String>) -> Result<(Principal, CallerKey), ApiError> {
     let token = token
         .ok_or_else(|| ApiError::unauthorized("missing bearer token (Authorization: Bearer <API key or user JWT>)"))?;
-    let principal = app.auth.verify(&token).map_err(|e| match e {
+    let principal = app.auth.verify(&token, app.clock.now()).map_err(|e| match e {
         AuthError::Missing => ApiError::unauthorized("missing bearer token"),
         AuthError::Invalid(why) => ApiError::invalid_token(why),
     })?;

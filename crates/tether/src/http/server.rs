@@ -149,7 +149,7 @@ pub fn default_max_connections(nofile: u64) -> usize {
 }
 
 /// What the request layer needs: a body's size limit and its deadline.
-/// Inserted into every request's extensions by [`limit_requests`].
+/// Inserted into every request's extensions by [`limit_request`].
 #[derive(Clone, Copy, Debug)]
 pub struct RequestLimits {
     pub max_body: usize,
@@ -159,8 +159,11 @@ pub struct RequestLimits {
 }
 
 /// Refuses a declared `Content-Length` over `max_body` with `413` before the
-/// body is read, and gives every request its [`RequestLimits`].
-async fn limit_requests(limits: Arc<Limits>, mut req: Request, next: axum::middleware::Next) -> Response {
+/// body is read, and gives every request its [`RequestLimits`]. Called by the
+/// connection's service before the router (not a router layer: those are
+/// cloned and boxed per route and per request, which the heartbeat profile
+/// showed).
+fn limit_request(limits: &Limits, mut req: Request) -> Result<Request, Box<Response>> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if let Some(len) = declared.filter(|len| *len > limits.max_body as u64) {
         let expects_continue = req
@@ -173,13 +176,15 @@ async fn limit_requests(limits: Arc<Limits>, mut req: Request, next: axum::middl
             // does not reset the connection before the client reads the 413.
             tokio::spawn(super::problem::drain(req.into_body()));
         }
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Body too large",
-            format!("the declared body of {len} bytes is over the limit of {} bytes", limits.max_body),
-        )
-        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
-        .into_response();
+        return Err(Box::new(
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Body too large",
+                format!("the declared body of {len} bytes is over the limit of {} bytes", limits.max_body),
+            )
+            .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+            .into_response(),
+        ));
     }
     let deadline = Instant::now() + limits.body_timeout;
     req.extensions_mut().insert(RequestLimits {
@@ -187,13 +192,7 @@ async fn limit_requests(limits: Arc<Limits>, mut req: Request, next: axum::middl
         body_timeout: limits.body_timeout,
         body_deadline: deadline,
     });
-    next.run(req).await
-}
-
-/// The router with the request-level limits in front of it.
-pub fn with_request_limits(router: Router, limits: &Limits) -> Router {
-    let limits = Arc::new(limits.clone());
-    router.layer(axum::middleware::from_fn(move |req: Request, next| limit_requests(limits.clone(), req, next)))
+    Ok(req)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
@@ -218,7 +217,7 @@ pub async fn run(
         max_body = limits.max_body,
         "connection limits"
     );
-    let router = with_request_limits(router, limits);
+    let limits = Arc::new(limits.clone());
     let timeouts = Timeouts { header: limits.header_timeout, idle: limits.idle_timeout };
     let slots = Arc::new(Semaphore::new(max_connections));
     let overflow = Arc::new(OverflowLane::default());
@@ -249,7 +248,8 @@ pub async fn run(
         let _ = tcp.set_nodelay(true);
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
-                let connection = Connection { router: router.clone(), timeouts, stop: stop_rx.clone() };
+                let connection =
+                    Connection { router: router.clone(), limits: limits.clone(), timeouts, stop: stop_rx.clone() };
                 tokio::spawn(connection.serve(tcp, slot));
             }
             Err(_) => {
@@ -261,7 +261,7 @@ pub async fn run(
                     );
                 }
                 let slot = overflow.admit().await;
-                tokio::spawn(overflow.clone().serve(tcp, slot, router.clone(), stop_rx.clone()));
+                tokio::spawn(overflow.clone().serve(tcp, slot, router.clone(), limits.clone(), stop_rx.clone()));
             }
         }
     }
@@ -290,6 +290,7 @@ struct Timeouts {
 /// One connection in the main lane.
 struct Connection {
     router: Router,
+    limits: Arc<Limits>,
     timeouts: Timeouts,
     stop: watch::Receiver<bool>,
 }
@@ -298,7 +299,7 @@ impl Connection {
     async fn serve(mut self, tcp: TcpStream, slot: OwnedSemaphorePermit) {
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(Tracked::new(tcp, activity.clone(), Some(slot)));
-        let service = tracked_service(self.router, activity.clone(), Lane::Main);
+        let service = tracked_service(self.router, self.limits.clone(), activity.clone(), Lane::Main);
         let mut builder = hyper::server::conn::http1::Builder::new();
         // The watchdog below times heads (see the module doc), not hyper.
         builder.header_read_timeout(None);
@@ -421,9 +422,11 @@ enum Lane {
 }
 
 /// The router as a hyper service that marks each request in flight for the
-/// connection's watchdog until its response body is dropped.
+/// connection's watchdog until its response body is dropped, behind the
+/// request-level limits ([`limit_request`]).
 fn tracked_service(
     router: Router,
+    limits: Arc<Limits>,
     activity: Arc<Activity>,
     lane: Lane,
 ) -> impl hyper::service::Service<
@@ -434,15 +437,19 @@ fn tracked_service(
 > + Clone {
     hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let guard = activity.request_started();
+        let req = req.map(Body::new);
+        let admitted = match lane {
+            Lane::Overflow if !is_health_probe(&req) => Err(Box::new(at_capacity())),
+            _ => limit_request(&limits, req),
+        };
         let mut router = router.clone();
         async move {
-            let req = req.map(Body::new);
-            let response = match lane {
-                Lane::Overflow if !is_health_probe(&req) => at_capacity(),
-                _ => match router.call(req).await {
+            let response = match admitted {
+                Ok(req) => match router.call(req).await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 },
+                Err(refused) => *refused,
             };
             Ok(response.map(|body| Body::new(InFlightBody { body, _in_flight: guard })))
         }
@@ -541,6 +548,7 @@ impl OverflowLane {
         tcp: TcpStream,
         slot: OwnedSemaphorePermit,
         router: Router,
+        limits: Arc<Limits>,
         mut stop: watch::Receiver<bool>,
     ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -548,7 +556,7 @@ impl OverflowLane {
         self.open.lock().push_back((id, evict_tx));
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(Tracked::new(tcp, activity.clone(), Some(slot)));
-        let service = tracked_service(router, activity, Lane::Overflow);
+        let service = tracked_service(router, limits, activity, Lane::Overflow);
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.keep_alive(false).header_read_timeout(None);
         let conn = builder.serve_connection(io, service);
@@ -635,24 +643,27 @@ impl AsyncWrite for Tracked {
 /// If `head` is one of hyper's own refusals (`400`, `414` or `431` with an
 /// empty body, see the module doc), the problem+json response to send
 /// instead.
+///
+/// Every response whose body is already done is written with nothing in
+/// flight, so this runs for most answers: the status is matched on the
+/// bytes first and the head is only searched for a refusal's status (the
+/// heartbeat profile found a lowercased copy of every head here).
 fn refusal_as_problem(head: &[u8]) -> Option<Bytes> {
-    let status_line_end = head.windows(2).position(|w| w == b"\r\n")?;
-    let status_line = std::str::from_utf8(&head[..status_line_end]).ok()?;
-    let code = status_line.strip_prefix("HTTP/1.1 ").or_else(|| status_line.strip_prefix("HTTP/1.0 "))?.get(..3)?;
-    let head_text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    if !head_text.contains("\r\ncontent-length: 0\r\n") {
-        return None;
-    }
+    let code = head.strip_prefix(b"HTTP/1.1 ").or_else(|| head.strip_prefix(b"HTTP/1.0 "))?.get(..3)?;
     let (status, title, detail) = match code {
-        "400" => (400, "Bad request", "the request line or a header could not be parsed as HTTP/1.1"),
-        "414" => (414, "URI too long", "the request URI is too long (the limit is 64 KiB)"),
-        "431" => (
+        b"400" => (400, "Bad request", "the request line or a header could not be parsed as HTTP/1.1"),
+        b"414" => (414, "URI too long", "the request URI is too long (the limit is 64 KiB)"),
+        b"431" => (
             431,
             "Request header fields too large",
             "the request head is too large (at most 100 headers and about 400 KiB)",
         ),
         _ => return None,
     };
+    let head_text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    if !head_text.contains("\r\ncontent-length: 0\r\n") {
+        return None;
+    }
     let slug = title.to_ascii_lowercase().replace(' ', "-");
     let body = serde_json::json!({
         "type": format!("https://tether.dev/problems/{slug}"),
