@@ -247,6 +247,11 @@ impl Store for SqliteStore {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO sessions (id, kind, user_id, status, ended_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
+            // Once per commit, not per event (the cache lookup and its
+            // guard's drop cost ~1.5k instructions an event).
+            let mut insert_event = tx.prepare_cached(
+                "INSERT OR REPLACE INTO events (id, session_id, kind, type, audience, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
             for w in writes {
                 match w {
                     StoreWrite::Engine(Write::Session(_)) | StoreWrite::Session(..) => {
@@ -275,10 +280,7 @@ impl Store for SqliteStore {
                         tx.execute("DELETE FROM docs WHERE collection = ?1 AND key = ?2", params![collection, key])?;
                     }
                     StoreWrite::Event(e) => {
-                        tx.prepare_cached(
-                            "INSERT OR REPLACE INTO events (id, session_id, kind, type, audience, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )?
-                        .execute(params![
+                        insert_event.execute(params![
                             e.seq as i64,
                             e.session_id,
                             e.kind,
