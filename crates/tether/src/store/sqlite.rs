@@ -248,9 +248,13 @@ impl Store for SqliteStore {
                 "INSERT INTO sessions (id, kind, user_id, status, ended_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             // Once per commit, not per event (the cache lookup and its
-            // guard's drop cost ~1.5k instructions an event).
+            // guard's drop cost ~1.5k instructions an event). `OR IGNORE`
+            // (an id is stamped once; PostgreSQL's is `ON CONFLICT DO
+            // NOTHING`) rather than `OR REPLACE`, which may delete a row and
+            // so makes SQLite open a statement journal for every event and
+            // copy each page it touches into it.
             let mut insert_event = tx.prepare_cached(
-                "INSERT OR REPLACE INTO events (id, session_id, kind, type, audience, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO events (id, session_id, kind, type, audience, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for w in writes {
                 match w {
