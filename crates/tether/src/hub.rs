@@ -37,8 +37,11 @@ pub struct Draft {
     pub at: Millis,
     /// Shared with the engine's write of the same change.
     pub session: Arc<Session>,
-    /// Fields beside `id`, `type`, `at` and `session` (`reason`, `match`, `signal`, …).
+    /// Fields beside `id`, `type`, `at` and `session` (`match`, `signal`, …).
     pub extra: Map<String, Value>,
+    /// The engine's `reason` (written among `extra` in key order): kept out
+    /// of the map, which cost an allocation or three per end of a mass expiry.
+    pub reason: Option<&'static str>,
     /// Who may receive it; `None` means the session's audience.
     pub audience: Option<Vec<String>>,
     /// For deadline-driven ends: the deadline, to measure lateness.
@@ -47,7 +50,15 @@ pub struct Draft {
 
 impl Draft {
     pub fn new(event_type: EventType, at: Millis, session: impl Into<Arc<Session>>) -> Draft {
-        Draft { event_type, at, session: session.into(), extra: Map::new(), audience: None, deadline: None }
+        Draft {
+            event_type,
+            at,
+            session: session.into(),
+            extra: Map::new(),
+            reason: None,
+            audience: None,
+            deadline: None,
+        }
     }
     pub fn with(mut self, key: &str, value: Value) -> Draft {
         self.extra.insert(key.to_string(), value);
@@ -58,9 +69,7 @@ impl Draft {
 impl From<tether_engine::Event> for Draft {
     fn from(e: tether_engine::Event) -> Draft {
         let mut d = Draft::new(e.kind, e.at, e.session);
-        if let Some(r) = e.reason {
-            d.extra.insert("reason".into(), Value::String(r.as_str().into()));
-        }
+        d.reason = e.reason.map(|r| r.as_str());
         if let Some(p) = e.participant {
             d.extra.insert("participant".into(), serde_json::to_value(p).unwrap_or(Value::Null));
         }
@@ -89,37 +98,59 @@ fn lean_form(json: &str) -> String {
     Value::Object(event).to_string()
 }
 
+/// Appends `value` as JSON. Straight into the buffer: a mass expiry writes
+/// a million events, and going through `Value`/`Display` (an allocation and
+/// the formatting machinery per field) cost more than the rest of an event.
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// Appends `,"reason":"…"` (an end reason: no character needs escaping).
+fn push_reason(out: &mut Vec<u8>, reason: &str) {
+    out.extend_from_slice(b",\"reason\":");
+    push_json(out, reason);
+}
+
+/// An event's text: `{"id":seq` then `tail` (which closes the object).
+fn with_id(seq: u64, tail: &[u8]) -> String {
+    let mut out = Vec::with_capacity(tail.len() + 24);
+    out.extend_from_slice(b"{\"id\":");
+    push_json(&mut out, &seq);
+    out.extend_from_slice(tail);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// The lean form's text after its id, from the parts of the whole form:
 /// `head` (`,"type":…,"at":"…`), the session's changing fields, and
 /// `extras` (`,"reason":…}`, the fields beside the session, closing brace
 /// included). Written directly rather than through [`lean_form`]: a mass
 /// expiry makes a million of them, and re-parsing each whole event cost
 /// microseconds apiece.
-fn lean_tail(head: &str, session: &Session, extras: &str) -> String {
-    let mut out = String::with_capacity(head.len() + extras.len() + 160);
-    out.push_str(head);
-    out.push_str("\",\"session_id\":");
-    out.push_str(&Value::from(session.id.as_str()).to_string());
-    out.push_str(",\"kind\":");
-    out.push_str(&Value::from(session.kind.as_str()).to_string());
-    out.push_str(",\"status\":\"");
-    out.push_str(session.status.as_str());
-    out.push_str("\",\"expires_at\":");
+fn lean_tail(out: &mut Vec<u8>, head: &[u8], session: &Session, extras: &[u8]) {
+    out.extend_from_slice(head);
+    out.extend_from_slice(b"\",\"session_id\":");
+    push_json(out, session.id.as_str());
+    out.extend_from_slice(b",\"kind\":");
+    push_json(out, session.kind.as_str());
+    out.extend_from_slice(b",\"status\":\"");
+    out.extend_from_slice(session.status.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"expires_at\":");
     match session.expires_at {
         Some(at) => {
-            out.push('"');
-            out.push_str(&format_rfc3339(at));
-            out.push('"');
+            out.push(b'"');
+            out.extend_from_slice(format_rfc3339(at).as_bytes());
+            out.push(b'"');
         }
-        None => out.push_str("null"),
+        None => out.extend_from_slice(b"null"),
     }
     if let Some(reason) = session.end_reason {
-        out.push_str(",\"end_reason\":\"");
-        out.push_str(reason.as_str());
-        out.push('"');
+        out.extend_from_slice(b",\"end_reason\":\"");
+        out.extend_from_slice(reason.as_str().as_bytes());
+        out.push(b'"');
     }
-    out.push_str(extras);
-    out
+    out.extend_from_slice(extras);
 }
 
 /// Session snapshots serialised once per commit, by snapshot (the
@@ -275,12 +306,23 @@ impl Hub {
                 self.metrics.observe_stage(Stage::Ended, d.at - deadline);
             }
         }
-        // Serialise outside the lock; only the id is spliced in under it.
+        // Only the ids are taken under the lock (the journal is the one
+        // stamper, so reserving them before serialising keeps their order).
+        let first = {
+            let mut inner = self.inner.lock();
+            let first = inner.next;
+            inner.next += drafts.len() as u64;
+            first
+        };
         // Events of one change share their session snapshot: serialise it once.
         let mut last_session: Option<(*const Session, Arc<str>)> = None;
-        let prepared: Vec<(Draft, String, String)> = drafts
+        // The text after the id, reused for every event.
+        let mut tail: Vec<u8> = Vec::with_capacity(1024);
+        let mut lean: Vec<u8> = Vec::with_capacity(256);
+        drafts
             .into_iter()
-            .map(|d| {
+            .zip(first..)
+            .map(|(d, seq)| {
                 let session_json = match (&last_session, records.get(&Arc::as_ptr(&d.session))) {
                     (_, Some(json)) => json.clone(),
                     (Some((ptr, json)), None) if *ptr == Arc::as_ptr(&d.session) => json.clone(),
@@ -291,37 +333,34 @@ impl Hub {
                         json
                     }
                 };
-                let mut tail = String::with_capacity(session_json.len() + 96);
-                let at = format_rfc3339(d.at);
-                tail.push_str(",\"type\":\"");
-                tail.push_str(d.event_type.as_str());
-                tail.push_str("\",\"at\":\"");
-                tail.push_str(&at);
+                tail.clear();
+                tail.extend_from_slice(b",\"type\":\"");
+                tail.extend_from_slice(d.event_type.as_str().as_bytes());
+                tail.extend_from_slice(b"\",\"at\":\"");
+                tail.extend_from_slice(format_rfc3339(d.at).as_bytes());
                 let head_len = tail.len();
-                tail.push_str("\",\"session\":");
-                tail.push_str(&session_json);
+                tail.extend_from_slice(b"\",\"session\":");
+                tail.extend_from_slice(session_json.as_bytes());
                 let extras_at = tail.len();
+                // `reason` in its place among the map's sorted keys (unless the map has one).
+                let mut reason = d.reason.filter(|_| !d.extra.contains_key("reason"));
                 for (key, value) in &d.extra {
-                    tail.push(',');
-                    tail.push_str(&Value::from(key.as_str()).to_string());
-                    tail.push(':');
-                    tail.push_str(&value.to_string());
+                    if key.as_str() > "reason" {
+                        if let Some(r) = reason.take() {
+                            push_reason(&mut tail, r);
+                        }
+                    }
+                    tail.push(b',');
+                    push_json(&mut tail, key.as_str());
+                    tail.push(b':');
+                    push_json(&mut tail, value);
                 }
-                tail.push('}');
-                let lean = lean_tail(&tail[..head_len], &d.session, &tail[extras_at..]);
-                (d, tail, lean)
-            })
-            .collect();
-        let first = {
-            let mut inner = self.inner.lock();
-            let first = inner.next;
-            inner.next += prepared.len() as u64;
-            first
-        };
-        prepared
-            .into_iter()
-            .zip(first..)
-            .map(|((d, tail, lean), seq)| {
+                if let Some(r) = reason {
+                    push_reason(&mut tail, r);
+                }
+                tail.push(b'}');
+                lean.clear();
+                lean_tail(&mut lean, &tail[..head_len], &d.session, &tail[extras_at..]);
                 let audience = d.audience.unwrap_or_else(|| d.session.audience());
                 Arc::new(Published {
                     seq,
@@ -329,9 +368,9 @@ impl Hub {
                     kind: d.session.kind.clone(),
                     session_id: d.session.id.clone(),
                     audience,
-                    json: format!("{{\"id\":{seq}{tail}"),
+                    json: with_id(seq, &tail),
                     deadline: d.deadline,
-                    lean: std::sync::OnceLock::from(format!("{{\"id\":{seq}{lean}")),
+                    lean: std::sync::OnceLock::from(with_id(seq, &lean)),
                 })
             })
             .collect()
@@ -565,6 +604,32 @@ mod tests {
             "metadata": {"a": [1, 2]}, "participants": []
         }))
         .expect("a session")
+    }
+
+    /// The engine's reason, kept beside the map, is written where the map
+    /// would have put it: the event's text is the same byte for byte.
+    #[test]
+    fn a_reason_beside_the_map_is_written_in_key_order() {
+        let metrics = Arc::new(Metrics::default());
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+        let store: Arc<dyn Store> = Arc::new(crate::store::MemoryStore::default());
+        let hub = Hub::new(1, metrics, clock, store);
+        let s = Arc::new(session("ended", Some("idle_timeout"), None));
+        let mut beside = Draft::new(EventType::Ended, 2_000, s.clone())
+            .with("participant", serde_json::json!({"id": "u"}))
+            .with("signal", Value::from(1));
+        beside.reason = Some("idle_timeout");
+        let in_map = Draft::new(EventType::Ended, 2_000, s)
+            .with("participant", serde_json::json!({"id": "u"}))
+            .with("signal", Value::from(1))
+            .with("reason", Value::from("idle_timeout"));
+        let texts: Vec<String> = hub
+            .stamp(vec![beside, in_map], &Records::new())
+            .iter()
+            .map(|e| e.json.split_once(',').expect("fields after the id").1.to_string())
+            .collect();
+        assert_eq!(texts[0], texts[1]);
+        assert!(texts[0].contains(r#""participant":{"id":"u"},"reason":"idle_timeout","signal":1}"#), "{}", texts[0]);
     }
 
     /// The lean form written when stamping says what the lean form made from

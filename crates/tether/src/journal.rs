@@ -7,15 +7,18 @@
 //! its acknowledgement, so an answered change is on disk, and no event is
 //! seen before its change is.
 //!
-//! A large change nobody waits for (the deadline timer ending a million
-//! sessions that shared a deadline) is committed in pieces of at most
-//! [`PIECE`] writes, each piece with the events whose sessions it holds, so
-//! the first ends are published after one piece's commit rather than after
-//! the whole million's, and subscribers receive while later pieces commit.
-//! A crash between pieces leaves the later ones unwritten: those sessions
-//! are still live on disk with their deadline passed, and end again at the
-//! restart (nothing was acknowledged; a child whose parent's end was written
-//! ends as an orphan).
+//! A large change (the deadline timer ending a million sessions that shared
+//! a deadline) is committed in pieces of at most [`PIECE`] writes, each
+//! piece with the events whose sessions it holds, so the first ends are
+//! published after one piece's commit rather than after the whole million's,
+//! and subscribers receive while later pieces commit. It is acknowledged
+//! once its last piece is durable (with the first error if a piece failed).
+//! The timer's change comes through `App::change`, which always asks for
+//! an acknowledgement (the timer drops it), so splitting cannot depend on
+//! nobody waiting. A crash between pieces leaves the later ones
+//! unwritten: nothing was acknowledged, those sessions are still live on
+//! disk with their deadline passed and end again at the restart, and a
+//! child whose parent's end was written ends as an orphan.
 
 use crate::hub::{Draft, Hub, Records};
 use crate::store::{Store, StoreError, StoreWrite};
@@ -54,6 +57,9 @@ impl From<Outcome> for Change {
 struct Job {
     change: Change,
     ack: Option<oneshot::Sender<Result<(), String>>>,
+    /// For the pieces of a split change: the first error of any of them,
+    /// which the last piece's acknowledgement reports.
+    split_error: Option<Arc<std::sync::Mutex<Option<String>>>>,
 }
 
 #[derive(Clone)]
@@ -77,6 +83,10 @@ const MAX_BATCH: usize = 4096;
 /// ends on SQLite: a piece commits in tens of milliseconds, and a
 /// transaction's fixed cost (one fsync) is paid ~100 times per million.
 const PIECE: usize = 10_000;
+
+/// Bytes reserved for serialising one session record (a session with one
+/// participant and no metadata is ~430).
+const RECORD_CAPACITY: usize = 768;
 
 /// The session a write is about, if any (events follow their session's write).
 fn session_of(write: &StoreWrite) -> Option<&str> {
@@ -138,7 +148,7 @@ impl Journal {
     /// Queues a change; await the returned [`Ack`] before answering.
     pub fn submit(&self, change: Change) -> Ack {
         let (ack, rx) = oneshot::channel();
-        if self.tx.send(Job { change, ack: Some(ack) }).is_err() {
+        if self.tx.send(Job { change, ack: Some(ack), split_error: None }).is_err() {
             let (tx, rx) = oneshot::channel();
             let _ = tx.send(Err("the journal stopped".into()));
             return Ack(rx);
@@ -149,7 +159,7 @@ impl Journal {
     /// Queues a change nobody waits for (deadline ends, heartbeat flushes).
     pub fn submit_detached(&self, change: Change) {
         if !change.is_empty() {
-            let _ = self.tx.send(Job { change, ack: None });
+            let _ = self.tx.send(Job { change, ack: None, split_error: None });
         }
     }
 
@@ -161,7 +171,7 @@ impl Journal {
 
 /// Whether a job is committed in pieces (see [`split`]).
 fn splits(job: &Job) -> bool {
-    job.ack.is_none() && job.change.writes.len() > PIECE
+    job.change.writes.len() > PIECE
 }
 
 fn run(rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, hub: Arc<Hub>) {
@@ -177,7 +187,15 @@ fn run(rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, hub: Arc<Hub>) {
             },
         };
         if splits(&first) {
-            let mut pieces = split(first.change).into_iter().map(|change| Job { change, ack: None }).collect();
+            let Job { change, ack, .. } = first;
+            let error = Arc::new(std::sync::Mutex::new(None));
+            let mut pieces: std::collections::VecDeque<Job> = split(change)
+                .into_iter()
+                .map(|change| Job { change, ack: None, split_error: Some(error.clone()) })
+                .collect();
+            if let Some(last) = pieces.back_mut() {
+                last.ack = ack;
+            }
             std::mem::swap(&mut queued, &mut pieces);
             queued.extend(pieces);
             continue;
@@ -197,9 +215,16 @@ fn run(rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, hub: Arc<Hub>) {
         let mut records = Records::with_capacity(writes.len());
         for write in writes.iter_mut() {
             if let StoreWrite::Engine(Write::Session(s)) = write {
-                let json: Arc<str> = match serde_json::to_string(&**s) {
+                // Sized for a typical record: growing the buffer from empty
+                // (several reallocations) cost as much as a third of the
+                // serialisation (callgrind, mass expiry).
+                let mut buf = Vec::with_capacity(RECORD_CAPACITY);
+                if serde_json::to_writer(&mut buf, &**s).is_err() {
+                    continue; // the store reports it when it serialises the write itself
+                }
+                let json: Arc<str> = match std::str::from_utf8(&buf) {
                     Ok(json) => json.into(),
-                    Err(_) => continue, // the store reports it when it serialises the write itself
+                    Err(_) => continue,
                 };
                 records.insert(Arc::as_ptr(s), json.clone());
                 *write = StoreWrite::Session(s.clone(), json);
@@ -229,8 +254,18 @@ fn run(rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, hub: Arc<Hub>) {
         }
         let result = result.map_err(|e| e.to_string());
         for job in jobs {
+            let result = match &job.split_error {
+                Some(first_error) => {
+                    let mut first_error = first_error.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = &result {
+                        first_error.get_or_insert_with(|| e.clone());
+                    }
+                    first_error.clone().map_or(Ok(()), Err)
+                }
+                None => result.clone(),
+            };
             if let Some(ack) = job.ack {
-                let _ = ack.send(result.clone());
+                let _ = ack.send(result);
             }
         }
     }
@@ -281,6 +316,39 @@ mod tests {
         assert_eq!(order.len(), n + 1, "every event is in a piece");
         assert_eq!(order.last().map(String::as_str), Some("s0"), "events keep their order");
         assert_eq!(pieces[2].events.len(), 8, "the late event waits for the last piece");
+    }
+
+    /// A waited-for change larger than a piece is committed in pieces and
+    /// acknowledged once the last is durable: by then every event has been
+    /// published, in order, and the store has every write.
+    #[test]
+    fn a_large_waited_for_change_is_acknowledged_after_its_last_piece() {
+        let store: Arc<dyn Store> = Arc::new(crate::store::MemoryStore::default());
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+        let hub = Arc::new(Hub::new(1, Arc::new(crate::metrics::Metrics::default()), clock, store.clone()));
+        let (_, mut rx) = hub.subscribe(None);
+        let (journal, _thread) = Journal::start(store.clone(), hub.clone());
+        let n = PIECE + PIECE / 2;
+        let mut change = Change::default();
+        for i in 0..n {
+            let s = session(&format!("s{i:06}"));
+            change.writes.push(StoreWrite::Engine(Write::Session(s.clone())));
+            change.events.push(Draft::new(EventType::Ended, 1, s));
+        }
+        let ack = journal.submit(change);
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+        assert_eq!(runtime.block_on(ack.wait()), Ok(()));
+        let mut previous = 0;
+        for i in 0..n {
+            let e = rx.try_recv().expect("every event was published before the acknowledgement");
+            assert_eq!(e.session_id, format!("s{i:06}"));
+            assert!(e.seq > previous, "ids ascend");
+            previous = e.seq;
+        }
+        assert_eq!(
+            store.get(&format!("s{:06}", n - 1)).expect("read").map(|s| s.status),
+            Some(tether_engine::Status::Ended)
+        );
     }
 
     #[test]

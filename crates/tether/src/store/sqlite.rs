@@ -240,6 +240,15 @@ impl Store for SqliteStore {
                 "INSERT INTO sessions (id, kind, user_id, status, ended_at, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(id) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at, record = excluded.record",
             )?;
+            // Once per commit, not per event (the cache lookup and its
+            // guard's drop cost ~1.5k instructions an event). `OR IGNORE`
+            // (an id is stamped once; PostgreSQL's is `ON CONFLICT DO
+            // NOTHING`) rather than `OR REPLACE`, which may delete a row and
+            // so makes SQLite open a statement journal for every event and
+            // copy each page it touches into it.
+            let mut insert_event = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (id, session_id, kind, type, audience, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
             for w in writes {
                 match w {
                     StoreWrite::Engine(Write::Session(_)) | StoreWrite::Session(..) => {
@@ -266,10 +275,7 @@ impl Store for SqliteStore {
                         tx.execute("DELETE FROM docs WHERE collection = ?1 AND key = ?2", params![collection, key])?;
                     }
                     StoreWrite::Event(e) => {
-                        tx.prepare_cached(
-                            "INSERT OR REPLACE INTO events (id, session_id, kind, type, audience, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )?
-                        .execute(params![
+                        insert_event.execute(params![
                             e.seq as i64,
                             e.session_id,
                             e.kind,
