@@ -314,10 +314,12 @@ function setFeed(cls, text) {
 
 function openFeed() {
   if (state.es) state.es.close();
-  // start with the server's recent backlog (?last_event_id= is the query
-  // form of Last-Event-ID); the EventSource resumes by itself afterwards
-  const since = state.lastEventId != null ? state.lastEventId : 0;
-  const es = new EventSource(`/v1/events?token=${encodeURIComponent(state.key)}&last_event_id=${since}`);
+  // live from the first open (resuming from 0 would replay this run's whole
+  // event log: a million events on a server that started a million
+  // sessions); reopened after the last event seen (?last_event_id= is the
+  // query form of Last-Event-ID). The EventSource resumes by itself otherwise.
+  const since = state.lastEventId != null ? `&last_event_id=${state.lastEventId}` : '';
+  const es = new EventSource(`/v1/events?token=${encodeURIComponent(state.key)}${since}`);
   state.es = es;
   setFeed('connecting', 'Connecting to live events…');
   const onEvent = (m) => {

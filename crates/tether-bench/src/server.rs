@@ -46,6 +46,12 @@ pub fn config_toml(t: &KindTimes) -> String {
 api_keys = ["{API_KEY}"]
 jwt_secret = "{JWT_SECRET}"
 
+# signaling-relay sends one user's 5000 signals back to back, far past the
+# default per-user rate (50/s after a burst of 100); the limits themselves
+# are tested in crates/tether/tests/rate_limits.rs
+[limits]
+user_rate = "off"
+
 # background population: deadlines spread between 75 minutes and 4 hours
 [kinds.bench_bg_a]
 idle_timeout = "{bg_a}"

@@ -35,8 +35,8 @@ pub async fn tether(t: &Tether, p: &Params, n: usize) -> Result<(SystemRun, Vec<
 
 /// The same probes again, on the same server, while something watches it as
 /// an operator would: `/metrics` scraped every second, and the dashboard's
-/// traffic (web/admin/admin.js: an unfiltered whole-event SSE stream from
-/// the start of the log, and health, `/metrics` and the three live-session
+/// traffic (web/admin/admin.js: an unfiltered whole-event SSE stream, and
+/// health, `/metrics` and the three live-session
 /// lists, refreshed every second here where the page does so every 3 s and
 /// 400 ms after events). The rule: within 1.2× of the unwatched run.
 pub async fn tether_watched(t: &Tether, p: &Params, n: usize) -> Result<SystemRun> {
@@ -60,7 +60,7 @@ async fn watch(t: &Tether) -> Result<Vec<tokio::task::JoinHandle<()>>> {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }));
-    tasks.push(crate::http::spawn_sse(t.api.addr, "/v1/events?last_event_id=0", &t.api.key, |_| {}).await?);
+    tasks.push(crate::http::spawn_sse(t.api.addr, "/v1/events", &t.api.key, |_| {}).await?);
     let api = t.api.clone();
     tasks.push(tokio::spawn(async move {
         let Ok(mut c) = api.conn().await else { return };

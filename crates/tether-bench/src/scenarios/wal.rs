@@ -51,7 +51,7 @@ pub async fn run(src: &TetherSource, p: &Params) -> ScenarioRun {
             run.targets.push(Target::le(
                 "wal_max",
                 bound,
-                "≤ WAL_LIMIT (256 MiB) + one 500 ms checkpoint interval of writes",
+                "≤ WAL_LIMIT (256 MiB) + the writes of one 500 ms checkpoint interval and of the commit in flight",
             ));
             run.systems.push(s);
         }

@@ -154,9 +154,9 @@ pub async fn sse(
                     Some(items) => {
                         for item in items {
                             match item {
-                                Item::Event(e) => {
+                                Item::Event(e, timely) => {
                                     sse_frame(&mut buf, &e.seq.to_string(), e.event_type.as_str(), e.text(lean));
-                                    if e.deadline.is_some() {
+                                    if timely && e.deadline.is_some() {
                                         timed.push(e);
                                     }
                                 }
@@ -203,7 +203,10 @@ fn sse_frame(buf: &mut String, id: &str, event_type: &str, data: &str) {
 /// What a subscriber is sent: an event, or notice that events were lost
 /// because it fell further behind than the resume log reaches.
 enum Item {
-    Event(Arc<Published>),
+    /// With whether it counts for the `written` stage of expiry lateness:
+    /// not while replaying what a resume asked for (those ends are as old
+    /// as the resume point, not late), but live and after a lag.
+    Event(Arc<Published>, bool),
     Gap(Gap),
 }
 
@@ -223,6 +226,8 @@ struct Feed {
     stored: Option<(u64, u64)>,
     /// In-memory log events owed after the stored range.
     logged: Vec<Arc<Published>>,
+    /// Whether the resume the subscriber asked for has been delivered.
+    live: bool,
 }
 
 /// Events read from the store per page while catching up.
@@ -235,7 +240,7 @@ impl Feed {
         filter: Subscriber,
         replay: Replay,
     ) -> Feed {
-        let mut feed = Feed { hub, rx, filter, last: 0, gap: None, stored: None, logged: Vec::new() };
+        let mut feed = Feed { hub, rx, filter, last: 0, gap: None, stored: None, logged: Vec::new(), live: false };
         feed.owe(replay);
         feed
     }
@@ -283,6 +288,8 @@ impl Feed {
             self.push(logged, &mut items, &mut bytes);
             return Some(items);
         }
+        // What a resume owed is delivered: from here on events are live.
+        self.live = true;
         let first = self.rx.recv().await;
         self.take(first, &mut items, &mut bytes)?;
         while bytes < BATCH_BYTES && self.gap.is_none() && self.stored.is_none() {
@@ -320,7 +327,7 @@ impl Feed {
             self.last = e.seq;
             if e.visible(&self.filter) {
                 *bytes += e.json.len();
-                items.push(Item::Event(e));
+                items.push(Item::Event(e, self.live));
             }
         }
     }
@@ -542,9 +549,9 @@ async fn serve_socket(
                 items
                     .into_iter()
                     .map(|item| match item {
-                        Item::Event(e) => {
+                        Item::Event(e, timely) => {
                             let frame = e.text(lean).to_string();
-                            if e.deadline.is_some() {
+                            if timely && e.deadline.is_some() {
                                 timed.push(e);
                             }
                             frame
