@@ -78,8 +78,8 @@ impl Ack {
 
 /// Most jobs folded into one transaction.
 const MAX_BATCH: usize = 4096;
-/// Most state writes (events aside) of one transaction when an
-/// unacknowledged change is split (see the module doc). Measured with 1M
+/// Most state writes (events aside) of one transaction when a large
+/// change is split (see the module doc). Measured with 1M
 /// ends on SQLite: a piece commits in tens of milliseconds, and a
 /// transaction's fixed cost (one fsync) is paid ~100 times per million.
 const PIECE: usize = 10_000;
@@ -97,7 +97,7 @@ fn session_of(write: &StoreWrite) -> Option<&str> {
     }
 }
 
-/// Splits an unacknowledged change into pieces of at most [`PIECE`] writes,
+/// Splits a change into pieces of at most [`PIECE`] writes,
 /// in order. Each event goes with the piece holding its session's last
 /// write (or a later one, so events keep their order): it is published only
 /// once what it reports is durable, and written to the event log in the
