@@ -376,25 +376,16 @@ impl Hub {
             .collect()
     }
 
-    /// Notes that `events` are durable (the journal's commit returned): the
-    /// `committed` stage of the deadline-driven ends among them.
-    pub fn committed(&self, events: &[Arc<Published>]) {
+    /// Notes that `events` reached `stage` now: the deadline-driven ends
+    /// among them are observed in that stage's histogram (`Committed` once
+    /// the journal's commit returned, `Written` once a subscriber's stream
+    /// took them).
+    pub fn reached<'a>(&self, stage: Stage, events: impl IntoIterator<Item = &'a Arc<Published>>) {
         let mut now = None;
         for e in events {
             if let Some(deadline) = e.deadline {
                 let now = *now.get_or_insert_with(|| self.clock.now());
-                self.metrics.observe_stage(Stage::Committed, now - deadline);
-            }
-        }
-    }
-
-    /// Notes that a subscriber's stream took `events` (the `written` stage).
-    pub fn written<'a>(&self, events: impl IntoIterator<Item = &'a Arc<Published>>) {
-        let mut now = None;
-        for e in events {
-            if let Some(deadline) = e.deadline {
-                let now = *now.get_or_insert_with(|| self.clock.now());
-                self.metrics.observe_stage(Stage::Written, now - deadline);
+                self.metrics.observe_stage(stage, now - deadline);
             }
         }
     }
@@ -595,6 +586,12 @@ impl HubInner {
 mod tests {
     use super::*;
 
+    fn hub() -> Hub {
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+        let store: Arc<dyn Store> = Arc::new(crate::store::MemoryStore::default());
+        Hub::new(1, Arc::new(Metrics::default()), clock, store)
+    }
+
     fn session(status: &str, end_reason: Option<&str>, expires_at: Option<&str>) -> Session {
         serde_json::from_value(serde_json::json!({
             "id": "s\"1", "kind": "k", "user_id": "u", "status": status,
@@ -610,10 +607,7 @@ mod tests {
     /// would have put it: the event's text is the same byte for byte.
     #[test]
     fn a_reason_beside_the_map_is_written_in_key_order() {
-        let metrics = Arc::new(Metrics::default());
-        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
-        let store: Arc<dyn Store> = Arc::new(crate::store::MemoryStore::default());
-        let hub = Hub::new(1, metrics, clock, store);
+        let hub = hub();
         let s = Arc::new(session("ended", Some("idle_timeout"), None));
         let mut beside = Draft::new(EventType::Ended, 2_000, s.clone())
             .with("participant", serde_json::json!({"id": "u"}))
@@ -636,10 +630,7 @@ mod tests {
     /// the whole event (as for events read back from the store) says.
     #[test]
     fn stamped_lean_form_equals_the_one_derived_from_the_whole_event() {
-        let metrics = Arc::new(Metrics::default());
-        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
-        let store: Arc<dyn Store> = Arc::new(crate::store::MemoryStore::default());
-        let hub = Hub::new(1, metrics, clock, store);
+        let hub = hub();
         let drafts = vec![
             Draft::new(EventType::Started, 1_000, session("active", None, Some("2026-11-29T10:00:05.000Z"))),
             Draft::new(EventType::Ended, 2_000, session("ended", Some("idle_timeout"), None))

@@ -21,6 +21,7 @@
 //! child whose parent's end was written ends as an orphan.
 
 use crate::hub::{Draft, Hub, Records};
+use crate::metrics::Stage;
 use crate::store::{Store, StoreError, StoreWrite};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -248,7 +249,7 @@ fn run(rx: mpsc::Receiver<Job>, store: Arc<dyn Store>, hub: Arc<Hub>) {
                 hub.broadcast(events);
             }
             Ok(()) => {
-                hub.committed(&events);
+                hub.reached(Stage::Committed, &events);
                 hub.broadcast(events)
             }
         }

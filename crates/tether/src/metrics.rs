@@ -177,6 +177,7 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// In declaration order: a stage's discriminant indexes its histogram handle.
     pub const ALL: [Stage; 4] = [Stage::Ended, Stage::Committed, Stage::Published, Stage::Written];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -325,8 +326,9 @@ impl Metrics {
         );
         // Every stage has its series from the start, so a reader's query
         // finds all four before the first deadline falls.
-        for (i, stage) in Stage::ALL.into_iter().enumerate() {
-            self.stage_handles[i] = self.expiry_stages.get_or_create(&StageLabels { stage: stage.as_str() }).clone();
+        for stage in Stage::ALL {
+            self.stage_handles[stage as usize] =
+                self.expiry_stages.get_or_create(&StageLabels { stage: stage.as_str() }).clone();
         }
         r.register_with_unit(
             "expiry_stage_lateness",
@@ -405,8 +407,7 @@ impl Metrics {
 
     /// `millis` after its deadline, a deadline-driven end reached `stage`.
     pub fn observe_stage(&self, stage: Stage, millis: i64) {
-        let i = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0);
-        self.stage_handles[i].observe(millis.max(0) as f64 / 1000.0);
+        self.stage_handles[stage as usize].observe(millis.max(0) as f64 / 1000.0);
     }
 
     pub fn count_end(&self, kind: &str, reason: &'static str, n: u64) {
@@ -573,6 +574,21 @@ mod tests {
         }
         assert_eq!(line_of(&text, "tether_matching_pool_users "), Some("tether_matching_pool_users 3"));
         assert_eq!(line_of(&text, "tether_webrtc_setup_seconds_count"), Some("tether_webrtc_setup_seconds_count 0"));
+    }
+
+    #[test]
+    fn each_stage_is_observed_in_its_own_series() {
+        let m = Metrics::default();
+        for (n, stage) in Stage::ALL.into_iter().enumerate() {
+            for _ in 0..=n {
+                m.observe_stage(stage, 3);
+            }
+        }
+        let text = m.render(Vec::<(&str, Status, u64)>::new(), 0).unwrap();
+        for (n, stage) in Stage::ALL.into_iter().enumerate() {
+            let line = format!("tether_expiry_stage_lateness_seconds_count{{stage=\"{}\"}} {}", stage.as_str(), n + 1);
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
     }
 
     #[test]

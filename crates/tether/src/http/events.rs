@@ -13,6 +13,7 @@ use super::rate::CallerKey;
 use crate::app::{App, CommitError};
 use crate::auth::Principal;
 use crate::hub::{Gap, Published, Replay, Subscriber};
+use crate::metrics::Stage;
 use crate::wire::events::{Event, SessionForm, WsClientMessage, WsError, WsReply};
 use crate::wire::problem::{MethodNotAllowed, Problem, Unauthorized};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -147,7 +148,7 @@ pub async fn sse(
                 if tx.send(Ok(std::mem::take(&mut buf).into())).await.is_err() {
                     return;
                 }
-                feed.hub.written(timed.drain(..).as_slice());
+                feed.hub.reached(Stage::Written, timed.drain(..).as_slice());
             }
             tokio::select! {
                 batch = feed.next_batch() => match batch {
@@ -595,7 +596,7 @@ async fn serve_socket(
             continue;
         }
         match write_all(&app, &mut sink, frames).await {
-            Ok(()) => app.hub.written(timed.drain(..).as_slice()),
+            Ok(()) => app.hub.reached(Stage::Written, timed.drain(..).as_slice()),
             Err(Stalled::Failed) => break,
             Err(Stalled::TimedOut) => {
                 app.metrics.count_ws_slow_closed();
