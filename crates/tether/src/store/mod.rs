@@ -59,11 +59,9 @@ impl StoreWrite {
     /// the journal already did), or `None` for other writes.
     pub fn session_record(&self) -> Option<Result<(&Session, std::borrow::Cow<'_, str>), StoreError>> {
         match self {
-            StoreWrite::Engine(Write::Session(s)) => Some(
-                serde_json::to_string(&**s)
-                    .map(|json| (&**s, std::borrow::Cow::Owned(json)))
-                    .map_err(|e| StoreError::Backend(e.to_string())),
-            ),
+            StoreWrite::Engine(Write::Session(s)) => {
+                Some(to_json(&**s).map(|json| (&**s, std::borrow::Cow::Owned(json))))
+            }
             StoreWrite::Session(s, json) => Some(Ok((&**s, std::borrow::Cow::Borrowed(&**json)))),
             _ => None,
         }
@@ -207,6 +205,16 @@ pub const LIVE_PAGE: usize = 10_000;
 
 /// The statuses of a live session, as stored.
 const LIVE_STATUSES: [&str; 3] = ["waiting", "active", "completing"];
+
+/// A record as the stores keep it (JSON text).
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// A record read back; text that does not parse is a corrupt record.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt record: {e}")))
+}
 
 /// The JSON text an event's audience is stored as.
 pub(crate) fn audience_json(audience: &[String]) -> String {

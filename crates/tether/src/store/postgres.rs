@@ -50,7 +50,10 @@
 //! - Schema creation runs under a transaction-level advisory lock, so nodes
 //!   started together do not race on `CREATE TABLE IF NOT EXISTS`.
 
-use super::{DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite, WEBHOOK_CURSOR};
+use super::{
+    from_json, to_json, DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite,
+    WEBHOOK_CURSOR,
+};
 use crate::hub::Published;
 use ::postgres::{Client, Config, NoTls, Statement};
 use std::collections::{HashMap, HashSet};
@@ -172,14 +175,6 @@ fn pg_message(e: &::postgres::Error) -> String {
         Some(db) => format!("postgres: {}: {} ({})", db.severity(), db.message(), db.code().code()),
         None => format!("postgres: {e}"),
     }
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt record: {e}")))
 }
 
 /// `"name"` with embedded quotes doubled.

@@ -12,7 +12,10 @@
 //! the file to zero; `journal_size_limit` trims what is left after the
 //! ordinary checkpoints.
 
-use super::{DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite, WEBHOOK_CURSOR};
+use super::{
+    from_json, to_json, DeliveryRecord, DeliveryStatus, ListFilter, NewDelivery, Store, StoreError, StoreWrite,
+    WEBHOOK_CURSOR,
+};
 use crate::hub::Published;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -100,14 +103,6 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt record: {e}")))
 }
 
 impl SqliteStore {
