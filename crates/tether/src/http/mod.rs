@@ -148,18 +148,13 @@ fn cors_layer(cors: &crate::config::Cors) -> tower_http::cors::CorsLayer {
     // same `Vary` value afresh for every response (~2k instructions per
     // heartbeat in the profile). With a list of origins the answer depends on
     // `Origin` and tower-http's `Vary` stays.
-    let (origins, vary) = match cors {
-        crate::config::Cors::Any => (AllowOrigin::any(), Some(Vec::new())),
-        crate::config::Cors::Origins(list) => {
-            (AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect::<Vec<_>>()), None)
-        }
-    };
-    let layer = match vary {
-        Some(none) => CorsLayer::new().vary(none),
-        None => CorsLayer::new(),
+    let layer = match cors {
+        crate::config::Cors::Any => CorsLayer::new().vary(Vec::<HeaderName>::new()).allow_origin(AllowOrigin::any()),
+        crate::config::Cors::Origins(list) => CorsLayer::new().allow_origin(AllowOrigin::list(
+            list.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect::<Vec<_>>(),
+        )),
     };
     layer
-        .allow_origin(origins)
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers(names(&["authorization", "content-type", "last-event-id", "prefer"]))
         .expose_headers(names(&[
