@@ -196,6 +196,7 @@ where
 }
 
 /// What [`create_batched`] hands back.
+#[derive(Default)]
 pub struct Batched {
     pub elapsed: Duration,
     /// Per-request latency (ms) of the batches answered without a refusal.
@@ -293,13 +294,7 @@ pub async fn create_batched(
         let key = api.key.clone();
         let prefix = user_prefix.to_string();
         tasks.push(tokio::spawn(async move {
-            let mut out = Batched {
-                elapsed: Duration::ZERO,
-                latency: Samples::new(),
-                created: 0,
-                failures: 0,
-                first_failure: None,
-            };
+            let mut out = Batched::default();
             loop {
                 let from = next.fetch_add(batch, Ordering::Relaxed);
                 if from >= n {
@@ -333,8 +328,7 @@ pub async fn create_batched(
             out
         }));
     }
-    let mut all =
-        Batched { elapsed: Duration::ZERO, latency: Samples::new(), created: 0, failures: 0, first_failure: None };
+    let mut all = Batched::default();
     for t in tasks {
         let b = t.await?;
         all.latency.values.extend(b.latency.values);
