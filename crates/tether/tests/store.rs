@@ -2,7 +2,7 @@
 //! `MemoryStore`, `SqliteStore` (a temporary file) and `PostgresStore` (a
 //! fresh schema per check, dropped afterwards) — so the three agree on what
 //! the journal and the API rely on: commit/get, list filters and cursor
-//! paging in byte order of ids, load_live, invites, docs, meta and purge.
+//! paging in byte order of ids, what recovery reads (live pages, invites), docs, meta and purge.
 //!
 //! PostgreSQL: `TETHER_TEST_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); set it to `off` to leave the
@@ -124,6 +124,13 @@ fn del_invite(t: &str) -> StoreWrite {
 
 fn doc(collection: &'static str, key: &str, value: Option<&str>) -> StoreWrite {
     StoreWrite::Doc { collection, key: key.into(), value: value.map(|v| v.into()) }
+}
+
+/// What recovery reads: every live session (`live_pages`) and every invite.
+fn recovery_read(s: &dyn Store) -> (Vec<Session>, Vec<Invite>) {
+    let mut sessions = Vec::new();
+    s.live_pages(&mut |page| sessions.extend(page)).unwrap();
+    (sessions, s.invites().unwrap())
 }
 
 fn ids(v: &[Session]) -> Vec<String> {
@@ -265,12 +272,12 @@ fn big_batches_and_visibility_beyond_one_chunk() {
             ids(&s.list(&ListFilter { visible_to: Some("needle".into()), ..filter(1) }).unwrap()),
             vec!["s00699"]
         );
-        assert_eq!(s.load_live().unwrap().0.len(), 1500);
+        assert_eq!(recovery_read(s).0.len(), 1500);
     });
 }
 
 #[test]
-fn load_live_returns_live_sessions_and_all_invites() {
+fn recovery_reads_live_sessions_and_all_invites() {
     each("live", |b| {
         let s = b.store.as_ref();
         let live = [
@@ -284,7 +291,7 @@ fn load_live_returns_live_sessions_and_all_invites() {
         w.push(put_invite(&invite("t1", "l1", None)));
         w.push(put_invite(&invite("t2", "d1", Some(T0 + 99))));
         s.commit(&w).unwrap();
-        let (sessions, invites) = s.load_live().unwrap();
+        let (sessions, invites) = recovery_read(s);
         assert_eq!(sorted(ids(&sessions)), vec!["l1", "l2", "l3"]);
         for l in &live {
             assert!(sessions.contains(l));
@@ -353,7 +360,7 @@ fn invites_upsert_and_delete() {
         let s = b.store.as_ref();
         let tokens = |s: &dyn Store| {
             let mut v: Vec<(String, Option<Millis>)> =
-                s.load_live().unwrap().1.into_iter().map(|i| (i.token, i.fixed_expiry)).collect();
+                recovery_read(s).1.into_iter().map(|i| (i.token, i.fixed_expiry)).collect();
             v.sort();
             v
         };
@@ -374,7 +381,7 @@ fn invites_upsert_and_delete() {
         ])
         .unwrap();
         assert_eq!(tokens(s), vec![("b".into(), Some(T0))]);
-        assert_eq!(s.load_live().unwrap().1[0].session_id, "s3");
+        assert_eq!(recovery_read(s).1[0].session_id, "s3");
     });
 }
 
@@ -468,7 +475,7 @@ fn durable_stores_keep_everything_across_reopen() {
         drop(store);
         let r = reopen();
         assert_eq!(r.get("a").unwrap().as_ref(), Some(&a), "{name}");
-        assert_eq!(r.load_live().unwrap().1.len(), 1, "{name}");
+        assert_eq!(recovery_read(r.as_ref()).1.len(), 1, "{name}");
         assert_eq!(r.docs("profiles").unwrap(), vec![("u1".into(), "p".into())], "{name}");
         assert_eq!(r.meta_get("event_epoch").unwrap().as_deref(), Some("7"), "{name}");
         drop(r);

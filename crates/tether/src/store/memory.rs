@@ -66,12 +66,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn load_live(&self) -> Result<(Vec<Session>, Vec<Invite>), StoreError> {
-        let g = self.inner.lock();
-        let live = g.sessions.values().filter(|s| s.status.is_live()).cloned().collect();
-        Ok((live, g.invites.values().cloned().collect()))
-    }
-
     fn invites(&self) -> Result<Vec<Invite>, StoreError> {
         Ok(self.inner.lock().invites.values().cloned().collect())
     }

@@ -85,8 +85,6 @@ pub struct ListFilter {
 pub trait Store: Send + Sync + 'static {
     /// Applies a batch atomically and durably; returns only once it is on disk.
     fn commit(&self, writes: &[StoreWrite]) -> Result<(), StoreError>;
-    /// Live sessions and all invites, for recovery at start.
-    fn load_live(&self) -> Result<(Vec<Session>, Vec<Invite>), StoreError>;
     /// Every invite (recovery reads live sessions with [`Store::live_pages`]).
     fn invites(&self) -> Result<Vec<Invite>, StoreError>;
     /// Every live session, for recovery, handed to `page` a page of at most

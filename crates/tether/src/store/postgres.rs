@@ -17,7 +17,7 @@
 //!   `on`/`local` (it turns `off` back on), so an answered change is flushed
 //!   to PostgreSQL's WAL and survives `kill -9` of Tether (and of PostgreSQL).
 //! - Two connections, like SQLite: a writer (journal commits, `meta_put`,
-//!   `purge`) and a reader (`get`, `list`, `docs`, `meta_get`, `load_live`).
+//!   `purge`) and a reader (`get`, `list`, `docs`, `meta_get`, `live_pages`).
 //!   Each lives on its own plain thread and calls are handed to it over a
 //!   channel: the synchronous `postgres` client runs a private tokio runtime
 //!   and would panic if driven from inside the server's runtime (async
@@ -606,29 +606,6 @@ impl Store for PostgresStore {
             self.refused.store(true, std::sync::atomic::Ordering::Release);
         }
         result
-    }
-
-    fn load_live(&self) -> Result<(Vec<Session>, Vec<Invite>), StoreError> {
-        self.reader.call(|c| {
-            let live = c.prepared("SELECT record FROM sessions WHERE status <> 'ended'")?;
-            let invites = c.prepared("SELECT record FROM invites")?;
-            // One snapshot for both, so an invite never outlives its session's row.
-            let mut tx = c
-                .client
-                .build_transaction()
-                .read_only(true)
-                .isolation_level(::postgres::IsolationLevel::RepeatableRead)
-                .start()?;
-            let sessions =
-                tx.query(&live, &[])?.iter().map(|r| from_json::<Session>(r.get(0))).collect::<Result<Vec<_>, _>>()?;
-            let invites = tx
-                .query(&invites, &[])?
-                .iter()
-                .map(|r| from_json::<Invite>(r.get(0)))
-                .collect::<Result<Vec<_>, _>>()?;
-            tx.commit()?;
-            Ok((sessions, invites))
-        })
     }
 
     fn invites(&self) -> Result<Vec<Invite>, StoreError> {

@@ -286,21 +286,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn load_live(&self) -> Result<(Vec<Session>, Vec<Invite>), StoreError> {
-        let conn = self.reader.lock();
-        let mut stmt = conn.prepare("SELECT record FROM sessions WHERE status <> 'ended'")?;
-        let sessions = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .map(|r| from_json::<Session>(&r?))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut stmt = conn.prepare("SELECT record FROM invites")?;
-        let invites = stmt
-            .query_map([], |r| r.get::<_, String>(0))?
-            .map(|r| from_json::<Invite>(&r?))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((sessions, invites))
-    }
-
     /// One statement over the whole table (in rowid order, which is
     /// creation order) instead of [`Store::list`]'s pages; the records of a
     /// page are copied out raw and parsed on one thread per core, and the
